@@ -1,0 +1,140 @@
+import { existsSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
+import fastifyStatic from '@fastify/static'
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
+import { RateLimiterMemory } from 'rate-limiter-flexible'
+import { Tokens } from './auth/tokens.ts'
+import type { Cluster } from './cluster/cluster.ts'
+import type { Config } from './config.ts'
+import { MessagesService } from './domain/messages.service.ts'
+import { RoomsService } from './domain/rooms.service.ts'
+import { authPlugin } from './http/auth.ts'
+import { devTokenRoutes } from './http/dev-token.ts'
+import { errorsPlugin } from './http/errors.ts'
+import { healthRoutes } from './http/health.ts'
+import { roomRoutes } from './http/rooms/rooms.ts'
+import type { Logger } from './logger.ts'
+import { createMetrics, type Metrics } from './metrics.ts'
+import { registerChatHandlers } from './realtime/chat.handlers.ts'
+import type { ChatServer } from './realtime/events.ts'
+import { createIo } from './realtime/io.ts'
+import { registerPresence } from './realtime/presence.handlers.ts'
+import { createRoomEvents } from './realtime/room-events.ts'
+import { RoomFeed } from './realtime/room-feed.ts'
+import { pingDb, type Db } from './store/db.ts'
+import { GroupCommit } from './store/group-commit.ts'
+
+export interface AppDeps {
+  config: Config
+  log: Logger
+  db: Db
+  cluster: Cluster
+}
+
+export interface App {
+  http: FastifyInstance
+  io: ChatServer
+  metrics: Metrics
+  commits: GroupCommit
+  /** SIGTERM path: unready, refuse new connections, flush writes, move clients away, close. */
+  drain(graceMs: number): Promise<void>
+  /** Closes HTTP and Socket.IO; the caller owns db and cluster. */
+  close(): Promise<void>
+}
+
+const webRoot = () => {
+  const candidates = ['../../web/dist', '../../web/public'].map((p) => fileURLToPath(new URL(p, import.meta.url)))
+  return candidates.find((d) => existsSync(d))
+}
+
+/** Builds the node from injected dependencies: tests build it exactly as server.ts does. */
+export async function buildApp({ config, log, db, cluster }: AppDeps): Promise<App> {
+  let draining = false
+  // Presence clean-up still running for closed sockets: close() waits for it before Redis goes.
+  const inFlight = new Set<Promise<unknown>>()
+  const track = (work: Promise<unknown>) => {
+    inFlight.add(work)
+    void work.finally(() => inFlight.delete(work))
+  }
+  const metrics = createMetrics(config.nodeId)
+  const tokens = new Tokens(config)
+  const commits = new GroupCommit(db, log, {
+    maxBatch: config.GROUP_COMMIT_MAX_BATCH,
+    maxWaitMs: config.GROUP_COMMIT_MAX_WAIT_MS,
+    onBatch: (size, seconds, ok) => {
+      metrics.dbBatchSize.observe(size)
+      metrics.dbBatchSeconds.observe({ status: ok ? 'ok' : 'error' }, seconds)
+    },
+  })
+  const rooms = new RoomsService(db, cluster.presence)
+
+  const http = Fastify({ loggerInstance: log.child({}, { level: 'warn' }) as FastifyBaseLogger, trustProxy: true, bodyLimit: 1_048_576 })
+  http.addHook('onRequest', async (_request, reply) => {
+    reply.header('x-switchboard-node', config.nodeId)
+  })
+
+  const io = createIo(http.server, config, cluster, tokens, metrics, () => draining)
+  const chat = io.of('/chat')
+  let messages: MessagesService | undefined
+  const feed = new RoomFeed(
+    chat,
+    {
+      lastSeq: (roomId) => rooms.lastSeq(roomId),
+      range: (roomId, after, upTo, limit) => messages!.range(roomId, after, upTo, limit),
+      latest: async (roomId, upTo, limit) => (await messages!.before(roomId, upTo + 1, limit)).reverse(),
+    },
+    log,
+    { shared: cluster.shared, gapWaitMs: 250, ringSize: 256 },
+  )
+  messages = new MessagesService(db, commits, rooms, cluster.messageLimit, createRoomEvents(chat, feed, metrics))
+  const typingLimit = new RateLimiterMemory({ points: 1, duration: Math.max(config.TYPING_THROTTLE_MS, 1) / 1000 })
+
+  chat.on('connection', (socket) => {
+    registerChatHandlers(chat, socket, { config, log, metrics, tokens, rooms, messages, presence: cluster.presence, feed, typingLimit })
+    registerPresence(chat, socket, cluster.presence, rooms, log, track)
+  })
+
+  // HTTP: external concerns, then our own plugins, then routes.
+  await http.register(errorsPlugin)
+  await http.register(authPlugin, { tokens })
+  await http.register(healthRoutes, {
+    nodeId: config.nodeId,
+    isDraining: () => draining,
+    checks: config.REDIS_URL ? { postgres: () => pingDb(db), redis: () => cluster.ping() } : { postgres: () => pingDb(db) },
+    metricsText: () => metrics.registry.metrics(),
+    metricsContentType: metrics.registry.contentType,
+  })
+  await http.register(devTokenRoutes, { tokens, enabled: config.AUTH_DEV_TOKENS })
+  await http.register(roomRoutes, { rooms, messages, historyLimit: config.HISTORY_LIMIT })
+  const root = config.WEB_DIR || webRoot()
+  if (root) await http.register(fastifyStatic, { root, prefix: '/', index: ['index.html'], maxAge: '1h' })
+
+  const close = async () => {
+    await new Promise<void>((resolve) => io.close(() => resolve()))
+    await Promise.allSettled([...inFlight])
+    await http.close()
+  }
+
+  return {
+    http,
+    io,
+    metrics,
+    commits,
+    close,
+    async drain(graceMs) {
+      draining = true
+      log.info({ graceMs }, 'draining')
+      await commits.flush()
+      // Move clients in batches with jitter so they do not all land on one node at once.
+      const sockets = [...io.of('/chat').sockets.values(), ...io.of('/notifications').sockets.values()]
+      const batch = 200
+      const pause = Math.min(100, graceMs / 4 / Math.max(1, sockets.length / batch))
+      for (let i = 0; i < sockets.length; i += batch) {
+        for (const s of sockets.slice(i, i + batch)) s.disconnect(true)
+        await new Promise((r) => setTimeout(r, pause * (0.5 + Math.random())))
+      }
+      await commits.flush()
+      await close()
+    },
+  }
+}

@@ -1,0 +1,67 @@
+import { createRemoteJWKSet, errors, jwtVerify, SignJWT, type JWTVerifyGetKey } from 'jose'
+import type { Config } from '../config.ts'
+import type { Identity } from '../domain/types.ts'
+import { AppError } from '../errors.ts'
+import { devUserId } from '../ids.ts'
+
+/**
+ * Verifies bearer JWTs (HS256 shared secret, or RS256/ES256/EdDSA through a JWKS URL) and,
+ * when dev tokens are on, signs them. `alg: none` and every algorithm not listed is refused.
+ */
+export class Tokens {
+  private readonly key: Uint8Array | JWTVerifyGetKey
+  private readonly algorithms: string[]
+
+  constructor(private readonly config: Config) {
+    if (config.JWT_JWKS_URL) {
+      this.key = createRemoteJWKSet(new URL(config.JWT_JWKS_URL))
+      this.algorithms = ['RS256', 'ES256', 'EdDSA']
+    } else {
+      this.key = new TextEncoder().encode(config.JWT_SECRET)
+      this.algorithms = ['HS256']
+    }
+  }
+
+  /** The identity in `token`, or AppError AUTH_REQUIRED / AUTH_INVALID / AUTH_EXPIRED. */
+  async verify(token: unknown): Promise<Identity> {
+    if (token === undefined || token === null || token === '') {
+      throw new AppError('AUTH_REQUIRED', 'Authentication required')
+    }
+    if (typeof token !== 'string' || token.length > 8192) throw new AppError('AUTH_INVALID', 'Invalid token')
+    try {
+      const { payload } = await jwtVerify(token, this.key as Uint8Array, {
+        algorithms: this.algorithms,
+        issuer: this.config.JWT_ISSUER || undefined,
+        audience: this.config.JWT_AUDIENCE || undefined,
+        clockTolerance: 5,
+      })
+      const sub = payload.sub
+      if (typeof sub !== 'string' || sub.length === 0 || sub.length > 128) throw new AppError('AUTH_INVALID', 'Invalid token')
+      const name = typeof payload.name === 'string' && payload.name.trim() ? payload.name.trim().slice(0, 64) : sub
+      const roles = Array.isArray(payload.roles) ? payload.roles.filter((r): r is string => typeof r === 'string') : []
+      return { userId: sub, username: name, roles, exp: payload.exp }
+    } catch (err) {
+      if (err instanceof AppError) throw err
+      if (err instanceof errors.JWTExpired) throw new AppError('AUTH_EXPIRED', 'Invalid token')
+      throw new AppError('AUTH_INVALID', 'Invalid token')
+    }
+  }
+
+  /** A dev token for `username` (only when AUTH_DEV_TOKENS is on and the secret is local). */
+  async devToken(username: string): Promise<{ token: string; userId: string; expiresAt: string }> {
+    if (!this.config.AUTH_DEV_TOKENS || !(this.key instanceof Uint8Array)) {
+      throw new AppError('NOT_FOUND', 'Dev tokens are disabled')
+    }
+    const userId = devUserId(username)
+    const exp = Math.floor(Date.now() / 1000) + this.config.DEV_TOKEN_TTL_SECONDS
+    const token = await new SignJWT({ name: username.trim() })
+      .setProtectedHeader({ alg: 'HS256' })
+      .setSubject(userId)
+      .setIssuedAt()
+      .setExpirationTime(exp)
+      .setIssuer(this.config.JWT_ISSUER || 'switchboard-dev')
+      .setAudience(this.config.JWT_AUDIENCE || 'switchboard')
+      .sign(this.key)
+    return { token, userId, expiresAt: new Date(exp * 1000).toISOString() }
+  }
+}

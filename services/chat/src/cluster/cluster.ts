@@ -1,0 +1,50 @@
+import { createAdapter } from '@socket.io/redis-adapter'
+import type { Redis } from 'ioredis'
+import type { Config } from '../config.ts'
+import type { Logger } from '../logger.ts'
+import { MemoryPresence, type PresenceStore } from './presence.ts'
+import { RedisPresence } from './presence.redis.ts'
+import { RateLimit } from './rate-limit.ts'
+import { connectWithin, createRedis } from './redis.ts'
+
+/** What nodes share: broadcasts, presence, rate-limit counters. In-process when embedded. */
+export interface Cluster {
+  /** True when several nodes can share this cluster (Redis). */
+  readonly shared: boolean
+  readonly presence: PresenceStore
+  readonly messageLimit: RateLimit
+  /** The Socket.IO adapter constructor, or undefined for the default in-memory one. */
+  readonly adapter?: ReturnType<typeof createAdapter>
+  ping(): Promise<void>
+  close(): Promise<void>
+}
+
+export async function createCluster(config: Config, log: Logger): Promise<Cluster> {
+  const limitPrefix = `${config.REDIS_PREFIX}rl:msg`
+  if (!config.REDIS_URL) {
+    return {
+      shared: false,
+      presence: new MemoryPresence(),
+      messageLimit: RateLimit.memory(config.RATE_LIMIT_MESSAGES, config.RATE_LIMIT_WINDOW_SECONDS, limitPrefix),
+      ping: async () => {},
+      close: async () => {},
+    }
+  }
+  const command = createRedis(config.REDIS_URL, `${config.nodeId}:cmd`, log, false)
+  const pub = createRedis(config.REDIS_URL, `${config.nodeId}:pub`, log, true)
+  const sub = createRedis(config.REDIS_URL, `${config.nodeId}:sub`, log, true)
+  await Promise.all([command, pub, sub].map((c) => connectWithin(c, 3000)))
+  const clients: Redis[] = [command, pub, sub]
+  return {
+    shared: true,
+    presence: new RedisPresence(command, config.REDIS_PREFIX, config.nodeId),
+    messageLimit: RateLimit.redis(command, config.RATE_LIMIT_MESSAGES, config.RATE_LIMIT_WINDOW_SECONDS, limitPrefix),
+    adapter: createAdapter(pub, sub, { key: `${config.REDIS_PREFIX}socket.io` }),
+    ping: async () => {
+      await command.ping()
+    },
+    close: async () => {
+      await Promise.all(clients.map((c) => c.quit().catch(() => c.disconnect())))
+    },
+  }
+}

@@ -1,0 +1,33 @@
+import { Redis } from 'ioredis'
+import type { Logger } from '../logger.ts'
+
+/**
+ * An ioredis client that reconnects forever with capped backoff. Commands fail fast while
+ * disconnected (`offlineQueue: false`) so callers answer UNAVAILABLE instead of hanging; the
+ * adapter's pub/sub clients keep the queue so subscriptions are restored on reconnect.
+ */
+export function createRedis(url: string, name: string, log: Logger, offlineQueue: boolean): Redis {
+  const client = new Redis(url, {
+    connectionName: name,
+    lazyConnect: true,
+    enableOfflineQueue: offlineQueue,
+    maxRetriesPerRequest: offlineQueue ? null : 1,
+    connectTimeout: 2000,
+    retryStrategy: (attempt) => Math.min(100 * 2 ** attempt, 2000),
+  })
+  let down = false
+  client.on('error', (err) => {
+    if (!down) log.warn({ err: err.message, client: name }, 'redis connection error')
+    down = true
+  })
+  client.on('ready', () => {
+    if (down) log.info({ client: name }, 'redis connection restored')
+    down = false
+  })
+  return client
+}
+
+/** Connects, but gives up waiting after `ms`: a node with Redis down still boots, unready. */
+export async function connectWithin(client: Redis, ms: number): Promise<void> {
+  await Promise.race([client.connect().catch(() => undefined), new Promise((r) => setTimeout(r, ms))])
+}

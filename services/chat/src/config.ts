@@ -1,0 +1,97 @@
+import { randomBytes } from 'node:crypto'
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { hostname } from 'node:os'
+import { join, resolve } from 'node:path'
+import { envSchema } from 'env-schema'
+import Type, { type Static } from 'typebox'
+
+const production = process.env.NODE_ENV === 'production'
+
+/** Every environment variable the node reads; `.env.example` documents each one. */
+const ConfigSchema = Type.Object({
+  PORT: Type.Integer({ default: 3000, minimum: 0, maximum: 65535 }),
+  HOST: Type.String({ default: production ? '0.0.0.0' : 'localhost' }),
+  NODE_ID: Type.String({ default: '', maxLength: 128 }),
+  DATA_DIR: Type.String({ default: './data' }),
+  LOG_LEVEL: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)), { default: 'info' }),
+
+  DATABASE_URL: Type.String({ default: '' }),
+  DATABASE_POOL_MAX: Type.Integer({ default: 10, minimum: 1, maximum: 500 }),
+  DATABASE_TIMEOUT_MS: Type.Integer({ default: 5000, minimum: 100 }),
+  MIGRATE_ON_START: Type.Boolean({ default: true }),
+
+  REDIS_URL: Type.String({ default: '' }),
+  REDIS_PREFIX: Type.String({ default: 'sb:', pattern: '^[A-Za-z0-9:_.-]{1,64}$' }),
+  REDIS_ADAPTER: Type.Union([Type.Literal('classic'), Type.Literal('sharded')], { default: 'classic' }),
+
+  JWT_SECRET: Type.String({ default: '' }),
+  JWT_JWKS_URL: Type.String({ default: '' }),
+  JWT_ISSUER: Type.String({ default: '' }),
+  JWT_AUDIENCE: Type.String({ default: '' }),
+  AUTH_DEV_TOKENS: Type.Boolean({ default: !production }),
+  DEV_TOKEN_TTL_SECONDS: Type.Integer({ default: 86400, minimum: 60 }),
+  CORS_ORIGINS: Type.String({ default: '' }),
+
+  RATE_LIMIT_MESSAGES: Type.Integer({ default: 10, minimum: 1 }),
+  RATE_LIMIT_WINDOW_SECONDS: Type.Integer({ default: 10, minimum: 1 }),
+  TYPING_THROTTLE_MS: Type.Integer({ default: 1000, minimum: 0 }),
+
+  GROUP_COMMIT_MAX_BATCH: Type.Integer({ default: 256, minimum: 1, maximum: 5000 }),
+  GROUP_COMMIT_MAX_WAIT_MS: Type.Integer({ default: 2, minimum: 0, maximum: 1000 }),
+  HISTORY_LIMIT: Type.Integer({ default: 50, minimum: 1, maximum: 500 }),
+  SYNC_MAX_MESSAGES: Type.Integer({ default: 1000, minimum: 1, maximum: 100000 }),
+
+  SHUTDOWN_GRACE_MS: Type.Integer({ default: 25000, minimum: 0 }),
+  WEB_DIR: Type.String({ default: '' }),
+})
+
+type RawConfig = Static<typeof ConfigSchema>
+
+export type Config = Readonly<
+  RawConfig & {
+    /** True when no DATABASE_URL is set: PGlite under DATA_DIR. */
+    embeddedDatabase: boolean
+    corsOrigins: readonly string[]
+    nodeId: string
+  }
+>
+
+/**
+ * Parses and validates the environment once. A bad value throws an error naming the variable.
+ * With dev tokens on and no secret configured, a random HS256 secret is kept under DATA_DIR
+ * so dev tokens survive restarts.
+ */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const raw = envSchema<RawConfig>({ schema: ConfigSchema as object, data: env, dotenv: false })
+  if (raw.JWT_SECRET && raw.JWT_JWKS_URL) {
+    throw new Error('Set only one of JWT_SECRET and JWT_JWKS_URL')
+  }
+  if (raw.JWT_SECRET && raw.JWT_SECRET.length < 32) {
+    throw new Error('JWT_SECRET must be at least 32 characters')
+  }
+  let secret = raw.JWT_SECRET
+  if (!secret && !raw.JWT_JWKS_URL) {
+    if (!raw.AUTH_DEV_TOKENS) throw new Error('JWT_SECRET or JWT_JWKS_URL is required when AUTH_DEV_TOKENS is off')
+    secret = devSecret(raw.DATA_DIR)
+  }
+  if (raw.JWT_JWKS_URL) new URL(raw.JWT_JWKS_URL) // throws on a malformed URL
+  return Object.freeze({
+    ...raw,
+    JWT_SECRET: secret,
+    embeddedDatabase: raw.DATABASE_URL === '',
+    corsOrigins: Object.freeze(raw.CORS_ORIGINS.split(',').map((o) => o.trim()).filter(Boolean)),
+    nodeId: raw.NODE_ID || `${hostname()}-${process.pid}-${randomBytes(2).toString('hex')}`,
+  })
+}
+
+function devSecret(dataDir: string): string {
+  const file = join(resolve(dataDir), 'dev-jwt-secret')
+  try {
+    return readFileSync(file, 'utf8').trim()
+  } catch {
+    mkdirSync(resolve(dataDir), { recursive: true })
+    const secret = randomBytes(32).toString('base64url')
+    writeFileSync(file, secret, { mode: 0o600 })
+    return secret
+  }
+}

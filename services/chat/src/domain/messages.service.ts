@@ -1,0 +1,163 @@
+import type { RateLimit } from '../cluster/rate-limit.ts'
+import { AppError } from '../errors.ts'
+import { newMessageId } from '../ids.ts'
+import type { Db } from '../store/db.ts'
+import type { GroupCommit } from '../store/group-commit.ts'
+import * as messages from '../store/messages.repository.ts'
+import * as rooms from '../store/rooms.repository.ts'
+import type { RoomEvents } from './events.ts'
+import type { RoomsService } from './rooms.service.ts'
+import { cleanText, type DeleteInput, type EditInput, type ReactInput, type ReadInput, type SendInput } from './schemas.ts'
+import type { Identity, Message } from './types.ts'
+
+/** Row → SPEC `Message`; optional fields only when set. */
+export function toMessage(row: messages.HistoryRow, reactions?: Record<string, string[]>): Message {
+  const m: Message = {
+    id: row.id,
+    roomId: row.room_id,
+    seq: Number(row.seq),
+    userId: row.user_id,
+    username: row.username,
+    text: row.text,
+    timestamp: new Date(row.created_at).toISOString(),
+  }
+  if (row.reply_to) m.replyTo = row.reply_to
+  if (row.attachment_id && row.att_file_name !== null) {
+    m.attachment = {
+      id: row.attachment_id,
+      fileName: row.att_file_name,
+      mimeType: row.att_mime_type ?? 'application/octet-stream',
+      size: Number(row.att_size ?? 0),
+      url: `/api/attachments/${row.attachment_id}`,
+    }
+  }
+  if (reactions && Object.keys(reactions).length > 0) m.reactions = reactions
+  if (row.edited_at) m.editedAt = new Date(row.edited_at).toISOString()
+  if (row.deleted_at) m.deletedAt = new Date(row.deleted_at).toISOString()
+  return m
+}
+
+/** Sending, editing, deleting, reacting, read marks and history: one code path for every transport. */
+export class MessagesService {
+  constructor(
+    private readonly db: Db,
+    private readonly commits: GroupCommit,
+    private readonly rooms: RoomsService,
+    private readonly limit: RateLimit,
+    private readonly events: RoomEvents,
+  ) {}
+
+  /**
+   * Stores a message durably and announces it. `knownMember` skips the membership query when
+   * the transport already proved access (the socket joined the room).
+   */
+  async send(who: Identity, input: SendInput, knownMember: boolean): Promise<{ messageId: string; seq: number }> {
+    const text = cleanText(input.text)
+    if (text === null) throw new AppError('BAD_REQUEST', 'text must be 1–5000 characters after trimming')
+    if (!knownMember) await this.rooms.requireMember(who, input.roomId)
+    if (input.replyTo && !(await messages.findMessage(this.db, input.roomId, { id: input.replyTo }))) {
+      throw new AppError('NOT_FOUND', 'replyTo message not found in this room')
+    }
+    let attachment: Message['attachment']
+    if (input.attachmentId) {
+      const a = await this.db.selectFrom('attachments').selectAll().where('id', '=', input.attachmentId).executeTakeFirst()
+      if (!a || a.room_id !== input.roomId || a.user_id !== who.userId) throw new AppError('NOT_FOUND', 'Attachment not found')
+      attachment = { id: a.id, fileName: a.file_name, mimeType: a.mime_type, size: a.size, url: `/api/attachments/${a.id}` }
+    }
+    await this.limit.consume(who.userId)
+    const draft: messages.Draft = {
+      id: newMessageId(),
+      roomId: input.roomId,
+      userId: who.userId,
+      username: who.username,
+      text,
+      replyTo: input.replyTo ?? null,
+      clientMsgId: input.clientMsgId ?? null,
+      attachmentId: input.attachmentId ?? null,
+    }
+    const c = await this.commits.submit(draft)
+    if (!c.duplicate) {
+      const m: Message = {
+        id: c.id,
+        roomId: draft.roomId,
+        seq: c.seq,
+        userId: draft.userId,
+        username: draft.username,
+        text,
+        timestamp: c.createdAt.toISOString(),
+      }
+      if (draft.replyTo) m.replyTo = draft.replyTo
+      if (attachment) m.attachment = attachment
+      this.events.messageCommitted(m)
+    }
+    return { messageId: c.id, seq: c.seq }
+  }
+
+  async edit(who: Identity, input: EditInput): Promise<void> {
+    const text = cleanText(input.text)
+    if (text === null) throw new AppError('BAD_REQUEST', 'text must be 1–5000 characters after trimming')
+    await this.rooms.requireMember(who, input.roomId)
+    const row = await this.liveMessage(input.roomId, input.messageId)
+    if (row.user_id !== who.userId) throw new AppError('FORBIDDEN', 'Only the author can edit a message')
+    const at = new Date()
+    await messages.updateText(this.db, input.roomId, input.messageId, text, at)
+    this.events.messageEdited({ roomId: input.roomId, messageId: input.messageId, text, editedAt: at.toISOString(), userId: who.userId })
+  }
+
+  async delete(who: Identity, input: DeleteInput): Promise<void> {
+    await this.rooms.requireMember(who, input.roomId)
+    const row = await this.liveMessage(input.roomId, input.messageId)
+    if (row.user_id !== who.userId && !who.roles.includes('admin')) {
+      throw new AppError('FORBIDDEN', 'Only the author or an admin can delete a message')
+    }
+    const at = new Date()
+    await messages.softDelete(this.db, input.roomId, input.messageId, at)
+    this.events.messageDeleted({ roomId: input.roomId, messageId: input.messageId, deletedAt: at.toISOString(), userId: who.userId })
+  }
+
+  async react(who: Identity, input: ReactInput): Promise<void> {
+    await this.rooms.requireMember(who, input.roomId)
+    await this.liveMessage(input.roomId, input.messageId)
+    await messages.setReaction(this.db, input.roomId, input.messageId, input.emoji, who.userId, input.on)
+    this.events.reaction({ roomId: input.roomId, messageId: input.messageId, emoji: input.emoji, userId: who.userId, on: input.on })
+  }
+
+  /** Raises the caller's read mark to a message of the room and tells the room. */
+  async markRead(who: Identity, input: ReadInput): Promise<void> {
+    await this.rooms.requireMember(who, input.roomId)
+    const by = 'messageId' in input ? { id: input.messageId } : { seq: input.seq }
+    const row = await messages.findMessage(this.db, input.roomId, by)
+    if (!row) throw new AppError('NOT_FOUND', 'Message not found in this room')
+    const seq = Number(row.seq)
+    await rooms.markRead(this.db, input.roomId, who.userId, seq)
+    this.events.read({ roomId: input.roomId, userId: who.userId, messageId: row.id, seq })
+  }
+
+  /** Messages with afterSeq < seq <= upToSeq, oldest first, at most `limit`, with reactions. */
+  async range(roomId: string, afterSeq: number, upToSeq: number, limit: number): Promise<Message[]> {
+    if (upToSeq <= afterSeq) return []
+    return this.withReactions(roomId, await messages.listRange(this.db, roomId, afterSeq, upToSeq, limit))
+  }
+
+  /** The `limit` messages below `beforeSeq`, newest first (history pages). */
+  async before(roomId: string, beforeSeq: number, limit: number): Promise<Message[]> {
+    return this.withReactions(roomId, await messages.listBefore(this.db, roomId, beforeSeq, limit))
+  }
+
+  private async withReactions(roomId: string, rows: messages.HistoryRow[]): Promise<Message[]> {
+    const reactions = await messages.reactionsFor(this.db, roomId, rows.map((r) => r.id))
+    const byMessage = new Map<string, Record<string, string[]>>()
+    for (const r of reactions) {
+      let m = byMessage.get(r.message_id)
+      if (!m) byMessage.set(r.message_id, (m = {}))
+      ;(m[r.emoji] ??= []).push(r.user_id)
+    }
+    return rows.map((r) => toMessage(r, byMessage.get(r.id)))
+  }
+
+  private async liveMessage(roomId: string, messageId: string) {
+    const row = await messages.findMessage(this.db, roomId, { id: messageId })
+    if (!row || row.deleted_at) throw new AppError('NOT_FOUND', 'Message not found in this room')
+    return row
+  }
+}

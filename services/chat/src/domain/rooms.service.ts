@@ -1,0 +1,137 @@
+import type { Db } from '../store/db.ts'
+import * as rooms from '../store/rooms.repository.ts'
+import { AppError } from '../errors.ts'
+import type { Identity, OnlineUser, Room } from './types.ts'
+import type { PresenceStore } from '../cluster/presence.ts'
+
+const MAX_LISTED_MEMBERS = 1000
+
+/** For `dm:<a>:<b>`: the other member when `me` is one of the two, else null. */
+export function dmPeer(roomId: string, me: string): string | null {
+  if (!roomId.startsWith('dm:')) return null
+  const rest = roomId.slice(3)
+  if (rest.startsWith(me + ':') && rest.length > me.length + 1) return rest.slice(me.length + 1)
+  if (rest.endsWith(':' + me) && rest.length > me.length + 1) return rest.slice(0, -(me.length + 1))
+  return null
+}
+
+/** Room rules: who may see a room, implicit creation of public and DM rooms, membership. */
+export class RoomsService {
+  constructor(
+    private readonly db: Db,
+    private readonly presence: PresenceStore,
+  ) {}
+
+  /**
+   * Access for `room:join`: a missing public room is created, a DM room is created for its two
+   * members; private rooms need a membership. The caller becomes (or stays) a member.
+   */
+  async join(who: Identity, roomId: string): Promise<Room> {
+    let row = await rooms.findRoom(this.db, roomId)
+    if (!row) {
+      if (roomId.startsWith('dm:')) {
+        const peer = dmPeer(roomId, who.userId)
+        if (peer === null) throw new AppError('FORBIDDEN', 'Not a member of this room')
+        await this.db.transaction().execute(async (trx) => {
+          await rooms.insertRoom(trx, { id: roomId, name: roomId, isPrivate: true, createdBy: who.userId })
+          await rooms.addMembers(trx, roomId, peer === who.userId ? [] : [{ userId: peer, username: peer }])
+          await rooms.addMembers(trx, roomId, [{ userId: who.userId, username: who.username }])
+        })
+      } else {
+        await rooms.insertRoom(this.db, { id: roomId, name: roomId, isPrivate: false, createdBy: who.userId })
+      }
+      row = await rooms.findRoom(this.db, roomId)
+      if (!row) throw new AppError('INTERNAL', 'Room creation failed')
+    }
+    if (row.is_private) {
+      if (!(await rooms.isMember(this.db, roomId, who.userId))) throw new AppError('FORBIDDEN', 'Not a member of this room')
+    }
+    await rooms.addMembers(this.db, roomId, [{ userId: who.userId, username: who.username }])
+    return { id: row.id, name: row.name, isPrivate: row.is_private, lastSeq: Number(row.last_seq) }
+  }
+
+  /** Access for posting, reading and syncing: NOT_FOUND for a missing room, FORBIDDEN for a non-member. */
+  async requireMember(who: Identity, roomId: string): Promise<Room & { lastReadSeq: number }> {
+    const row = await rooms.findRoom(this.db, roomId)
+    if (!row) throw new AppError('NOT_FOUND', 'Room not found')
+    const m = await rooms.isMember(this.db, roomId, who.userId)
+    if (!m) throw new AppError('FORBIDDEN', row.is_private ? 'Not a member of this room' : 'Join the room first')
+    return { id: row.id, name: row.name, isPrivate: row.is_private, lastSeq: Number(row.last_seq), lastReadSeq: Number(m.last_read_seq) }
+  }
+
+  /** Access for reading history over HTTP: public rooms are readable by anyone signed in. */
+  async requireReadable(who: Identity, roomId: string): Promise<Room> {
+    const row = await rooms.findRoom(this.db, roomId)
+    if (!row) throw new AppError('NOT_FOUND', 'Room not found')
+    if (row.is_private && !(await rooms.isMember(this.db, roomId, who.userId))) {
+      throw new AppError('FORBIDDEN', 'Not a member of this room')
+    }
+    return { id: row.id, name: row.name, isPrivate: row.is_private, lastSeq: Number(row.last_seq) }
+  }
+
+  async leave(who: Identity, roomId: string): Promise<void> {
+    await rooms.removeMember(this.db, roomId, who.userId)
+  }
+
+  /** `POST /api/rooms`: creates a room with the caller and `members` in it. */
+  async create(who: Identity, input: { id?: string; name: string; private?: boolean; members?: string[] }): Promise<Room & { members: string[] }> {
+    const id = input.id ?? `r-${crypto.randomUUID()}`
+    const isPrivate = id.startsWith('dm:') || input.private === true
+    const members = [...new Set([who.userId, ...(input.members ?? [])])]
+    if (id.startsWith('dm:')) {
+      const peer = dmPeer(id, who.userId)
+      if (peer === null) throw new AppError('BAD_REQUEST', 'A dm: room id must be dm:<yourId>:<peerId>')
+      if (!members.includes(peer)) members.push(peer)
+      if (members.length > 2) throw new AppError('BAD_REQUEST', 'A dm: room has exactly two members')
+    }
+    const created = await this.db.transaction().execute(async (trx) => {
+      if (!(await rooms.insertRoom(trx, { id, name: input.name, isPrivate, createdBy: who.userId }))) return false
+      await rooms.addMembers(trx, id, members.map((m) => ({ userId: m, username: m === who.userId ? who.username : m })))
+      return true
+    })
+    if (!created) throw new AppError('CONFLICT', 'A room with this id already exists')
+    return { id, name: input.name, isPrivate, lastSeq: 0, members }
+  }
+
+  /** The caller's rooms with unread counts (SPEC §6 `GET /api/rooms`). */
+  async listMine(who: Identity) {
+    const rows = await rooms.roomsOfUser(this.db, who.userId)
+    return rows.map((r) => ({
+      id: r.id,
+      name: r.name,
+      private: r.is_private,
+      lastSeq: Number(r.last_seq),
+      lastReadSeq: Number(r.last_read_seq),
+      unread: Math.max(0, Number(r.last_seq) - Number(r.last_read_seq)),
+    }))
+  }
+
+  /** Online members of a room and every member's read mark. */
+  async roomState(roomId: string): Promise<{ online: OnlineUser[]; reads: Record<string, number> }> {
+    const members = await rooms.membersOf(this.db, roomId, MAX_LISTED_MEMBERS)
+    const online = await this.presence.online(members.map((m) => m.user_id))
+    const reads: Record<string, number> = {}
+    for (const m of members) reads[m.user_id] = Number(m.last_read_seq)
+    return {
+      online: members.filter((m) => online.has(m.user_id)).map((m) => ({ userId: m.user_id, username: m.username })),
+      reads,
+    }
+  }
+
+  /** Online users who share a room with `userId` (for `presence:list`). */
+  async onlineRoomMates(userId: string): Promise<OnlineUser[]> {
+    const mates = await rooms.roomMatesOf(this.db, userId, MAX_LISTED_MEMBERS)
+    const online = await this.presence.online(mates.map((m) => m.user_id))
+    return mates.filter((m) => online.has(m.user_id)).map((m) => ({ userId: m.user_id, username: m.username }))
+  }
+
+  /** The room's last committed seq (0 for a room that does not exist). */
+  async lastSeq(roomId: string): Promise<number> {
+    const row = await rooms.findRoom(this.db, roomId)
+    return row ? Number(row.last_seq) : 0
+  }
+
+  roomIdsOf(userId: string): Promise<string[]> {
+    return rooms.roomIdsOfUser(this.db, userId)
+  }
+}

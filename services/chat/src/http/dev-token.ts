@@ -1,0 +1,16 @@
+import type { FastifyInstance } from 'fastify'
+import Type from 'typebox'
+import type { Tokens } from '../auth/tokens.ts'
+import { parse } from '../validation.ts'
+
+const Body = Type.Object({ username: Type.String({ minLength: 1, maxLength: 64, pattern: '\\S' }) })
+
+/** `POST /api/dev/token {"username"}` → `{ token, userId, username, expiresAt }` (dev mode only). */
+export async function devTokenRoutes(app: FastifyInstance, deps: { tokens: Tokens; enabled: boolean }): Promise<void> {
+  app.post('/api/dev/token', async (request, reply) => {
+    if (!deps.enabled) return reply.status(404).send({ error: 'NOT_FOUND', message: 'Dev tokens are disabled' })
+    const { username } = parse(Body, request.body)
+    const t = await deps.tokens.devToken(username)
+    return { token: t.token, userId: t.userId, username: username.trim(), expiresAt: t.expiresAt }
+  })
+}

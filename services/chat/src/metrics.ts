@@ -1,0 +1,38 @@
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
+
+/** Prometheus metrics, one prefix (`switchboard_`), base units. */
+export function createMetrics(nodeId: string) {
+  const registry = new Registry()
+  registry.setDefaultLabels({ node: nodeId })
+  collectDefaultMetrics({ register: registry, prefix: 'switchboard_', eventLoopMonitoringPrecision: 20 })
+  const r = [registry]
+  return {
+    registry,
+    socketsConnected: new Gauge({ name: 'switchboard_sockets_connected', help: 'Connected sockets by namespace', labelNames: ['namespace'], registers: r }),
+    eventsIn: new Counter({ name: 'switchboard_events_in_total', help: 'Client events received by name', labelNames: ['event'], registers: r }),
+    eventsOut: new Counter({ name: 'switchboard_events_out_total', help: 'Server events broadcast by name', labelNames: ['event'], registers: r }),
+    ackSeconds: new Histogram({
+      name: 'switchboard_ack_seconds',
+      help: 'Time from a client event to its ack',
+      labelNames: ['event', 'status'],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers: r,
+    }),
+    dbBatchSize: new Histogram({
+      name: 'switchboard_db_batch_size',
+      help: 'Messages per group-commit transaction',
+      buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512],
+      registers: r,
+    }),
+    dbBatchSeconds: new Histogram({
+      name: 'switchboard_db_batch_seconds',
+      help: 'Group-commit transaction duration',
+      labelNames: ['status'],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+      registers: r,
+    }),
+    rateLimited: new Counter({ name: 'switchboard_rate_limited_total', help: 'Messages refused by the rate limit', registers: r }),
+  }
+}
+
+export type Metrics = ReturnType<typeof createMetrics>

@@ -1,0 +1,39 @@
+import type { Socket } from 'socket.io'
+type ExtendedError = Error & { data?: unknown }
+import type { Tokens } from '../auth/tokens.ts'
+import { toAppError } from '../errors.ts'
+
+/** Reads the token from `auth.token`, or an `Authorization: Bearer` handshake header. */
+export function handshakeToken(socket: Socket): unknown {
+  const auth = socket.handshake.auth as { token?: unknown } | undefined
+  if (auth?.token !== undefined) return auth.token
+  const header = socket.handshake.headers.authorization
+  return header?.startsWith('Bearer ') ? header.slice(7) : undefined
+}
+
+/**
+ * Namespace middleware (SPEC §2): refuses with `err.message` "Authentication required" or
+ * "Invalid token" and `err.data.code` AUTH_REQUIRED / AUTH_INVALID / AUTH_EXPIRED; with
+ * `role`, also FORBIDDEN for callers without it.
+ */
+export function authMiddleware(tokens: Tokens, role?: string) {
+  return (socket: Socket, next: (err?: ExtendedError) => void) => {
+    tokens.verify(handshakeToken(socket)).then(
+      (identity) => {
+        if (role && !identity.roles.includes(role)) return next(refusal('Forbidden', 'FORBIDDEN'))
+        socket.data.identity = identity
+        next()
+      },
+      (err: unknown) => {
+        const e = toAppError(err)
+        next(refusal(e.code === 'AUTH_REQUIRED' ? 'Authentication required' : 'Invalid token', e.code))
+      },
+    )
+  }
+}
+
+function refusal(message: string, code: string): ExtendedError {
+  const err = new Error(message) as ExtendedError
+  err.data = { code }
+  return err
+}

@@ -1,0 +1,43 @@
+import type { Static, TSchema } from 'typebox'
+import { toAppError } from '../errors.ts'
+import type { Logger } from '../logger.ts'
+import type { Metrics } from '../metrics.ts'
+import { parse } from '../validation.ts'
+import type { ChatSocket } from './events.ts'
+
+type Handler<S extends TSchema> = (payload: Static<S>) => Promise<object | void>
+
+/**
+ * Registers one client event: validate → run → ack `{status:"ok",...}` or
+ * `{status:"error",code,error}`. Nothing thrown inside reaches Socket.IO, so no payload can
+ * crash the node or disconnect the socket.
+ */
+export function handle<S extends TSchema>(
+  socket: ChatSocket,
+  log: Logger,
+  metrics: Metrics,
+  event: string,
+  schema: S,
+  fn: Handler<S>,
+): void {
+  ;(socket as unknown as { on(e: string, l: (...args: unknown[]) => void): void }).on(event, (...args) => {
+    const ack = typeof args[args.length - 1] === 'function' ? (args.pop() as (res: object) => void) : undefined
+    metrics.eventsIn.inc({ event })
+    const started = performance.now()
+    const run = async () => fn(parse(schema, args[0]))
+    run().then(
+      (result) => {
+        metrics.ackSeconds.observe({ event, status: 'ok' }, (performance.now() - started) / 1000)
+        ack?.({ status: 'ok', ...(result ?? {}) })
+      },
+      (err: unknown) => {
+        const e = toAppError(err)
+        metrics.ackSeconds.observe({ event, status: e.code }, (performance.now() - started) / 1000)
+        if (e.code === 'INTERNAL') log.error({ err, event }, 'handler failed')
+        else if (e.code === 'UNAVAILABLE') log.warn({ err: (err as Error).message, event }, 'dependency unavailable')
+        else log.debug({ event, code: e.code }, e.message)
+        ack?.({ status: 'error', code: e.code, error: e.message, ...e.details })
+      },
+    )
+  })
+}

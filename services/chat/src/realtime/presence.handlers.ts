@@ -1,0 +1,43 @@
+import type { PresenceStore } from '../cluster/presence.ts'
+import type { RoomsService } from '../domain/rooms.service.ts'
+import type { Logger } from '../logger.ts'
+import { userRoom, type ChatNamespace, type ChatSocket } from './events.ts'
+
+/**
+ * Multi-device presence (SPEC §4): `presence:online` when a user's first socket anywhere
+ * connects, `presence:offline` when the last one anywhere is gone, both to the rooms the user
+ * belongs to; `presence:list` to each new socket. Presence failures are logged, never fatal.
+ */
+export function registerPresence(
+  nsp: ChatNamespace,
+  socket: ChatSocket,
+  presence: PresenceStore,
+  rooms: RoomsService,
+  log: Logger,
+  track: (work: Promise<unknown>) => void,
+): void {
+  const user = { userId: socket.data.identity.userId, username: socket.data.identity.username }
+  void socket.join(userRoom(user.userId))
+
+  const announce = async (event: 'presence:online' | 'presence:offline') => {
+    const roomIds = await rooms.roomIdsOf(user.userId)
+    if (roomIds.length > 0) nsp.to(roomIds).except(userRoom(user.userId)).emit(event, user)
+  }
+
+  // Ordered per socket: a quick disconnect must not be processed before its connect.
+  const added: Promise<void> = presence
+    .add(user, socket.id)
+    .then(async (online) => {
+      if (online) await announce('presence:online')
+      socket.emit('presence:list', await rooms.onlineRoomMates(user.userId))
+    })
+    .catch((err: unknown) => log.warn({ err, socketId: socket.id, userId: user.userId }, 'presence add failed'))
+
+  socket.on('disconnect', () => {
+    track(added
+      .then(() => presence.remove(user.userId, socket.id))
+      .then((offline) => (offline ? announce('presence:offline') : undefined))
+      .catch((err: unknown) => log.warn({ err, socketId: socket.id, userId: user.userId }, 'presence remove failed')),
+    )
+  })
+}

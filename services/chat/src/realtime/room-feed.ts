@@ -1,0 +1,229 @@
+import type { Message } from '../domain/types.ts'
+import type { Logger } from '../logger.ts'
+import type { ChatNamespace, ChatSocket } from './events.ts'
+
+/** Where the feed reads what it did not see live. */
+export interface FeedSource {
+  /** The room's last committed seq. */
+  lastSeq(roomId: string): Promise<number>
+  /** afterSeq < seq <= upToSeq, oldest first. */
+  range(roomId: string, afterSeq: number, upToSeq: number, limit: number): Promise<Message[]>
+  /** The newest `limit` messages with seq <= upToSeq, oldest first. */
+  latest(roomId: string, upToSeq: number, limit: number): Promise<Message[]>
+}
+
+interface RoomState {
+  /** The next seq to deliver to this node's sockets; NaN until the room's head is known. */
+  next: number
+  ready: Promise<void>
+  /** Arrivals while the head was being read. */
+  early: Message[]
+  /** Arrivals ahead of `next`, waiting for the gap to fill. */
+  pending: Map<number, Message>
+  /** The last delivered messages, ascending: joins that raced with live traffic read their tail here. */
+  ring: Message[]
+  /** Joins in progress: the state must outlive an empty Socket.IO room meanwhile. */
+  holders: number
+  gapTimer?: NodeJS.Timeout
+}
+
+export interface FeedOptions {
+  /** Publish to other nodes (false on the embedded single node). */
+  shared: boolean
+  /** How long an out-of-order message waits for its predecessors before they are read from the database. */
+  gapWaitMs: number
+  ringSize: number
+}
+
+export interface Subscription {
+  messages: Message[]
+  hasMore: boolean
+  lastSeq: number
+}
+
+/**
+ * Delivers each room's committed messages to this node's sockets in seq order, exactly once.
+ *
+ * Every node receives every committed message (its own directly, others' through the adapter)
+ * and keeps, per room with local sockets, the next seq it owes them. Out-of-order arrivals wait
+ * for their predecessors, which are read from Postgres if they do not come by (a lost pub/sub
+ * message cannot leave a hole). A socket joins a room only in the same tick that its history
+ * is completed up to the last delivered seq, so history and live stream neither overlap nor
+ * leave a gap (SPEC §5.2, §5.4).
+ */
+export class RoomFeed {
+  private readonly rooms = new Map<string, RoomState>()
+  private outbox: Message[] = []
+
+  constructor(
+    private readonly nsp: ChatNamespace,
+    private readonly source: FeedSource,
+    private readonly log: Logger,
+    private readonly opts: FeedOptions,
+  ) {
+    nsp.on('feed:messages', (messages: Message[]) => {
+      for (const m of messages) this.receive(m)
+    })
+    nsp.adapter.on('delete-room', (room: string) => {
+      const st = this.rooms.get(room)
+      if (st && st.holders === 0) this.drop(room, st)
+    })
+  }
+
+  /** A message this node committed: deliver locally and send to the other nodes (one publish per tick). */
+  publish(m: Message): void {
+    if (this.opts.shared) {
+      if (this.outbox.length === 0) queueMicrotask(() => this.flushOutbox())
+      this.outbox.push(m)
+    }
+    this.receive(m)
+  }
+
+  /** Rooms this node is delivering (for metrics and tests). */
+  get trackedRooms(): number {
+    return this.rooms.size
+  }
+
+  /**
+   * Joins `socket` to the room and returns what it has to see first: everything after
+   * `afterSeq` (the newest `limit` of it, with hasMore, when there is more), or the latest
+   * `limit` messages. Live messages after the returned ones reach the socket through the room.
+   * `beforeJoin` runs synchronously just before the socket joins.
+   */
+  async subscribe(
+    socket: ChatSocket,
+    roomId: string,
+    afterSeq: number | undefined,
+    limit: number,
+    beforeJoin?: (s: Subscription) => void,
+  ): Promise<Subscription> {
+    const st = await this.track(roomId)
+    try {
+      let covered = st.next - 1
+      let messages: Message[]
+      let hasMore = false
+      if (afterSeq !== undefined && covered - afterSeq <= limit) {
+        messages = await this.source.range(roomId, afterSeq, covered, limit)
+      } else {
+        messages = await this.source.latest(roomId, covered, limit)
+        hasMore = messages.length > 0 && messages[0].seq > (afterSeq ?? 0) + 1
+      }
+      for (;;) {
+        // Live messages delivered while we read: take them from the ring, else from the database.
+        const head = st.next - 1
+        if (head > covered) {
+          const tail = st.ring.filter((m) => m.seq > covered)
+          if (tail.length === 0 || tail[0].seq !== covered + 1) {
+            messages = messages.concat(await this.source.range(roomId, covered, head, head - covered))
+            covered = head
+            continue
+          }
+          messages = messages.concat(tail)
+          covered = head
+        }
+        // No await between the head check and the join: nothing can slip in between, and
+        // `beforeJoin` (the history emit) reaches the socket before any live message.
+        const sub = { messages, hasMore, lastSeq: covered }
+        beforeJoin?.(sub)
+        void socket.join(roomId)
+        return sub
+      }
+    } finally {
+      st.holders--
+    }
+  }
+
+  private async track(roomId: string): Promise<RoomState> {
+    let st = this.rooms.get(roomId)
+    if (!st) {
+      const state: RoomState = { next: NaN, ready: Promise.resolve(), early: [], pending: new Map(), ring: [], holders: 0 }
+      state.ready = this.source.lastSeq(roomId).then(
+        (last) => {
+          state.next = last + 1
+          const early = state.early.sort((a, b) => a.seq - b.seq)
+          state.early = []
+          for (const m of early) this.accept(roomId, state, m)
+        },
+        (err) => {
+          if (this.rooms.get(roomId) === state) this.rooms.delete(roomId)
+          throw err
+        },
+      )
+      this.rooms.set(roomId, (st = state))
+    }
+    st.holders++
+    try {
+      await st.ready
+    } catch (err) {
+      st.holders--
+      throw err
+    }
+    return st
+  }
+
+  private receive(m: Message): void {
+    const st = this.rooms.get(m.roomId)
+    if (!st) return // no local socket in this room
+    if (Number.isNaN(st.next)) st.early.push(m)
+    else this.accept(m.roomId, st, m)
+  }
+
+  private accept(roomId: string, st: RoomState, m: Message): void {
+    if (m.seq < st.next) return // already delivered
+    if (m.seq > st.next) {
+      st.pending.set(m.seq, m)
+      st.gapTimer ??= setTimeout(() => void this.fillGap(roomId, st), this.opts.gapWaitMs)
+      return
+    }
+    this.deliver(st, m)
+    let next: Message | undefined
+    while ((next = st.pending.get(st.next))) {
+      st.pending.delete(next.seq)
+      this.deliver(st, next)
+    }
+    if (st.pending.size === 0 && st.gapTimer) {
+      clearTimeout(st.gapTimer)
+      st.gapTimer = undefined
+    }
+  }
+
+  private deliver(st: RoomState, m: Message): void {
+    st.next = m.seq + 1
+    st.ring.push(m)
+    if (st.ring.length > this.opts.ringSize) st.ring.splice(0, st.ring.length - this.opts.ringSize)
+    this.nsp.local.to(m.roomId).emit('chat:message', m)
+  }
+
+  /** Predecessors of a pending message did not arrive in time: read them from the database. */
+  private async fillGap(roomId: string, st: RoomState): Promise<void> {
+    st.gapTimer = undefined
+    if (this.rooms.get(roomId) !== st || st.pending.size === 0) return
+    const first = Math.min(...st.pending.keys())
+    try {
+      const missing = await this.source.range(roomId, st.next - 1, first - 1, first - st.next)
+      this.log.info({ roomId, from: st.next, to: first - 1, found: missing.length }, 'feed gap filled from the database')
+      for (const m of missing) this.accept(roomId, st, m)
+      if (missing.length === 0 && st.next < first) {
+        this.log.error({ roomId, from: st.next, to: first - 1 }, 'feed gap not in the database; skipping it')
+        const m = st.pending.get(first)!
+        st.pending.delete(first)
+        st.next = first
+        this.accept(roomId, st, m)
+      }
+    } catch (err) {
+      this.log.warn({ err, roomId }, 'feed gap fill failed; retrying')
+    }
+    if (st.pending.size > 0) st.gapTimer ??= setTimeout(() => void this.fillGap(roomId, st), this.opts.gapWaitMs)
+  }
+
+  private drop(roomId: string, st: RoomState): void {
+    if (st.gapTimer) clearTimeout(st.gapTimer)
+    this.rooms.delete(roomId)
+  }
+
+  private flushOutbox(): void {
+    const batch = this.outbox
+    this.outbox = []
+    this.nsp.serverSideEmit('feed:messages', batch)
+  }
+}

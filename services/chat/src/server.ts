@@ -1,0 +1,39 @@
+import closeWithGrace from 'close-with-grace'
+import { buildApp } from './app.ts'
+import { createCluster } from './cluster/cluster.ts'
+import { loadConfig } from './config.ts'
+import { createLogger } from './logger.ts'
+import { createDb } from './store/db.ts'
+import { migrateToLatest } from './store/migrate.ts'
+
+// Process only: config → logger → dependencies → app → listen → signals.
+let config
+try {
+  config = loadConfig()
+} catch (err) {
+  console.error(`switchboard: invalid configuration: ${(err as Error).message}`)
+  process.exit(78) // EX_CONFIG
+}
+const log = createLogger(config.LOG_LEVEL, { node: config.nodeId })
+const db = await createDb(config, log)
+if (config.MIGRATE_ON_START || config.embeddedDatabase) await migrateToLatest(db, log)
+const cluster = await createCluster(config, log)
+const app = await buildApp({ config, log, db, cluster })
+
+closeWithGrace({ delay: config.SHUTDOWN_GRACE_MS + 5000, logger: log }, async ({ signal, err }) => {
+  if (err) log.error({ err }, 'fatal error; shutting down')
+  log.info({ signal }, 'shutting down')
+  await app.drain(config.SHUTDOWN_GRACE_MS)
+  await cluster.close()
+  await db.destroy()
+  log.info('bye')
+  log.flush()
+})
+
+await app.http.listen({ port: config.PORT, host: config.HOST })
+const address = app.http.server.address()
+const port = typeof address === 'object' && address ? address.port : config.PORT
+log.info(
+  { port, database: config.embeddedDatabase ? 'embedded' : 'postgres', cluster: config.REDIS_URL ? 'redis' : 'in-process' },
+  `Switchboard listening on http://${config.HOST === '0.0.0.0' || config.HOST === '::' ? 'localhost' : config.HOST}:${port}`,
+)

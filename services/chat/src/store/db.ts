@@ -1,0 +1,47 @@
+import { mkdirSync } from 'node:fs'
+import { resolve } from 'node:path'
+import { Kysely, PostgresDialect, sql } from 'kysely'
+import pg from 'pg'
+import type { Config } from '../config.ts'
+import type { Logger } from '../logger.ts'
+import type { Database } from './schema.ts'
+
+export type Db = Kysely<Database>
+
+// bigint (int8) as JS number: seqs stay far below 2^53.
+pg.types.setTypeParser(20, (v) => Number(v))
+
+/**
+ * Kysely over `pg` when DATABASE_URL is set, over embedded PGlite (data under DATA_DIR) otherwise.
+ * Everything above this function is the same for both.
+ */
+export async function createDb(config: Config, log: Logger): Promise<Db> {
+  if (!config.embeddedDatabase) {
+    const pool = new pg.Pool({
+      connectionString: config.DATABASE_URL,
+      max: config.DATABASE_POOL_MAX,
+      connectionTimeoutMillis: config.DATABASE_TIMEOUT_MS,
+      query_timeout: config.DATABASE_TIMEOUT_MS,
+      idleTimeoutMillis: 30_000,
+      keepAlive: true,
+      application_name: `switchboard:${config.nodeId}`,
+    })
+    // An idle client losing its connection must not crash the process; the pool replaces it.
+    pool.on('error', (err) => log.warn({ err }, 'postgres idle client error'))
+    return new Kysely<Database>({ dialect: new PostgresDialect({ pool }) })
+  }
+  const { PGlite } = await import('@electric-sql/pglite')
+  const { PGliteDialect } = await import('kysely-pglite-dialect')
+  const dir = resolve(config.DATA_DIR, 'pglite')
+  mkdirSync(dir, { recursive: true })
+  const pglite = await PGlite.create(dir, {
+    parsers: { 20: (v: string) => Number(v) },
+  })
+  log.info({ dir }, 'embedded PGlite database')
+  return new Kysely<Database>({ dialect: new PGliteDialect(pglite) })
+}
+
+/** A cheap round trip for /readyz. */
+export async function pingDb(db: Db): Promise<void> {
+  await sql`select 1`.execute(db)
+}

@@ -1,0 +1,112 @@
+import { isUnavailable } from '../errors.ts'
+import type { Logger } from '../logger.ts'
+import type { Db } from './db.ts'
+import { commitBatch, dedupeKey, type Committed, type Draft } from './messages.repository.ts'
+
+export interface GroupCommitOptions {
+  maxBatch: number
+  /** How long the first draft of a batch may wait for company; 0 = next tick. */
+  maxWaitMs: number
+  /** Called with each batch's size and duration (metrics). */
+  onBatch?: (size: number, seconds: number, ok: boolean) => void
+}
+
+interface Pending {
+  draft: Draft
+  resolve: (c: Committed) => void
+  reject: (e: unknown) => void
+}
+
+/**
+ * Batches drafts from every socket into few transactions, one in flight at a time, and
+ * resolves each draft only after its transaction committed (SPEC §5.1). Drafts queue while a
+ * batch is in flight, so batches grow with load and latency stays one commit when idle.
+ */
+export class GroupCommit {
+  private queue: Pending[] = []
+  private inFlight: Promise<void> | null = null
+  private timer: NodeJS.Timeout | null = null
+  /** Same (room, user, clientMsgId) queued twice on this node: the second waits for the first. */
+  private readonly waiting = new Map<string, Promise<Committed>>()
+
+  constructor(
+    private readonly db: Db,
+    private readonly log: Logger,
+    private readonly opts: GroupCommitOptions,
+  ) {}
+
+  get depth(): number {
+    return this.queue.length
+  }
+
+  submit(draft: Draft): Promise<Committed> {
+    const key = draft.clientMsgId === null ? null : dedupeKey(draft.roomId, draft.userId, draft.clientMsgId)
+    if (key !== null) {
+      const prior = this.waiting.get(key)
+      if (prior) return prior.then((c) => ({ ...c, duplicate: true }))
+    }
+    const p = new Promise<Committed>((resolve, reject) => {
+      this.queue.push({ draft, resolve, reject })
+      this.schedule()
+    })
+    if (key !== null) {
+      this.waiting.set(key, p)
+      const forget = () => this.waiting.delete(key)
+      p.then(forget, forget)
+    }
+    return p
+  }
+
+  /** Resolves when every submitted draft has been committed or failed. */
+  async flush(): Promise<void> {
+    while (this.queue.length > 0 || this.inFlight) {
+      if (this.timer) {
+        clearTimeout(this.timer)
+        this.timer = null
+        this.run()
+      }
+      await (this.inFlight ?? new Promise((r) => setImmediate(r)))
+    }
+  }
+
+  private schedule(): void {
+    if (this.inFlight || this.timer) return
+    if (this.queue.length >= this.opts.maxBatch || this.opts.maxWaitMs === 0) {
+      this.timer = setTimeout(() => this.run(), 0)
+    } else {
+      this.timer = setTimeout(() => this.run(), this.opts.maxWaitMs)
+    }
+  }
+
+  private run(): void {
+    this.timer = null
+    if (this.inFlight || this.queue.length === 0) return
+    const batch = this.queue.splice(0, this.opts.maxBatch)
+    this.inFlight = this.commit(batch).finally(() => {
+      this.inFlight = null
+      if (this.queue.length > 0) {
+        // Under load the next batch is already waiting: go at once.
+        if (this.queue.length >= this.opts.maxBatch || this.opts.maxWaitMs === 0) this.run()
+        else this.schedule()
+      }
+    })
+  }
+
+  private async commit(batch: Pending[]): Promise<void> {
+    const started = performance.now()
+    try {
+      const results = await commitBatch(this.db, batch.map((p) => p.draft), new Date())
+      this.opts.onBatch?.(batch.length, (performance.now() - started) / 1000, true)
+      batch.forEach((p, i) => p.resolve(results[i]))
+    } catch (err) {
+      this.opts.onBatch?.(batch.length, (performance.now() - started) / 1000, false)
+      if (batch.length > 1 && !isUnavailable(err)) {
+        // One bad draft must not fail its neighbours: retry them one by one.
+        this.log.warn({ err, size: batch.length }, 'group commit failed; retrying drafts one by one')
+        for (const p of batch) await this.commit([p])
+        return
+      }
+      for (const p of batch) p.reject(err)
+    }
+  }
+}

@@ -1,0 +1,201 @@
+import { sql, type Kysely } from 'kysely'
+import type { Database, MessageRow } from './schema.ts'
+
+type Q = Kysely<Database>
+
+export type HistoryRow = MessageRow & {
+  att_file_name: string | null
+  att_mime_type: string | null
+  att_size: number | null
+}
+
+function selectHistory(db: Q, roomId: string) {
+  return db
+    .selectFrom('messages as m')
+    .leftJoin('attachments as a', 'a.id', 'm.attachment_id')
+    .selectAll('m')
+    .select(['a.file_name as att_file_name', 'a.mime_type as att_mime_type', 'a.size as att_size'])
+    .where('m.room_id', '=', roomId)
+}
+
+/** Messages with afterSeq < seq <= upToSeq, oldest first, at most `limit`. */
+export function listRange(db: Q, roomId: string, afterSeq: number, upToSeq: number, limit: number): Promise<HistoryRow[]> {
+  return selectHistory(db, roomId)
+    .where('m.seq', '>', afterSeq)
+    .where('m.seq', '<=', upToSeq)
+    .orderBy('m.seq', 'asc')
+    .limit(limit)
+    .execute() as Promise<HistoryRow[]>
+}
+
+/** The `limit` messages below `beforeSeq`, newest first. */
+export function listBefore(db: Q, roomId: string, beforeSeq: number, limit: number): Promise<HistoryRow[]> {
+  return selectHistory(db, roomId)
+    .where('m.seq', '<', beforeSeq)
+    .orderBy('m.seq', 'desc')
+    .limit(limit)
+    .execute() as Promise<HistoryRow[]>
+}
+
+export function findMessage(db: Q, roomId: string, by: { id: string } | { seq: number }) {
+  let q = db.selectFrom('messages').selectAll().where('room_id', '=', roomId)
+  q = 'id' in by ? q.where('id', '=', by.id) : q.where('seq', '=', by.seq)
+  return q.executeTakeFirst()
+}
+
+export async function reactionsFor(db: Q, roomId: string, messageIds: string[]) {
+  if (messageIds.length === 0) return []
+  return db
+    .selectFrom('reactions')
+    .select(['message_id', 'emoji', 'user_id'])
+    .where('room_id', '=', roomId)
+    .where('message_id', 'in', messageIds)
+    .orderBy('created_at')
+    .execute()
+}
+
+export function updateText(db: Q, roomId: string, id: string, text: string, at: Date) {
+  return db
+    .updateTable('messages')
+    .set({ text, edited_at: at })
+    .where('room_id', '=', roomId)
+    .where('id', '=', id)
+    .where('deleted_at', 'is', null)
+    .executeTakeFirst()
+}
+
+export function softDelete(db: Q, roomId: string, id: string, at: Date) {
+  return db
+    .updateTable('messages')
+    .set({ text: '', deleted_at: at })
+    .where('room_id', '=', roomId)
+    .where('id', '=', id)
+    .where('deleted_at', 'is', null)
+    .executeTakeFirst()
+}
+
+export async function setReaction(db: Q, roomId: string, messageId: string, emoji: string, userId: string, on: boolean) {
+  if (on) {
+    await db
+      .insertInto('reactions')
+      .values({ room_id: roomId, message_id: messageId, emoji, user_id: userId })
+      .onConflict((oc) => oc.doNothing())
+      .execute()
+  } else {
+    await db
+      .deleteFrom('reactions')
+      .where('room_id', '=', roomId)
+      .where('message_id', '=', messageId)
+      .where('emoji', '=', emoji)
+      .where('user_id', '=', userId)
+      .execute()
+  }
+}
+
+// ---- group commit -------------------------------------------------------------------------
+
+/** A message waiting for its seq. */
+export interface Draft {
+  id: string
+  roomId: string
+  userId: string
+  username: string
+  text: string
+  replyTo: string | null
+  clientMsgId: string | null
+  attachmentId: string | null
+}
+
+/** What a committed (or deduplicated) draft became. */
+export interface Committed {
+  id: string
+  seq: number
+  createdAt: Date
+  /** The draft was a resend: this is the original row, nothing new was written. */
+  duplicate: boolean
+}
+
+/**
+ * Commits a batch of drafts in one transaction: locks the rooms in id order (no deadlocks
+ * between nodes), resolves resends by clientMsgId, then advances each room's last_seq and
+ * inserts the new rows. Seqs are gap-free because they are taken under the room lock and
+ * roll back with the transaction.
+ */
+export async function commitBatch(db: Q, drafts: readonly Draft[], now: Date): Promise<Committed[]> {
+  return db.transaction().execute(async (trx) => {
+    const roomIds = [...new Set(drafts.map((d) => d.roomId))].sort()
+    const locked = await sql<{ id: string; last_seq: number }>`
+      select id, last_seq from rooms where id = any(${roomIds}::text[]) order by id for update`.execute(trx)
+    const lastSeq = new Map(locked.rows.map((r) => [r.id, Number(r.last_seq)]))
+
+    // Resends: read after taking the lock, so a concurrent commit of the same key is visible.
+    const existing = new Map<string, Committed>()
+    const keyed = drafts.filter((d) => d.clientMsgId !== null)
+    if (keyed.length > 0) {
+      const found = await sql<{ room_id: string; user_id: string; client_msg_id: string; id: string; seq: number; created_at: Date }>`
+        select room_id, user_id, client_msg_id, id, seq, created_at from messages
+        where (room_id, user_id, client_msg_id) in (
+          select * from unnest(${keyed.map((d) => d.roomId)}::text[], ${keyed.map((d) => d.userId)}::text[], ${keyed.map((d) => d.clientMsgId)}::text[]))`.execute(trx)
+      for (const r of found.rows) {
+        existing.set(dedupeKey(r.room_id, r.user_id, r.client_msg_id), {
+          id: r.id,
+          seq: Number(r.seq),
+          createdAt: new Date(r.created_at),
+          duplicate: true,
+        })
+      }
+    }
+
+    const { results, inserts } = assignSeqs(drafts, lastSeq, existing, now)
+    if (inserts.length > 0) {
+      const rooms = [...lastSeq.entries()]
+      await sql`
+        update rooms set last_seq = v.last_seq
+        from unnest(${rooms.map((r) => r[0])}::text[], ${rooms.map((r) => r[1])}::bigint[]) as v(id, last_seq)
+        where rooms.id = v.id and rooms.last_seq < v.last_seq`.execute(trx)
+      await sql`
+        insert into messages (room_id, seq, id, user_id, username, text, reply_to, client_msg_id, attachment_id, created_at)
+        select r.*, ${now}::timestamptz from unnest(
+          ${inserts.map((i) => i.draft.roomId)}::text[], ${inserts.map((i) => i.seq)}::bigint[],
+          ${inserts.map((i) => i.draft.id)}::uuid[], ${inserts.map((i) => i.draft.userId)}::text[],
+          ${inserts.map((i) => i.draft.username)}::text[], ${inserts.map((i) => i.draft.text)}::text[],
+          ${inserts.map((i) => i.draft.replyTo)}::uuid[], ${inserts.map((i) => i.draft.clientMsgId)}::text[],
+          ${inserts.map((i) => i.draft.attachmentId)}::uuid[]) as r`.execute(trx)
+    }
+    return results
+  })
+}
+
+export const dedupeKey = (roomId: string, userId: string, clientMsgId: string) => `${roomId}\u0000${userId}\u0000${clientMsgId}`
+
+/**
+ * Pure sequencing rule: each new draft takes its room's next seq, in queue order; a draft whose
+ * (room, user, clientMsgId) already exists, or appeared earlier in the same batch, gets that
+ * original instead. Mutates `lastSeq` to the rooms' new last seqs.
+ */
+export function assignSeqs(
+  drafts: readonly Draft[],
+  lastSeq: Map<string, number>,
+  existing: Map<string, Committed>,
+  now: Date,
+): { results: Committed[]; inserts: { draft: Draft; seq: number }[] } {
+  const results: Committed[] = []
+  const inserts: { draft: Draft; seq: number }[] = []
+  for (const d of drafts) {
+    const key = d.clientMsgId === null ? null : dedupeKey(d.roomId, d.userId, d.clientMsgId)
+    const prior = key === null ? undefined : existing.get(key)
+    if (prior) {
+      results.push({ ...prior, duplicate: true })
+      continue
+    }
+    const last = lastSeq.get(d.roomId)
+    if (last === undefined) throw new Error(`room ${d.roomId} vanished before commit`)
+    const seq = last + 1
+    lastSeq.set(d.roomId, seq)
+    const committed = { id: d.id, seq, createdAt: now, duplicate: false }
+    if (key !== null) existing.set(key, committed)
+    inserts.push({ draft: d, seq })
+    results.push(committed)
+  }
+  return { results, inserts }
+}

@@ -1,0 +1,34 @@
+import { promises as fs } from 'node:fs'
+import { fileURLToPath } from 'node:url'
+import path from 'node:path'
+import { FileMigrationProvider, Migrator, type Kysely } from 'kysely'
+import type { Logger } from '../logger.ts'
+
+const migrationFolder = fileURLToPath(new URL('../../../../migrations', import.meta.url))
+
+/** Applies every pending migration in migrations/ (Kysely's Migrator, which locks against concurrent runs). */
+export async function migrateToLatest(db: Kysely<any>, log: Logger): Promise<void> {
+  const migrator = new Migrator({ db, provider: new FileMigrationProvider({ fs, path, migrationFolder }) })
+  const { error, results } = await migrator.migrateToLatest()
+  for (const r of results ?? []) {
+    if (r.status === 'Success') log.info({ migration: r.migrationName }, 'migration applied')
+    if (r.status === 'Error') log.error({ migration: r.migrationName }, 'migration failed')
+  }
+  if (error) throw error
+}
+
+// `npm run migrate`: apply migrations to DATABASE_URL (or the embedded database) and exit.
+if (process.argv[1] && fileURLToPath(import.meta.url) === path.resolve(process.argv[1])) {
+  const { loadConfig } = await import('../config.ts')
+  const { createLogger } = await import('../logger.ts')
+  const { createDb } = await import('./db.ts')
+  const config = loadConfig()
+  const log = createLogger(config.LOG_LEVEL, { node: config.nodeId })
+  const db = await createDb(config, log)
+  try {
+    await migrateToLatest(db, log)
+    log.info('database is at the latest migration')
+  } finally {
+    await db.destroy()
+  }
+}

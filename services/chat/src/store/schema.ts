@@ -1,0 +1,68 @@
+import type { ColumnType, Generated, Insertable, Selectable } from 'kysely'
+
+/** bigint columns come back from pg as strings; we convert at the repository edge. */
+type BigIntColumn = ColumnType<string | number, number | string, number | string>
+
+export interface RoomsTable {
+  id: string
+  name: string
+  is_private: Generated<boolean>
+  created_by: string
+  created_at: Generated<Date>
+  last_seq: Generated<BigIntColumn>
+}
+
+export interface MembershipsTable {
+  room_id: string
+  user_id: string
+  username: string
+  joined_at: Generated<Date>
+  last_read_seq: Generated<BigIntColumn>
+}
+
+export interface MessagesTable {
+  room_id: string
+  seq: BigIntColumn
+  id: string
+  user_id: string
+  username: string
+  text: string
+  reply_to: string | null
+  client_msg_id: string | null
+  attachment_id: string | null
+  created_at: Date
+  edited_at: Date | null
+  deleted_at: Date | null
+}
+
+export interface AttachmentsTable {
+  id: string
+  room_id: string
+  user_id: string
+  file_name: string
+  mime_type: string
+  size: number
+  storage_key: string
+  created_at: Generated<Date>
+}
+
+export interface ReactionsTable {
+  room_id: string
+  message_id: string
+  emoji: string
+  user_id: string
+  created_at: Generated<Date>
+}
+
+/** The Kysely database type. */
+export interface Database {
+  rooms: RoomsTable
+  memberships: MembershipsTable
+  messages: MessagesTable
+  attachments: AttachmentsTable
+  reactions: ReactionsTable
+}
+
+export type RoomRow = Selectable<RoomsTable>
+export type MessageRow = Selectable<MessagesTable>
+export type NewMessageRow = Insertable<MessagesTable>

@@ -1,0 +1,97 @@
+import assert from 'node:assert/strict'
+import { after, before, describe, it } from 'node:test'
+import { SignJWT, UnsecuredJWT } from 'jose'
+import { io } from 'socket.io-client'
+import { ack, chatClient, closeClients, devToken, next, startIsolatedNode, TEST_SECRET } from './helpers.ts'
+
+const key = new TextEncoder().encode(TEST_SECRET)
+const sign = (claims: Record<string, unknown>, exp: number | string = '1h', secret = key) => {
+  const jwt = new SignJWT(claims).setProtectedHeader({ alg: 'HS256' }).setSubject('u-auth').setIssuedAt()
+  if (exp !== 0) jwt.setExpirationTime(exp)
+  return jwt.sign(secret)
+}
+
+/** Connects and resolves with the connect_error (or fails if it connects). */
+function refusal(url: string, auth: object, namespace = '/chat'): Promise<{ message: string; code: string }> {
+  const s = io(`${url}${namespace}`, { auth, transports: ['websocket'], reconnection: false, forceNew: true })
+  return new Promise((resolve, reject) => {
+    s.on('connect', () => {
+      s.disconnect()
+      reject(new Error('connected'))
+    })
+    s.on('connect_error', (err: Error & { data?: { code: string } }) => {
+      s.disconnect()
+      resolve({ message: err.message, code: err.data?.code ?? '' })
+    })
+  })
+}
+
+describe('authentication (SPEC §2)', () => {
+  let node: Awaited<ReturnType<typeof startIsolatedNode>>
+  before(async () => {
+    node = await startIsolatedNode()
+  })
+  after(async () => {
+    closeClients()
+    await node?.close()
+  })
+
+  it('refuses missing, garbage, wrong-secret, alg:none, expired and not-yet-valid tokens', async () => {
+    const noneToken = new UnsecuredJWT({ name: 'x' }).setSubject('u-auth').setExpirationTime('1h').encode()
+    const cases: [string, object, string, string][] = [
+      ['missing', {}, 'Authentication required', 'AUTH_REQUIRED'],
+      ['empty', { token: '' }, 'Authentication required', 'AUTH_REQUIRED'],
+      ['garbage', { token: 'not.a.jwt' }, 'Invalid token', 'AUTH_INVALID'],
+      ['non-string', { token: { evil: true } }, 'Invalid token', 'AUTH_INVALID'],
+      ['wrong secret', { token: await sign({ name: 'x' }, '1h', new TextEncoder().encode('another-secret-another-secret-1234')) }, 'Invalid token', 'AUTH_INVALID'],
+      ['alg none', { token: noneToken }, 'Invalid token', 'AUTH_INVALID'],
+      ['expired', { token: await sign({ name: 'x' }, Math.floor(Date.now() / 1000) - 60) }, 'Invalid token', 'AUTH_EXPIRED'],
+      ['not yet valid', { token: await new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setSubject('u').setNotBefore('1h').setExpirationTime('2h').sign(key) }, 'Invalid token', 'AUTH_INVALID'],
+      ['no sub', { token: await new SignJWT({ name: 'x' }).setProtectedHeader({ alg: 'HS256' }).setExpirationTime('1h').sign(key) }, 'Invalid token', 'AUTH_INVALID'],
+    ]
+    for (const ns of ['/chat', '/notifications']) {
+      for (const [what, auth, message, code] of cases) {
+        assert.deepEqual(await refusal(node.url, auth, ns), { message, code }, `${ns} ${what}`)
+      }
+    }
+  })
+
+  it('accepts a valid token, in auth.token or as a Bearer header', async () => {
+    const token = await sign({ name: 'Valid User', roles: ['admin'] })
+    const s = await chatClient(node.url, token)
+    assert.ok(s.connected)
+    const viaHeader = io(`${node.url}/chat`, { transports: ['polling'], extraHeaders: { authorization: `Bearer ${token}` }, forceNew: true, reconnection: false })
+    await new Promise<void>((resolve, reject) => {
+      viaHeader.on('connect', () => resolve())
+      viaHeader.on('connect_error', reject)
+    })
+    viaHeader.disconnect()
+    const http = await fetch(`${node.url}/api/rooms`, { headers: { authorization: `Bearer ${token}` } })
+    assert.equal(http.status, 200)
+    const expired = await fetch(`${node.url}/api/rooms`, { headers: { authorization: `Bearer ${await sign({}, Math.floor(Date.now() / 1000) - 60)}` } })
+    assert.equal(expired.status, 401)
+    assert.equal((await expired.json()).error, 'AUTH_EXPIRED')
+  })
+
+  it('disconnects a socket at token expiry unless it refreshed', async () => {
+    const soon = () => Math.floor(Date.now() / 1000) + 2
+    const lapsing = await chatClient(node.url, await sign({ name: 'a' }, soon()))
+    const refreshing = await chatClient(node.url, await sign({ name: 'a' }, soon()))
+    const refreshed = await ack(refreshing, 'auth:refresh', { token: await sign({ name: 'a' }, '1h') })
+    assert.equal(refreshed.status, 'ok')
+    assert.ok(Date.parse(refreshed.expiresAt) > Date.now() + 30 * 60_000)
+    const otherUser = await new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setSubject('someone-else').setExpirationTime('1h').sign(key)
+    assert.equal((await ack(refreshing, 'auth:refresh', { token: otherUser })).code, 'FORBIDDEN')
+    assert.equal((await ack(refreshing, 'auth:refresh', { token: 'junk' })).code, 'AUTH_INVALID')
+    const reason = await next(lapsing, 'disconnect', () => true, 10_000)
+    assert.equal(reason, 'io server disconnect')
+    assert.ok(refreshing.connected, 'the refreshed socket stays')
+  })
+
+  it('dev tokens: stable user id per username', async () => {
+    const a = await devToken(node.url, 'Stable')
+    const b = await devToken(node.url, 'stable')
+    assert.equal(a.userId, b.userId)
+    assert.notEqual(a.userId, (await devToken(node.url, 'other')).userId)
+  })
+})

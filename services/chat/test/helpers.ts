@@ -1,0 +1,224 @@
+import { randomBytes } from 'node:crypto'
+import net from 'node:net'
+import { Redis } from 'ioredis'
+import pg from 'pg'
+import { io as connect, type Socket } from 'socket.io-client'
+import { buildApp, type App } from '../src/app.ts'
+import { createCluster, type Cluster } from '../src/cluster/cluster.ts'
+import { loadConfig, type Config } from '../src/config.ts'
+import { createLogger } from '../src/logger.ts'
+import { createDb, type Db } from '../src/store/db.ts'
+import { migrateToLatest } from '../src/store/migrate.ts'
+
+export const PG_ADMIN_URL = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres'
+export const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379'
+export const TEST_SECRET = 'test-secret-test-secret-test-secret-42'
+
+/** A private database for one test file: created empty, dropped by `drop()`. */
+export async function createTestDatabase(): Promise<{ url: string; name: string; drop(): Promise<void> }> {
+  const name = `sb_test_${process.pid}_${randomBytes(4).toString('hex')}`
+  const admin = new pg.Client({ connectionString: PG_ADMIN_URL })
+  await admin.connect()
+  await admin.query(`create database ${name}`)
+  await admin.end()
+  const url = new URL(PG_ADMIN_URL)
+  url.pathname = `/${name}`
+  return {
+    url: url.toString(),
+    name,
+    async drop() {
+      const c = new pg.Client({ connectionString: PG_ADMIN_URL })
+      await c.connect()
+      await c.query(`drop database if exists ${name} with (force)`)
+      await c.end()
+    },
+  }
+}
+
+/** A Redis key prefix of one's own; `clear()` deletes only keys under it (never FLUSHALL). */
+export function redisPrefix(): { prefix: string; clear(): Promise<void> } {
+  const prefix = `sbtest:${process.pid}:${randomBytes(3).toString('hex')}:`
+  return {
+    prefix,
+    async clear() {
+      const r = new Redis(REDIS_URL)
+      let cursor = '0'
+      do {
+        const [next, keys] = await r.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 500)
+        cursor = next
+        if (keys.length) await r.del(...keys)
+      } while (cursor !== '0')
+      await r.quit()
+    },
+  }
+}
+
+export interface TestNode {
+  url: string
+  port: number
+  app: App
+  config: Config
+  db: Db
+  cluster: Cluster
+  /** Closes the node (not the database it was given). */
+  close(): Promise<void>
+}
+
+/** Builds and starts a real node in this process on a free port, as server.ts does. */
+export async function startNode(env: Record<string, string>): Promise<TestNode> {
+  const config = loadConfig({ JWT_SECRET: TEST_SECRET, LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent', HOST: '127.0.0.1', PORT: '0', ...env })
+  const log = createLogger(config.LOG_LEVEL, { node: config.nodeId })
+  const db = await createDb(config, log)
+  await migrateToLatest(db, log)
+  const cluster = await createCluster(config, log)
+  const app = await buildApp({ config, log, db, cluster })
+  await app.http.listen({ port: 0, host: '127.0.0.1' })
+  const port = (app.http.server.address() as net.AddressInfo).port
+  return {
+    url: `http://127.0.0.1:${port}`,
+    port,
+    app,
+    config,
+    db,
+    cluster,
+    async close() {
+      await app.close()
+      await cluster.close()
+      await db.destroy()
+    },
+  }
+}
+
+/** A node on its own Postgres database and Redis prefix; `close()` removes both. */
+export async function startIsolatedNode(env: Record<string, string> = {}) {
+  const database = await createTestDatabase()
+  const redis = redisPrefix()
+  const node = await startNode({ DATABASE_URL: database.url, REDIS_URL: REDIS_URL, REDIS_PREFIX: redis.prefix, ...env })
+  return {
+    ...node,
+    database,
+    redis,
+    async close() {
+      await node.close()
+      await database.drop()
+      await redis.clear()
+    },
+  }
+}
+
+export async function devToken(baseUrl: string, username: string): Promise<{ token: string; userId: string }> {
+  const res = await fetch(`${baseUrl}/api/dev/token`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ username }),
+  })
+  if (res.status !== 200) throw new Error(`dev token: ${res.status} ${await res.text()}`)
+  return (await res.json()) as { token: string; userId: string }
+}
+
+const clients: Socket[] = []
+
+/** A connected /chat client (real socket.io-client); closed by `closeClients()`. */
+export async function chatClient(
+  baseUrl: string,
+  token: string | undefined,
+  opts: { transports?: ('websocket' | 'polling')[]; namespace?: string; localAddress?: string } = {},
+): Promise<Socket> {
+  const socket = connect(`${baseUrl}${opts.namespace ?? '/chat'}`, {
+    auth: token === undefined ? {} : { token },
+    transports: opts.transports ?? ['websocket'],
+    reconnection: false,
+    forceNew: true,
+  })
+  clients.push(socket)
+  await new Promise<void>((resolve, reject) => {
+    socket.once('connect', () => resolve())
+    socket.once('connect_error', (err) => reject(err))
+  })
+  return socket
+}
+
+export function closeClients(): void {
+  for (const s of clients.splice(0)) s.disconnect()
+}
+
+/** Emits and waits for the ack (fails after 5 s). */
+export function ack<T = any>(socket: Socket, event: string, ...args: unknown[]): Promise<T> {
+  return socket.timeout(5000).emitWithAck(event, ...args) as Promise<T>
+}
+
+/** Resolves with the next `event` on `socket` that passes `filter`, or rejects after `ms`. */
+export function next<T = any>(socket: Socket, event: string, filter: (p: T) => boolean = () => true, ms = 5000): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      socket.off(event, on)
+      reject(new Error(`no ${event} within ${ms} ms`))
+    }, ms)
+    const on = (p: T) => {
+      if (!filter(p)) return
+      clearTimeout(timer)
+      socket.off(event, on)
+      resolve(p)
+    }
+    socket.on(event, on)
+  })
+}
+
+/** Collects every `event` payload on `socket` from now on. */
+export function collect<T = any>(socket: Socket, event: string): T[] {
+  const out: T[] = []
+  socket.on(event, (p: T) => out.push(p))
+  return out
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+
+/** Polls `fn` until it returns true, failing after `ms`. */
+export async function eventually(fn: () => boolean | Promise<boolean>, ms = 5000, what = 'condition'): Promise<void> {
+  const until = Date.now() + ms
+  while (Date.now() < until) {
+    if (await fn()) return
+    await sleep(25)
+  }
+  throw new Error(`timed out waiting for ${what}`)
+}
+
+/**
+ * A TCP proxy we can cut, to make a dependency unreachable without touching the shared
+ * server: `cut()` drops every connection and refuses new ones until `restore()`.
+ */
+export async function tcpProxy(targetPort: number, targetHost = '127.0.0.1') {
+  let open = true
+  const live = new Set<net.Socket>()
+  const server = net.createServer((client) => {
+    if (!open) return client.destroy()
+    const upstream = net.connect(targetPort, targetHost)
+    live.add(client).add(upstream)
+    const done = () => {
+      client.destroy()
+      upstream.destroy()
+      live.delete(client)
+      live.delete(upstream)
+    }
+    client.on('error', done).on('close', done)
+    upstream.on('error', done).on('close', done)
+    client.pipe(upstream).pipe(client)
+  })
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+  const port = (server.address() as net.AddressInfo).port
+  return {
+    port,
+    cut() {
+      open = false
+      for (const s of live) s.destroy()
+      live.clear()
+    },
+    restore() {
+      open = true
+    },
+    async close() {
+      this.cut()
+      await new Promise((r) => server.close(r))
+    },
+  }
+}

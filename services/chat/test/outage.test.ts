@@ -1,0 +1,102 @@
+import assert from 'node:assert/strict'
+import { after, before, describe, it } from 'node:test'
+import {
+  ack,
+  chatClient,
+  closeClients,
+  createTestDatabase,
+  devToken,
+  eventually,
+  PG_ADMIN_URL,
+  REDIS_URL,
+  redisPrefix,
+  startNode,
+  tcpProxy,
+  type TestNode,
+} from './helpers.ts'
+
+/**
+ * Dependency loss (SPEC §5.6): the node reaches Postgres and Redis through TCP proxies that
+ * the test cuts, so the shared servers are never touched.
+ */
+describe('dependency loss is loud, and the node recovers by itself', () => {
+  let node: TestNode
+  let database: Awaited<ReturnType<typeof createTestDatabase>>
+  let redis: ReturnType<typeof redisPrefix>
+  let pgProxy: Awaited<ReturnType<typeof tcpProxy>>
+  let redisProxy: Awaited<ReturnType<typeof tcpProxy>>
+
+  before(async () => {
+    database = await createTestDatabase()
+    redis = redisPrefix()
+    pgProxy = await tcpProxy(Number(new URL(PG_ADMIN_URL).port || 5432), new URL(PG_ADMIN_URL).hostname)
+    redisProxy = await tcpProxy(Number(new URL(REDIS_URL).port || 6379), new URL(REDIS_URL).hostname)
+    const dbUrl = new URL(database.url)
+    dbUrl.host = `127.0.0.1:${pgProxy.port}`
+    node = await startNode({
+      DATABASE_URL: dbUrl.toString(),
+      DATABASE_TIMEOUT_MS: '1500',
+      REDIS_URL: `redis://127.0.0.1:${redisProxy.port}`,
+      REDIS_PREFIX: redis.prefix,
+      RATE_LIMIT_MESSAGES: '1000',
+    })
+  })
+  after(async () => {
+    closeClients()
+    await node?.close()
+    await pgProxy?.close()
+    await redisProxy?.close()
+    await database?.drop()
+    await redis?.clear()
+  })
+
+  const ready = async () => (await fetch(`${node.url}/readyz`)).status
+
+  it('Postgres unreachable: sends get UNAVAILABLE, /readyz 503, then recovery without restart', async () => {
+    const { token } = await devToken(node.url, 'pg-user')
+    const s = await chatClient(node.url, token)
+    await ack(s, 'room:join', 'outage')
+    assert.equal((await ack(s, 'chat:message', { roomId: 'outage', text: 'before' })).status, 'ok')
+    assert.equal(await ready(), 200)
+
+    pgProxy.cut()
+    const during = await ack(s, 'chat:message', { roomId: 'outage', text: 'during', clientMsgId: 'during-1' })
+    assert.deepEqual([during.status, during.code], ['error', 'UNAVAILABLE'])
+    const readyz = await fetch(`${node.url}/readyz`)
+    assert.equal(readyz.status, 503)
+    const body = await readyz.json()
+    assert.match(body.checks.postgres, /^down/)
+    assert.equal(body.checks.redis, 'ok')
+    assert.equal((await fetch(`${node.url}/healthz`)).status, 200, 'liveness does not check dependencies')
+    assert.ok(s.connected)
+
+    pgProxy.restore()
+    await eventually(async () => (await ready()) === 200, 10_000, '/readyz 200 again')
+    // The client retries with the same clientMsgId: stored once.
+    const retry = await ack(s, 'chat:message', { roomId: 'outage', text: 'during', clientMsgId: 'during-1' })
+    assert.equal(retry.status, 'ok')
+    const rows = await node.db.selectFrom('messages').select(['text', 'seq']).where('room_id', '=', 'outage').orderBy('seq').execute()
+    assert.deepEqual(rows.map((r) => [r.text, Number(r.seq)]), [['before', 1], ['during', 2]])
+  })
+
+  it('Redis unreachable: sends get UNAVAILABLE, /readyz 503, then recovery without restart', async () => {
+    const { token } = await devToken(node.url, 'redis-user')
+    const s = await chatClient(node.url, token)
+    await ack(s, 'room:join', 'outage-r')
+    assert.equal((await ack(s, 'chat:message', { roomId: 'outage-r', text: 'before' })).status, 'ok')
+
+    redisProxy.cut()
+    await eventually(async () => {
+      const r = await ack(s, 'chat:message', { roomId: 'outage-r', text: 'during' })
+      assert.notEqual(r.status, 'ok', 'never a false ok while Redis is down')
+      return r.code === 'UNAVAILABLE'
+    }, 5000, 'UNAVAILABLE')
+    assert.equal(await ready(), 503)
+
+    redisProxy.restore()
+    await eventually(async () => (await ready()) === 200, 15_000, '/readyz 200 again')
+    await eventually(async () => (await ack(s, 'chat:message', { roomId: 'outage-r', text: 'after' })).status === 'ok', 5000, 'send ok')
+    const rows = await node.db.selectFrom('messages').select('text').where('room_id', '=', 'outage-r').execute()
+    assert.deepEqual(rows.map((r) => r.text), ['before', 'after'])
+  })
+})

@@ -1,0 +1,97 @@
+import assert from 'node:assert/strict'
+import { after, before, describe, it } from 'node:test'
+import { ack, chatClient, closeClients, collect, devToken, eventually, next, sleep, startIsolatedNode } from './helpers.ts'
+
+describe('presence: multi-device, Redis-backed', () => {
+  let node: Awaited<ReturnType<typeof startIsolatedNode>>
+  before(async () => {
+    node = await startIsolatedNode()
+  })
+  after(async () => {
+    closeClients()
+    await node?.close()
+  })
+
+  it('online on the first device, offline only when the last one leaves', async () => {
+    const watcher = await devToken(node.url, 'watcher')
+    const mia = await devToken(node.url, 'mia')
+    const w = await chatClient(node.url, watcher.token)
+    await ack(w, 'room:join', 'presence-room')
+    const m1 = await chatClient(node.url, mia.token)
+    await ack(m1, 'room:join', 'presence-room')
+    m1.disconnect()
+    await sleep(100)
+
+    const online = collect(w, 'presence:online')
+    const offline = collect(w, 'presence:offline')
+    const phone = await chatClient(node.url, mia.token)
+    await eventually(() => online.length === 1, 3000, 'presence:online')
+    assert.deepEqual(online[0], { userId: mia.userId, username: 'mia' })
+    const laptop = await chatClient(node.url, mia.token)
+    await sleep(150)
+    assert.equal(online.length, 1, 'a second device is not a second online')
+
+    // A new socket learns who is online among its room mates.
+    const list = next(w, 'presence:list')
+    const w2 = await chatClient(node.url, watcher.token)
+    void w2
+    const listed = await Promise.race([list, next(w2, 'presence:list')])
+    assert.ok(listed.some((u: any) => u.userId === mia.userId))
+
+    phone.disconnect()
+    await sleep(200)
+    assert.deepEqual(offline, [], 'still online on the laptop')
+    laptop.disconnect()
+    await eventually(() => offline.length === 1, 3000, 'presence:offline')
+    assert.deepEqual(offline[0], { userId: mia.userId, username: 'mia' })
+    const join = await ack(w, 'room:join', 'presence-room')
+    assert.ok(!join.online.some((u: any) => u.userId === mia.userId))
+  })
+
+  it('typing reaches the room except the typist, throttled', async () => {
+    const a = await chatClient(node.url, (await devToken(node.url, 'typist')).token)
+    const b = await chatClient(node.url, (await devToken(node.url, 'reader')).token)
+    await ack(a, 'room:join', 'typing-room')
+    await ack(b, 'room:join', 'typing-room')
+    const atA = collect(a, 'chat:typing')
+    const atB = collect(b, 'chat:typing')
+    for (let i = 0; i < 5; i++) a.emit('chat:typing', { roomId: 'typing-room', isTyping: true })
+    a.emit('chat:typing', { roomId: 'typing-room', isTyping: false })
+    await eventually(() => atB.length >= 2)
+    await sleep(100)
+    assert.deepEqual(atB.map((t) => t.isTyping), [true, false], 'five typing:true in a burst are throttled to one')
+    assert.equal(atB[0].username, 'typist')
+    assert.deepEqual(atA, [])
+    const outside = await ack(b, 'chat:typing', { roomId: 'not-joined', isTyping: true })
+    assert.equal(outside.code, 'FORBIDDEN')
+  })
+
+  it('read receipts persist and reach the room except the reader; unread counts follow', async () => {
+    const aT = await devToken(node.url, 'reads-a')
+    const bT = await devToken(node.url, 'reads-b')
+    const a = await chatClient(node.url, aT.token)
+    const b = await chatClient(node.url, bT.token)
+    await ack(a, 'room:join', 'reads')
+    await ack(b, 'room:join', 'reads')
+    const sent = []
+    for (let i = 0; i < 3; i++) sent.push(await ack(a, 'chat:message', { roomId: 'reads', text: `r${i}` }))
+    const unread = async (token: string) =>
+      ((await (await fetch(`${node.url}/api/rooms`, { headers: { authorization: `Bearer ${token}` } })).json()) as any).rooms.find(
+        (r: any) => r.id === 'reads',
+      )
+    assert.equal((await unread(bT.token)).unread, 3)
+    const atA = next(a, 'chat:read')
+    const atB = collect(b, 'chat:read')
+    assert.equal((await ack(b, 'chat:read', { roomId: 'reads', messageId: sent[1].messageId })).status, 'ok')
+    assert.deepEqual(await atA, { roomId: 'reads', userId: bT.userId, messageId: sent[1].messageId, seq: 2 })
+    assert.equal((await unread(bT.token)).unread, 1)
+    // Read marks never go backwards.
+    await ack(b, 'chat:read', { roomId: 'reads', seq: 1 })
+    assert.equal((await unread(bT.token)).lastReadSeq, 2)
+    await sleep(50)
+    assert.deepEqual(atB, [])
+    const hist = next(a, 'room:history')
+    await ack(a, 'room:join', 'reads')
+    assert.equal((await hist).reads[bT.userId], 2)
+  })
+})
