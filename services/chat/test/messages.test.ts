@@ -2,10 +2,10 @@ import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { ack, chatClient, closeClients, collect, devToken, eventually, next, startIsolatedNode } from './helpers.ts'
 
-describe('messages on one node (real Postgres and Redis)', () => {
+for (const adapter of ['classic', 'sharded']) describe(`messages on one node (real Postgres and Redis, ${adapter} adapter)`, () => {
   let node: Awaited<ReturnType<typeof startIsolatedNode>>
   before(async () => {
-    node = await startIsolatedNode({ RATE_LIMIT_MESSAGES: '1000' })
+    node = await startIsolatedNode({ RATE_LIMIT_MESSAGES: '1000', REDIS_ADAPTER: adapter })
   })
   after(async () => {
     closeClients()

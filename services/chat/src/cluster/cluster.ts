@@ -1,4 +1,4 @@
-import { createAdapter } from '@socket.io/redis-adapter'
+import { createAdapter, createShardedAdapter } from '@socket.io/redis-adapter'
 import type { Redis } from 'ioredis'
 import type { Config } from '../config.ts'
 import type { Logger } from '../logger.ts'
@@ -14,7 +14,7 @@ export interface Cluster {
   readonly presence: PresenceStore
   readonly messageLimit: RateLimit
   /** The Socket.IO adapter constructor, or undefined for the default in-memory one. */
-  readonly adapter?: ReturnType<typeof createAdapter>
+  readonly adapter?: ReturnType<typeof createAdapter> | ReturnType<typeof createShardedAdapter>
   ping(): Promise<void>
   close(): Promise<void>
 }
@@ -39,7 +39,10 @@ export async function createCluster(config: Config, log: Logger): Promise<Cluste
     shared: true,
     presence: new RedisPresence(command, config.REDIS_PREFIX, config.nodeId),
     messageLimit: RateLimit.redis(command, config.RATE_LIMIT_MESSAGES, config.RATE_LIMIT_WINDOW_SECONDS, limitPrefix),
-    adapter: createAdapter(pub, sub, { key: `${config.REDIS_PREFIX}socket.io` }),
+    adapter:
+      config.REDIS_ADAPTER === 'sharded'
+        ? createShardedAdapter(pub, sub, { channelPrefix: `${config.REDIS_PREFIX}socket.io`, subscriptionMode: 'dynamic' })
+        : createAdapter(pub, sub, { key: `${config.REDIS_PREFIX}socket.io` }),
     ping: async () => {
       await command.ping()
     },
