@@ -95,3 +95,38 @@ describe('authentication (SPEC §2)', () => {
     assert.notEqual(a.userId, (await devToken(node.url, 'other')).userId)
   })
 })
+
+describe('JWKS issuers (RS256)', () => {
+  it('accepts tokens signed by a key in the JWKS and refuses HS256 ones', async () => {
+    const { generateKeyPair, exportJWK } = await import('jose')
+    const { createServer } = await import('node:http')
+    const { privateKey, publicKey } = await generateKeyPair('RS256')
+    const jwk = { ...(await exportJWK(publicKey)), kid: 'k1', alg: 'RS256', use: 'sig' }
+    const jwks = createServer((_req, res) => {
+      res.setHeader('content-type', 'application/json')
+      res.end(JSON.stringify({ keys: [jwk] }))
+    })
+    await new Promise<void>((r) => jwks.listen(0, '127.0.0.1', r))
+    const port = (jwks.address() as import('node:net').AddressInfo).port
+    const node = await startIsolatedNode({ JWT_SECRET: '', JWT_JWKS_URL: `http://127.0.0.1:${port}/jwks.json`, AUTH_DEV_TOKENS: 'false', JWT_ISSUER: 'https://issuer.test' })
+    try {
+      const good = await new SignJWT({ name: 'Rita' })
+        .setProtectedHeader({ alg: 'RS256', kid: 'k1' })
+        .setSubject('rita')
+        .setIssuer('https://issuer.test')
+        .setExpirationTime('1h')
+        .sign(privateKey)
+      const s = await chatClient(node.url, good)
+      assert.ok(s.connected)
+      const wrongIssuer = await new SignJWT({}).setProtectedHeader({ alg: 'RS256', kid: 'k1' }).setSubject('rita').setIssuer('https://other').setExpirationTime('1h').sign(privateKey)
+      assert.equal((await refusal(node.url, { token: wrongIssuer })).code, 'AUTH_INVALID')
+      assert.equal((await refusal(node.url, { token: await sign({ name: 'x' }) })).code, 'AUTH_INVALID', 'HS256 is not accepted from a JWKS deployment')
+      const dev = await fetch(`${node.url}/api/dev/token`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"username":"x"}' })
+      assert.equal(dev.status, 404, 'dev tokens off')
+    } finally {
+      closeClients()
+      await node.close()
+      jwks.close()
+    }
+  })
+})

@@ -122,7 +122,12 @@ const clients: Socket[] = []
 export async function chatClient(
   baseUrl: string,
   token: string | undefined,
-  opts: { transports?: ('websocket' | 'polling')[]; namespace?: string; localAddress?: string } = {},
+  opts: {
+    transports?: ('websocket' | 'polling')[]
+    namespace?: string
+    /** Runs before the connection completes: attach listeners for events sent on connect. */
+    setup?: (socket: Socket) => void
+  } = {},
 ): Promise<Socket> {
   const socket = connect(`${baseUrl}${opts.namespace ?? '/chat'}`, {
     auth: token === undefined ? {} : { token },
@@ -131,6 +136,7 @@ export async function chatClient(
     forceNew: true,
   })
   clients.push(socket)
+  opts.setup?.(socket)
   await new Promise<void>((resolve, reject) => {
     socket.once('connect', () => resolve())
     socket.once('connect_error', (err) => reject(err))

@@ -1,11 +1,27 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
-import { ack, chatClient, closeClients, collect, devToken, eventually, next, sleep, startIsolatedNode } from './helpers.ts'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { ack, chatClient, closeClients, collect, devToken, eventually, next, sleep, startIsolatedNode, startNode } from './helpers.ts'
 
-describe('presence: multi-device, Redis-backed', () => {
-  let node: Awaited<ReturnType<typeof startIsolatedNode>>
+/** The same suite against Redis presence and against the embedded default's in-process presence. */
+const variants: [string, () => Promise<{ url: string; close(): Promise<void> }>][] = [
+  ['Redis presence, Postgres', () => startIsolatedNode()],
+  [
+    'in-process presence, embedded PGlite',
+    async () => {
+      const dir = mkdtempSync(join(tmpdir(), 'sb-presence-'))
+      const node = await startNode({ DATA_DIR: dir })
+      return { url: node.url, close: async () => (await node.close(), rmSync(dir, { recursive: true, force: true })) }
+    },
+  ],
+]
+
+for (const [variant, start] of variants) describe(`presence, typing, receipts (${variant})`, () => {
+  let node: { url: string; close(): Promise<void> }
   before(async () => {
-    node = await startIsolatedNode()
+    node = await start()
   })
   after(async () => {
     closeClients()
@@ -32,11 +48,11 @@ describe('presence: multi-device, Redis-backed', () => {
     assert.equal(online.length, 1, 'a second device is not a second online')
 
     // A new socket learns who is online among its room mates.
-    const list = next(w, 'presence:list')
-    const w2 = await chatClient(node.url, watcher.token)
-    void w2
-    const listed = await Promise.race([list, next(w2, 'presence:list')])
+    let list: Promise<any> = Promise.resolve()
+    await chatClient(node.url, watcher.token, { setup: (s) => (list = next(s, 'presence:list')) })
+    const listed = await list
     assert.ok(listed.some((u: any) => u.userId === mia.userId))
+    assert.ok(!listed.some((u: any) => u.userId === watcher.userId), 'not oneself')
 
     phone.disconnect()
     await sleep(200)

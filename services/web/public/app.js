@@ -10,6 +10,7 @@
     return e
   }
   const ROOM_ID = /^[A-Za-z0-9:_.-]{1,128}$/
+  const BAD_ID = 'Room ids are 1–128 characters: letters, digits, ":", "_", "." or "-".'
   const SESSION_KEY = 'switchboard.session'
   const LAST_ROOM_KEY = 'switchboard.lastRoom'
   const ACK_MS = 10000
@@ -18,20 +19,18 @@
   let session = null // { token, userId, username }
   let socket = null
   let rooms = new Map() // roomId -> { id, name, private, lastSeq, lastReadSeq, unread }
-  let room = null // the open room's state (see newRoom)
+  let room = null // the open room (see openRoom)
   const online = new Map() // userId -> username
   const pending = new Map() // clientMsgId -> { el, roomId, text }
   const typers = new Map() // userId -> { username, timer }
   let lastTypingSent = 0
-  let typingOn = false
   let readTimer = 0
   let errorTimer = 0
-
   const composer = $('composer')
   const list = $('messages')
   const scroller = $('scroller')
 
-  // ---------- small helpers ----------
+  // ---------- helpers ----------
   function showBanner(text) {
     $('banner').textContent = text
     $('banner').hidden = !text
@@ -82,26 +81,15 @@
   }
 
   // ---------- session ----------
-  function saveSession(s) {
-    session = s
-    localStorage.setItem(SESSION_KEY, JSON.stringify(s))
-  }
-
   function signOut(message) {
     localStorage.removeItem(SESSION_KEY)
     session = null
-    if (socket) {
-      const s = socket
-      socket = null
-      s.disconnect()
-    }
-    room = null
+    const s = socket
+    socket = null
+    if (s) s.disconnect()
+    closeRoom('')
     rooms = new Map()
     online.clear()
-    pending.clear()
-    for (const t of typers.values()) clearTimeout(t.timer)
-    typers.clear()
-    list.replaceChildren()
     $('room-list').replaceChildren()
     showBanner('')
     showError('')
@@ -112,11 +100,13 @@
     $('signin-name').focus()
   }
 
-  function start() {
+  function start(s) {
+    session = s
+    localStorage.setItem(SESSION_KEY, JSON.stringify(s))
     $('signin-view').hidden = true
     $('chat-view').hidden = false
     $('whoami').hidden = false
-    $('me-name').textContent = session.username
+    $('me-name').textContent = s.username
     $('signin-msg').textContent = ''
     closeRoom('Pick a room')
     connect()
@@ -127,19 +117,16 @@
   $('signin-form').addEventListener('submit', async (e) => {
     e.preventDefault()
     const username = $('signin-name').value.trim()
-    if (!username) return
     const btn = $('signin-form').querySelector('button')
+    if (!username) return
     btn.disabled = true
     try {
       const res = await fetch('/api/dev/token', {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ username }),
+        method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username }),
       })
       const body = await res.json().catch(() => ({}))
       if (!res.ok) throw new Error(`Sign-in failed: ${body.message || res.statusText} (${body.error || res.status})`)
-      saveSession({ token: body.token, userId: body.userId, username: body.username })
-      start()
+      start({ token: body.token, userId: body.userId, username: body.username })
     } catch (err) {
       $('signin-msg').textContent = err.message
     } finally {
@@ -153,8 +140,7 @@
     const claims = decodeJwt(token)
     if (!claims || !claims.sub) return void ($('signin-msg').textContent = 'That does not look like a JWT with a "sub" claim.')
     $('token-input').value = ''
-    saveSession({ token, userId: String(claims.sub), username: String(claims.name || claims.sub) })
-    start()
+    start({ token, userId: String(claims.sub), username: String(claims.name || claims.sub) })
   })
 
   $('signout').addEventListener('click', () => {
@@ -168,73 +154,54 @@
     const s = io('/chat', { auth: { token: session.token }, transports: ['websocket', 'polling'], forceNew: true })
     socket = s
     showBanner('Connecting…')
-    const mine = (fn) => (...args) => { if (s === socket) fn(...args) }
+    const on = (event, fn) => s.on(event, (...args) => { if (s === socket) fn(...args) })
+    const inRoom = (fn) => (e) => { if (room && e.roomId === room.id) fn(e) }
 
-    s.on('connect', mine(() => {
+    on('connect', () => {
       showBanner('')
       online.clear()
       online.set(session.userId, session.username)
-      if (room) joinRoom()
+      if (room) joinRoom() // after a reconnect this asks only for what was missed
       refreshRooms()
-    }))
-    s.on('disconnect', mine((reason) => {
+    })
+    on('disconnect', (reason) => {
       showBanner('Disconnected — reconnecting…')
-      for (const t of typers.values()) clearTimeout(t.timer)
-      typers.clear()
-      renderTyping()
+      clearTypers()
       // The server closed us (draining node, expired token): come back after a short jitter.
-      if (reason === 'io server disconnect') setTimeout(mine(() => s.connect()), 500 + Math.random() * 1500)
-    }))
-    s.on('connect_error', mine((err) => {
+      if (reason === 'io server disconnect') setTimeout(() => s === socket && s.connect(), 500 + Math.random() * 1500)
+    })
+    on('connect_error', (err) => {
       const code = err.data && err.data.code
       if (code && code.startsWith('AUTH_')) {
         const why = code === 'AUTH_EXPIRED' ? 'Your session has expired' : code === 'AUTH_REQUIRED' ? 'Please sign in' : 'Your token was refused'
         return signOut(`${why} (${err.message}, ${code}). Please sign in again.`)
       }
       showBanner(`Cannot connect (${err.message}) — retrying…`)
-      if (!s.active) setTimeout(mine(() => s.connect()), 3000)
-    }))
-    s.io.on('reconnect_attempt', mine((n) => showBanner(`Reconnecting… (attempt ${n})`)))
+      if (!s.active) setTimeout(() => s === socket && s.connect(), 3000)
+    })
+    s.io.on('reconnect_attempt', (n) => { if (s === socket) showBanner(`Reconnecting… (attempt ${n})`) })
 
-    s.on('room:history', mine((h) => { if (room && h.roomId === room.id) onHistory(h) }))
-    s.on('chat:message', mine(onMessage))
-    s.on('chat:edited', mine((e) => updateRow(e, { text: e.text, editedAt: e.editedAt })))
-    s.on('chat:deleted', mine((e) => updateRow(e, { deletedAt: e.deletedAt })))
-    s.on('chat:reaction', mine((e) => {
-      const row = findRow(e)
-      if (!row) return
-      const reactions = { ...(row.msg.reactions || {}) }
-      const users = new Set(reactions[e.emoji] || [])
-      if (e.on) users.add(e.userId)
-      else users.delete(e.userId)
-      reactions[e.emoji] = [...users]
-      updateRow(e, { reactions })
-    }))
-    s.on('chat:typing', mine(onTyping))
-    s.on('chat:read', mine((r) => {
-      if (!room || r.roomId !== room.id) return
+    on('room:history', inRoom(onHistory))
+    on('chat:message', onMessage)
+    on('chat:edited', (e) => updateRow(e, { text: e.text, editedAt: e.editedAt }))
+    on('chat:deleted', (e) => updateRow(e, { deletedAt: e.deletedAt }))
+    on('chat:typing', inRoom(onTyping))
+    on('chat:read', inRoom((r) => {
       room.reads[r.userId] = Math.max(room.reads[r.userId] || 0, r.seq)
       room.memberIds.add(r.userId)
       renderSeen()
     }))
-    s.on('presence:list', mine((users) => {
-      for (const u of users) online.set(u.userId, u.username)
-      renderOnline()
-    }))
-    s.on('presence:online', mine((u) => { online.set(u.userId, u.username); renderOnline() }))
-    s.on('presence:offline', mine((u) => { online.delete(u.userId); renderOnline() }))
-    s.on('room:user-joined', mine((u) => {
-      if (!room || u.roomId !== room.id) return
+    on('presence:list', (users) => { for (const u of users) online.set(u.userId, u.username); renderOnline() })
+    on('presence:online', (u) => { online.set(u.userId, u.username); renderOnline() })
+    on('presence:offline', (u) => { online.delete(u.userId); renderOnline() })
+    on('room:user-joined', inRoom((u) => {
       room.memberIds.add(u.userId)
       online.set(u.userId, u.username)
       systemLine(`${u.username} joined the room`)
-      renderOnline()
     }))
-    s.on('room:user-left', mine((u) => {
-      if (!room || u.roomId !== room.id) return
+    on('room:user-left', inRoom((u) => {
       room.memberIds.delete(u.userId)
       systemLine(`${u.username} left the room`)
-      renderOnline()
     }))
   }
 
@@ -256,10 +223,8 @@
     if (rooms.size === 0) ul.append(el('li', 'empty', 'No rooms yet. Join or create one below.'))
     for (const r of rooms.values()) {
       const b = el('button', 'room-btn')
-      b.type = 'button'
-      b.title = r.id
-      b.dataset.testid = 'room-item'
-      b.dataset.roomId = r.id
+      Object.assign(b, { type: 'button', title: r.id })
+      Object.assign(b.dataset, { testid: 'room-item', roomId: r.id })
       b.append(el('span', 'room-name', r.name))
       if (r.private) b.append(el('span', 'tag', 'private'))
       const current = room && room.id === r.id
@@ -277,33 +242,26 @@
     }
   }
 
-  function newRoom(id) {
-    return { id, maxSeq: 0, minSeq: Infinity, seqs: new Set(), reads: {}, memberIds: new Set(), readSent: 0, rejoin: false }
-  }
-
   function closeRoom(title) {
     room = null
+    pending.clear()
+    clearTypers()
     list.replaceChildren()
     $('room-title').textContent = title
     $('online-users').replaceChildren()
     $('seen').textContent = ''
     $('load-older').hidden = true
-    composer.disabled = true
-    $('send').disabled = true
+    composer.disabled = $('send').disabled = true
   }
 
   function openRoom(id) {
     if (room && room.id === id) return
+    flushRead()
     stopTyping()
-    for (const t of typers.values()) clearTimeout(t.timer)
-    typers.clear()
-    renderTyping()
-    pending.clear()
     closeRoom(rooms.get(id)?.name || id)
-    room = newRoom(id)
+    room = { id, maxSeq: 0, minSeq: Infinity, seqs: new Set(), reads: {}, memberIds: new Set(), readSent: 0, rejoin: false }
     localStorage.setItem(LAST_ROOM_KEY, id)
-    composer.disabled = false
-    $('send').disabled = false
+    composer.disabled = $('send').disabled = false
     renderRooms()
     if (socket && socket.connected) joinRoom()
   }
@@ -334,7 +292,7 @@
   $('join-form').addEventListener('submit', (e) => {
     e.preventDefault()
     const id = $('room-join-input').value.trim()
-    if (!ROOM_ID.test(id)) return showError('Room ids are 1–128 characters: letters, digits, ":", "_", "." or "-".')
+    if (!ROOM_ID.test(id)) return showError(BAD_ID)
     $('room-join-input').value = ''
     openRoom(id)
   })
@@ -344,10 +302,8 @@
     const name = $('room-create-name').value.trim()
     const id = $('room-create-id').value.trim()
     if (!name) return
-    if (id && !ROOM_ID.test(id)) return showError('Room ids are 1–128 characters: letters, digits, ":", "_", "." or "-".')
-    const body = { name }
-    if (id) body.id = id
-    if ($('room-create-private').checked) body.private = true
+    if (id && !ROOM_ID.test(id)) return showError(BAD_ID)
+    const body = { name, ...(id && { id }), ...($('room-create-private').checked && { private: true }) }
     const btn = $('create-form').querySelector('button[type=submit]')
     btn.disabled = true
     try {
@@ -375,42 +331,32 @@
     li.dataset.testid = 'message'
     if (m.seq !== undefined) li.dataset.seq = String(m.seq)
     if (m.id) li.dataset.id = m.id
-    const meta = el('div', 'meta')
     const who = el('span', 'who')
     who.append(dot(m.userId), document.createTextNode(m.username))
     const time = el('time', null, fmtTime(m.timestamp))
     time.dateTime = m.timestamp
+    const meta = el('div', 'meta')
     meta.append(who, time, el('span', 'status', status || ''))
-    li.append(meta, el('div', 'text'), el('div', 'extra'))
+    li.append(meta, el('div', 'text'))
     li.msg = m
-    fillRow(li)
+    fillText(li)
     return li
   }
 
-  function fillRow(li) {
+  function fillText(li) {
     const m = li.msg
     const text = li.querySelector('.text')
     text.classList.toggle('deleted', Boolean(m.deletedAt))
     text.textContent = m.deletedAt ? 'This message was deleted.' : m.text
     if (m.editedAt && !m.deletedAt) text.append(el('span', 'edited', ' (edited)'))
-    const extra = li.querySelector('.extra')
-    extra.replaceChildren()
-    if (m.replyTo) {
-      const target = list.querySelector(`[data-id="${CSS.escape(m.replyTo)}"]`)
-      extra.append(el('span', 'chip', `↪ reply to ${target ? target.msg.username : 'an earlier message'}`))
-    }
-    if (m.attachment && !m.deletedAt) extra.append(el('span', 'chip', `📎 ${m.attachment.fileName}`))
-    for (const [emoji, users] of Object.entries(m.reactions || {})) {
-      if (users.length) extra.append(el('span', 'chip', `${emoji} ${users.length}`))
-    }
+    if (m.attachment && !m.deletedAt) text.append(el('span', 'chip', `📎 ${m.attachment.fileName}`))
   }
 
-  const findRow = (e) => (room && e.roomId === room.id ? list.querySelector(`[data-id="${CSS.escape(e.messageId)}"]`) : null)
   function updateRow(e, patch) {
-    const row = findRow(e)
+    const row = room && e.roomId === room.id && list.querySelector(`[data-id="${CSS.escape(e.messageId)}"]`)
     if (!row) return
     row.msg = { ...row.msg, ...patch }
-    fillRow(row)
+    fillText(row)
   }
 
   /** Inserts a stored message in seq order; returns null when that seq is already shown. */
@@ -423,9 +369,8 @@
     r.minSeq = Math.min(r.minSeq, m.seq)
     r.memberIds.add(m.userId)
     const row = renderRow(m, status)
-    const firstPending = list.querySelector(':scope > .pending')
     const after = newest ? null : [...list.querySelectorAll(':scope > [data-seq]')].find((n) => Number(n.dataset.seq) > m.seq)
-    list.insertBefore(row, after || firstPending)
+    list.insertBefore(row, after || list.querySelector(':scope > .pending'))
     $('load-older').hidden = !(r.minSeq > 1 && r.minSeq !== Infinity)
     return row
   }
@@ -433,6 +378,7 @@
   function systemLine(text) {
     list.insertBefore(el('li', 'system', text), list.querySelector(':scope > .pending'))
     if (nearBottom()) scrollBottom()
+    renderOnline()
   }
 
   function onHistory(h) {
@@ -455,7 +401,7 @@
 
   function onMessage(m) {
     if (!room || m.roomId !== room.id) {
-      const info = rooms.get(m.roomId)
+      const info = rooms.get(m.roomId) // a room this socket joined earlier: count it as unread
       if (info && m.userId !== session.userId) {
         info.lastSeq = Math.max(info.lastSeq, m.seq)
         info.unread = Math.max(0, info.lastSeq - info.lastReadSeq)
@@ -466,18 +412,17 @@
     if (room.seqs.has(m.seq)) return
     let status
     if (m.userId === session.userId) {
-      // Our own broadcast can arrive before the ack: it replaces the matching pending row.
+      // Our own broadcast usually arrives before the ack: it replaces the matching pending row.
       for (const [id, p] of pending) {
-        if (p.roomId === m.roomId && p.text === m.text) {
-          p.el.remove()
-          pending.delete(id)
-          status = 'sent'
-          break
-        }
+        if (p.text !== m.text) continue
+        p.el.remove()
+        pending.delete(id)
+        status = 'sent'
+        break
       }
     }
-    const t = typers.get(m.userId)
-    if (t) { clearTimeout(t.timer); typers.delete(m.userId); renderTyping() }
+    const typer = typers.get(m.userId)
+    if (typer) { clearTimeout(typer.timer); typers.delete(m.userId); renderTyping() }
     const stick = nearBottom() || status
     addMessage(m, status)
     if (stick) scrollBottom()
@@ -493,8 +438,7 @@
   function sendRead() {
     const r = room
     if (!r || !socket || !socket.connected || document.hidden || r.maxSeq <= r.readSent) return
-    const seq = r.maxSeq
-    r.readSent = seq
+    const seq = (r.readSent = r.maxSeq)
     r.reads[session.userId] = seq
     socket.emit('chat:read', { roomId: r.id, seq }, (ack) => {
       if (!ack || ack.status !== 'ok') return void (r.readSent = 0)
@@ -506,13 +450,17 @@
       renderRooms()
     })
   }
-  document.addEventListener('visibilitychange', () => { if (!document.hidden) afterDisplay() })
+  function flushRead() {
+    clearTimeout(readTimer)
+    sendRead()
+  }
+  document.addEventListener('visibilitychange', () => { if (!document.hidden && room) afterDisplay() })
+  window.addEventListener('pagehide', flushRead)
 
   function renderSeen() {
     const r = room
-    if (!r || r.maxSeq === 0) return void ($('seen').textContent = '')
-    const n = Object.entries(r.reads).filter(([u, seq]) => u !== session.userId && seq >= r.maxSeq).length
-    $('seen').textContent = n > 0 ? `Seen by ${n}` : ''
+    const n = r ? Object.entries(r.reads).filter(([u, seq]) => u !== session.userId && seq >= r.maxSeq).length : 0
+    $('seen').textContent = r && r.maxSeq > 0 && n > 0 ? `Seen by ${n}` : ''
   }
 
   function renderOnline() {
@@ -531,52 +479,49 @@
 
   // ---------- typing ----------
   function onTyping(t) {
-    if (!room || t.roomId !== room.id || t.userId === session.userId) return
+    if (t.userId === session.userId) return
     const prev = typers.get(t.userId)
     if (prev) clearTimeout(prev.timer)
-    if (t.isTyping) {
-      const timer = setTimeout(() => { typers.delete(t.userId); renderTyping() }, 3000)
-      typers.set(t.userId, { username: t.username, timer })
-    } else typers.delete(t.userId)
+    if (!t.isTyping) typers.delete(t.userId)
+    else typers.set(t.userId, { username: t.username, timer: setTimeout(() => { typers.delete(t.userId); renderTyping() }, 3000) })
+    renderTyping()
+  }
+
+  function clearTypers() {
+    for (const t of typers.values()) clearTimeout(t.timer)
+    typers.clear()
     renderTyping()
   }
 
   function renderTyping() {
-    const names = [...typers.values()].map((t) => t.username)
-    $('typing').textContent =
-      names.length === 0 ? '' : names.length === 1 ? `${names[0]} is typing…`
-        : names.length === 2 ? `${names[0]} and ${names[1]} are typing…` : 'Several people are typing…'
+    const n = [...typers.values()].map((t) => t.username)
+    $('typing').textContent = n.length === 0 ? '' : n.length === 1 ? `${n[0]} is typing…`
+      : n.length === 2 ? `${n[0]} and ${n[1]} are typing…` : 'Several people are typing…'
   }
 
   function stopTyping() {
-    if (!typingOn || !room || !socket) return
-    typingOn = false
+    if (!lastTypingSent || !room || !socket) return
     lastTypingSent = 0
     socket.volatile.emit('chat:typing', { roomId: room.id, isTyping: false })
   }
 
   composer.addEventListener('input', () => {
-    if (!room || !socket || !composer.value.trim()) return
-    const now = Date.now()
-    if (now - lastTypingSent < 2000) return
-    lastTypingSent = now
-    typingOn = true
+    if (!room || !socket || !composer.value.trim() || Date.now() - lastTypingSent < 2000) return
+    lastTypingSent = Date.now()
     socket.volatile.emit('chat:typing', { roomId: room.id, isTyping: true })
   })
   composer.addEventListener('blur', stopTyping)
   composer.addEventListener('keydown', (e) => {
-    if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
-      e.preventDefault()
-      send()
-    }
+    if (e.key !== 'Enter' || e.shiftKey || e.isComposing) return
+    e.preventDefault()
+    send()
   })
-
-  // ---------- sending ----------
   $('composer-form').addEventListener('submit', (e) => {
     e.preventDefault()
     send()
   })
 
+  // ---------- sending ----------
   function send() {
     const text = composer.value.trim()
     if (!text || !room || !socket) return
@@ -599,9 +544,7 @@
       if (ack.status !== 'ok') return failPending(payload, entry, ack.code, ack.error)
       pending.delete(payload.clientMsgId)
       entry.el.remove()
-      if (!room || room.id !== payload.roomId) return
-      const m = { id: ack.messageId, seq: ack.seq, roomId: payload.roomId, userId: session.userId,
-        username: session.username, text: payload.text, timestamp: entry.el.msg.timestamp }
+      const m = { ...entry.el.msg, id: ack.messageId, seq: ack.seq }
       const row = addMessage(m, 'sent') || list.querySelector(`[data-seq="${ack.seq}"]`)
       if (row) row.querySelector('.status').textContent = 'sent'
       afterDisplay()
@@ -609,27 +552,26 @@
   }
 
   function failPending(payload, entry, code, text) {
+    showError(`Message not sent: ${text} (${code})`)
     const row = entry.el
+    if (!RETRYABLE.has(code)) {
+      // Nothing to retry (e.g. BAD_REQUEST): drop the row and hand the text back for editing.
+      pending.delete(payload.clientMsgId)
+      row.remove()
+      if (!composer.value) composer.value = payload.text
+      return
+    }
     row.classList.add('failed')
     row.querySelector('.status').textContent = 'not sent'
-    showError(`Message not sent: ${text} (${code})`)
-    const actions = el('div', 'actions')
-    if (RETRYABLE.has(code)) {
-      const retry = el('button', null, 'Retry')
-      retry.type = 'button'
-      retry.addEventListener('click', () => {
-        actions.remove()
-        row.classList.remove('failed')
-        row.querySelector('.status').textContent = 'sending…'
-        if (socket) emitSend(payload) // same clientMsgId: the server deduplicates
-      })
-      actions.append(retry)
-    }
-    const discard = el('button', null, 'Discard')
-    discard.type = 'button'
-    discard.addEventListener('click', () => { pending.delete(payload.clientMsgId); row.remove() })
-    actions.append(discard)
-    row.append(actions)
+    const retry = el('button', 'retry', 'Retry')
+    retry.type = 'button'
+    retry.addEventListener('click', () => {
+      retry.remove()
+      row.classList.remove('failed')
+      row.querySelector('.status').textContent = 'sending…'
+      if (socket) emitSend(payload) // same clientMsgId: the server will not store it twice
+    })
+    row.append(retry)
   }
 
   // ---------- older history ----------
@@ -653,13 +595,12 @@
   })
 
   // ---------- boot ----------
+  let saved = null
   try {
-    session = JSON.parse(localStorage.getItem(SESSION_KEY))
-  } catch {
-    session = null
-  }
-  const claims = session && session.token ? decodeJwt(session.token) : null
-  if (!session || !session.token) signOut('')
+    saved = JSON.parse(localStorage.getItem(SESSION_KEY))
+  } catch {}
+  const claims = saved && saved.token ? decodeJwt(saved.token) : null
+  if (!saved || !saved.token) signOut('')
   else if (claims && claims.exp && claims.exp * 1000 < Date.now()) signOut('Your session has expired. Please sign in again.')
-  else start()
+  else start(saved)
 })()

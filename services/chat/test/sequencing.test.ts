@@ -1,0 +1,93 @@
+import assert from 'node:assert/strict'
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { describe, it } from 'node:test'
+import { pino } from 'pino'
+import { Server } from 'socket.io'
+import { io as connect } from 'socket.io-client'
+import type { Message } from '../src/domain/types.ts'
+import type { ChatServer } from '../src/realtime/events.ts'
+import { RoomFeed, type FeedSource } from '../src/realtime/room-feed.ts'
+import { assignSeqs, dedupeKey, type Committed, type Draft } from '../src/store/messages.repository.ts'
+import { eventually, sleep } from './helpers.ts'
+
+const draft = (roomId: string, clientMsgId: string | null = null, userId = 'u1'): Draft => ({
+  id: crypto.randomUUID(),
+  roomId,
+  userId,
+  username: userId,
+  text: 't',
+  replyTo: null,
+  clientMsgId,
+  attachmentId: null,
+})
+
+describe('assignSeqs (pure sequencing rule)', () => {
+  it('numbers each room from its last seq, in queue order, per room', () => {
+    const last = new Map([
+      ['a', 5],
+      ['b', 0],
+    ])
+    const { results, inserts } = assignSeqs([draft('a'), draft('b'), draft('a'), draft('b'), draft('a')], last, new Map(), new Date())
+    assert.deepEqual(results.map((r) => r.seq), [6, 1, 7, 2, 8])
+    assert.equal(inserts.length, 5)
+    assert.deepEqual([...last], [['a', 8], ['b', 2]])
+  })
+
+  it('gives resends the original, whether stored earlier or earlier in the batch', () => {
+    const stored: Committed = { id: 'orig', seq: 3, createdAt: new Date(0), duplicate: true }
+    const existing = new Map([[dedupeKey('a', 'u1', 'k-old'), stored]])
+    const ds = [draft('a', 'k-old'), draft('a', 'k-new'), draft('a', 'k-new'), draft('a', 'k-new', 'u2')]
+    const { results, inserts } = assignSeqs(ds, new Map([['a', 3]]), existing, new Date())
+    assert.deepEqual(results.map((r) => [r.seq, r.duplicate]), [[3, true], [4, false], [4, true], [5, false]])
+    assert.equal(results[0].id, 'orig')
+    assert.equal(results[2].id, ds[1].id)
+    assert.equal(inserts.length, 2, 'only new keys are inserted; seqs stay gap-free')
+  })
+
+  it('refuses a room it did not lock', () => {
+    assert.throws(() => assignSeqs([draft('zzz')], new Map(), new Map(), new Date()), /vanished/)
+  })
+})
+
+describe('RoomFeed ordering (real Socket.IO, in-memory source)', () => {
+  async function setup(stored: Message[]) {
+    const http = createServer()
+    const io: ChatServer = new Server(http)
+    await new Promise<void>((r) => http.listen(0, '127.0.0.1', r))
+    const nsp = io.of('/chat')
+    const source: FeedSource = {
+      lastSeq: async () => 0,
+      range: async (_room, after, upTo, limit) => stored.filter((m) => m.seq > after && m.seq <= upTo).slice(0, limit),
+      latest: async (_room, upTo, limit) => stored.filter((m) => m.seq <= upTo).slice(-limit),
+    }
+    const feed = new RoomFeed(nsp, source, pino({ level: 'silent' }), { shared: false, gapWaitMs: 50, ringSize: 4 })
+    const joined = new Promise<void>((resolve) => nsp.on('connection', (s) => void feed.subscribe(s, 'r', 0, 100).then(() => resolve())))
+    const client = connect(`http://127.0.0.1:${(http.address() as AddressInfo).port}/chat`, { transports: ['websocket'] })
+    const got: number[] = []
+    client.on('chat:message', (m: Message) => got.push(m.seq))
+    await joined
+    return { feed, got, close: () => (client.disconnect(), new Promise((r) => io.close(r))) }
+  }
+  const msg = (seq: number): Message => ({ id: `m${seq}`, roomId: 'r', seq, userId: 'u', username: 'u', text: `${seq}`, timestamp: new Date().toISOString() })
+
+  it('holds an early message until its predecessor arrives, and drops duplicates', async () => {
+    const t = await setup([])
+    for (const s of [1, 3, 2, 2, 1, 4]) t.feed.publish(msg(s))
+    await eventually(() => t.got.length >= 4)
+    await sleep(100)
+    assert.deepEqual(t.got, [1, 2, 3, 4])
+    await t.close()
+  })
+
+  it('reads a lost message from the store when it does not arrive', async () => {
+    const stored = [1, 2, 3, 4, 5].map(msg)
+    const t = await setup(stored)
+    t.feed.publish(msg(1))
+    t.feed.publish(msg(4)) // 2 and 3 were "lost in pub/sub"
+    t.feed.publish(msg(5))
+    await eventually(() => t.got.length >= 5, 2000, 'gap filled')
+    assert.deepEqual(t.got, [1, 2, 3, 4, 5])
+    await t.close()
+  })
+})
