@@ -5,10 +5,11 @@ import { join, resolve } from 'node:path'
 import { envSchema } from 'env-schema'
 import Type, { type Static } from 'typebox'
 
-const production = process.env.NODE_ENV === 'production'
-
-/** Every environment variable the node reads; `.env.example` documents each one. */
-const ConfigSchema = Type.Object({
+/**
+ * Every environment variable the node reads; `.env.example` documents each one. NODE_ENV only
+ * picks safer defaults (bind all interfaces, no dev tokens).
+ */
+const configSchema = (production: boolean) => Type.Object({
   PORT: Type.Integer({ default: 3000, minimum: 0, maximum: 65535 }),
   HOST: Type.String({ default: production ? '0.0.0.0' : 'localhost' }),
   NODE_ID: Type.String({ default: '', maxLength: 128 }),
@@ -45,7 +46,7 @@ const ConfigSchema = Type.Object({
   WEB_DIR: Type.String({ default: '' }),
 })
 
-type RawConfig = Static<typeof ConfigSchema>
+type RawConfig = Static<ReturnType<typeof configSchema>>
 
 export type Config = Readonly<
   RawConfig & {
@@ -62,7 +63,8 @@ export type Config = Readonly<
  * so dev tokens survive restarts.
  */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
-  const raw = envSchema<RawConfig>({ schema: ConfigSchema as object, data: env, dotenv: false })
+  const schema = configSchema(env.NODE_ENV === 'production')
+  const raw = envSchema<RawConfig>({ schema: schema as object, data: env, dotenv: false })
   if (raw.JWT_SECRET && raw.JWT_JWKS_URL) {
     throw new Error('Set only one of JWT_SECRET and JWT_JWKS_URL')
   }
