@@ -42,8 +42,11 @@ export interface App {
   close(): Promise<void>
 }
 
+/** The browser client: services/web/dist (built) or services/web/public, from src/ or from dist/. */
 const webRoot = () => {
-  const candidates = ['../../web/dist', '../../web/public'].map((p) => fileURLToPath(new URL(p, import.meta.url)))
+  const candidates = ['../../web/dist', '../../web/public', '../../../../services/web/dist', '../../../../services/web/public'].map((p) =>
+    fileURLToPath(new URL(p, import.meta.url)),
+  )
   return candidates.find((d) => existsSync(d))
 }
 
@@ -90,6 +93,9 @@ export async function buildApp({ config, log, db, cluster }: AppDeps): Promise<A
   const typingLimit = new RateLimiterMemory({ points: 1, duration: Math.max(config.TYPING_THROTTLE_MS, 1) / 1000 })
 
   chat.on('connection', (socket) => {
+    const { userId } = socket.data.identity
+    log.debug({ socketId: socket.id, userId, transport: socket.conn.transport.name }, 'socket connected')
+    socket.on('disconnect', (reason) => log.debug({ socketId: socket.id, userId, reason }, 'socket disconnected'))
     registerChatHandlers(chat, socket, { config, log, metrics, tokens, rooms, messages, presence: cluster.presence, feed, typingLimit })
     registerPresence(chat, socket, cluster.presence, rooms, log, track)
   })

@@ -1,16 +1,9 @@
 import assert from 'node:assert/strict'
-import { after, before, describe, it } from 'node:test'
-import { ack, chatClient, closeClients, collect, devToken, sleep, startIsolatedNode } from './helpers.ts'
+import { describe, it } from 'node:test'
+import { usersInRoom, useIsolatedNode, ack, chatClient, collect, devToken, sleep } from './helpers.ts'
 
 describe('private and dm: rooms', () => {
-  let node: Awaited<ReturnType<typeof startIsolatedNode>>
-  before(async () => {
-    node = await startIsolatedNode()
-  })
-  after(async () => {
-    closeClients()
-    await node?.close()
-  })
+  const node = useIsolatedNode()
 
   const createRoom = async (token: string, body: object) =>
     fetch(`${node.url}/api/rooms`, {
@@ -88,12 +81,8 @@ describe('private and dm: rooms', () => {
   })
 
   it('room:leave removes the membership: the room stops reaching the user', async () => {
-    const u = await devToken(node.url, 'leaver')
-    const v = await devToken(node.url, 'stayer')
-    const su = await chatClient(node.url, u.token)
-    const sv = await chatClient(node.url, v.token)
-    await ack(su, 'room:join', 'leave-me')
-    await ack(sv, 'room:join', 'leave-me')
+    const [u, v] = await usersInRoom(node.url, 'leave-me', ['leaver', 'stayer'])
+    const [su, sv] = [u.socket, v.socket]
     const left = new Promise((r) => sv.once('room:user-left', r))
     assert.equal((await ack(su, 'room:leave', 'leave-me')).status, 'ok')
     assert.deepEqual(await left, { userId: u.userId, username: 'leaver', roomId: 'leave-me' })

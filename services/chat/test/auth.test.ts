@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict'
-import { after, before, describe, it } from 'node:test'
+import { describe, it } from 'node:test'
 import { SignJWT, UnsecuredJWT } from 'jose'
 import { io } from 'socket.io-client'
-import { ack, chatClient, closeClients, devToken, next, startIsolatedNode, TEST_SECRET } from './helpers.ts'
+import { useIsolatedNode, ack, chatClient, closeClients, devToken, next, startIsolatedNode, TEST_SECRET } from './helpers.ts'
 
 const key = new TextEncoder().encode(TEST_SECRET)
 const sign = (claims: Record<string, unknown>, exp: number | string = '1h', secret = key) => {
@@ -27,14 +27,7 @@ function refusal(url: string, auth: object, namespace = '/chat'): Promise<{ mess
 }
 
 describe('authentication (SPEC §2)', () => {
-  let node: Awaited<ReturnType<typeof startIsolatedNode>>
-  before(async () => {
-    node = await startIsolatedNode()
-  })
-  after(async () => {
-    closeClients()
-    await node?.close()
-  })
+  const node = useIsolatedNode()
 
   it('refuses missing, garbage, wrong-secret, alg:none, expired and not-yet-valid tokens', async () => {
     const noneToken = new UnsecuredJWT({ name: 'x' }).setSubject('u-auth').setExpirationTime('1h').encode()

@@ -1,16 +1,9 @@
 import assert from 'node:assert/strict'
-import { after, before, describe, it } from 'node:test'
-import { ack, chatClient, closeClients, devToken, startIsolatedNode } from './helpers.ts'
+import { describe, it } from 'node:test'
+import { useIsolatedNode, ack, chatClient, devToken } from './helpers.ts'
 
 describe('error paths answer the SPEC shape and keep the socket connected', () => {
-  let node: Awaited<ReturnType<typeof startIsolatedNode>>
-  before(async () => {
-    node = await startIsolatedNode({ RATE_LIMIT_MESSAGES: '3', RATE_LIMIT_WINDOW_SECONDS: '60' })
-  })
-  after(async () => {
-    closeClients()
-    await node?.close()
-  })
+  const node = useIsolatedNode({ RATE_LIMIT_MESSAGES: '3', RATE_LIMIT_WINDOW_SECONDS: '60' })
 
   const badPayloads: [string, unknown][] = [
     ['room:join', undefined],

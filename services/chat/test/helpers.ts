@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto'
+import { after, before } from 'node:test'
 import net from 'node:net'
 import { Redis } from 'ioredis'
 import pg from 'pg'
@@ -227,4 +228,46 @@ export async function tcpProxy(targetPort: number, targetHost = '127.0.0.1') {
       await new Promise((r) => server.close(r))
     },
   }
+}
+
+type IsolatedNode = Awaited<ReturnType<typeof startIsolatedNode>>
+
+/**
+ * Registers before/after hooks that start an isolated node for the enclosing suite and stop it
+ * (closing every client) afterwards. The returned object stands for the node once started.
+ */
+export function useIsolatedNode(env: Record<string, string> = {}): IsolatedNode {
+  let node: IsolatedNode | undefined
+  before(async () => {
+    node = await startIsolatedNode(env)
+  })
+  after(async () => {
+    closeClients()
+    await node?.close()
+  })
+  return new Proxy({} as IsolatedNode, {
+    get: (_, key) => {
+      if (!node) throw new Error('node not started yet')
+      return node[key as keyof IsolatedNode]
+    },
+  })
+}
+
+/** Signs in each name, connects it to /chat and joins `roomId`. */
+export async function usersInRoom(url: string, roomId: string, names: string[]) {
+  return Promise.all(
+    names.map(async (name) => {
+      const { token, userId } = await devToken(url, name)
+      const socket = await chatClient(url, token)
+      const joined = await ack(socket, 'room:join', roomId)
+      if (joined.status !== 'ok') throw new Error(`${name} could not join ${roomId}: ${joined.code}`)
+      return { name, token, userId, socket }
+    }),
+  )
+}
+
+/** GET with a bearer token; the status and the parsed JSON body. */
+export async function getJson(url: string, token: string, path: string): Promise<{ status: number; body: any }> {
+  const res = await fetch(`${url}${path}`, { headers: { authorization: `Bearer ${token}` } })
+  return { status: res.status, body: await res.json() }
 }

@@ -1,16 +1,9 @@
 import assert from 'node:assert/strict'
-import { after, before, describe, it } from 'node:test'
-import { ack, chatClient, closeClients, collect, devToken, eventually, next, startIsolatedNode } from './helpers.ts'
+import { describe, it } from 'node:test'
+import { useIsolatedNode, ack, chatClient, collect, devToken, eventually, next } from './helpers.ts'
 
 for (const adapter of ['classic', 'sharded']) describe(`messages on one node (real Postgres and Redis, ${adapter} adapter)`, () => {
-  let node: Awaited<ReturnType<typeof startIsolatedNode>>
-  before(async () => {
-    node = await startIsolatedNode({ RATE_LIMIT_MESSAGES: '1000', REDIS_ADAPTER: adapter })
-  })
-  after(async () => {
-    closeClients()
-    await node?.close()
-  })
+  const node = useIsolatedNode({ RATE_LIMIT_MESSAGES: '1000', REDIS_ADAPTER: adapter })
 
   it('join → history → message → ack → broadcast to a second client', async () => {
     const ana = await devToken(node.url, 'ana')

@@ -3,7 +3,7 @@ import { after, before, describe, it } from 'node:test'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { ack, chatClient, closeClients, collect, devToken, eventually, next, sleep, startIsolatedNode, startNode } from './helpers.ts'
+import { getJson, usersInRoom, ack, chatClient, closeClients, collect, devToken, eventually, next, sleep, startIsolatedNode, startNode } from './helpers.ts'
 
 /** The same suite against Redis presence and against the embedded default's in-process presence. */
 const variants: [string, () => Promise<{ url: string; close(): Promise<void> }>][] = [
@@ -65,10 +65,7 @@ for (const [variant, start] of variants) describe(`presence, typing, receipts ($
   })
 
   it('typing reaches the room except the typist, throttled', async () => {
-    const a = await chatClient(node.url, (await devToken(node.url, 'typist')).token)
-    const b = await chatClient(node.url, (await devToken(node.url, 'reader')).token)
-    await ack(a, 'room:join', 'typing-room')
-    await ack(b, 'room:join', 'typing-room')
+    const [{ socket: a }, { socket: b }] = await usersInRoom(node.url, 'typing-room', ['typist', 'reader'])
     const atA = collect(a, 'chat:typing')
     const atB = collect(b, 'chat:typing')
     for (let i = 0; i < 5; i++) a.emit('chat:typing', { roomId: 'typing-room', isTyping: true })
@@ -83,18 +80,11 @@ for (const [variant, start] of variants) describe(`presence, typing, receipts ($
   })
 
   it('read receipts persist and reach the room except the reader; unread counts follow', async () => {
-    const aT = await devToken(node.url, 'reads-a')
-    const bT = await devToken(node.url, 'reads-b')
-    const a = await chatClient(node.url, aT.token)
-    const b = await chatClient(node.url, bT.token)
-    await ack(a, 'room:join', 'reads')
-    await ack(b, 'room:join', 'reads')
+    const [aT, bT] = await usersInRoom(node.url, 'reads', ['reads-a', 'reads-b'])
+    const [a, b] = [aT.socket, bT.socket]
     const sent = []
     for (let i = 0; i < 3; i++) sent.push(await ack(a, 'chat:message', { roomId: 'reads', text: `r${i}` }))
-    const unread = async (token: string) =>
-      ((await (await fetch(`${node.url}/api/rooms`, { headers: { authorization: `Bearer ${token}` } })).json()) as any).rooms.find(
-        (r: any) => r.id === 'reads',
-      )
+    const unread = async (token: string) => (await getJson(node.url, token, '/api/rooms')).body.rooms.find((r: any) => r.id === 'reads')
     assert.equal((await unread(bT.token)).unread, 3)
     const atA = next(a, 'chat:read')
     const atB = collect(b, 'chat:read')

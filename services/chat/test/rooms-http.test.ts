@@ -1,22 +1,12 @@
 import assert from 'node:assert/strict'
-import { after, before, describe, it } from 'node:test'
+import { describe, it } from 'node:test'
 import { io } from 'socket.io-client'
-import { ack, chatClient, closeClients, collect, devToken, eventually, next, startIsolatedNode } from './helpers.ts'
+import { getJson, usersInRoom, useIsolatedNode, ack, chatClient, collect, devToken, eventually, next } from './helpers.ts'
 
 describe('HTTP rooms and history, edits, reactions, transports', () => {
-  let node: Awaited<ReturnType<typeof startIsolatedNode>>
-  before(async () => {
-    node = await startIsolatedNode({ RATE_LIMIT_MESSAGES: '1000', HISTORY_LIMIT: '5' })
-  })
-  after(async () => {
-    closeClients()
-    await node?.close()
-  })
+  const node = useIsolatedNode({ RATE_LIMIT_MESSAGES: '1000', HISTORY_LIMIT: '5' })
 
-  const get = async (token: string, path: string) => {
-    const res = await fetch(`${node.url}${path}`, { headers: { authorization: `Bearer ${token}` } })
-    return { status: res.status, body: (await res.json()) as any }
-  }
+  const get = (token: string, path: string) => getJson(node.url, token, path)
 
   it('pages history newest first with before/limit; join history is the latest HISTORY_LIMIT', async () => {
     const { token } = await devToken(node.url, 'historian')
@@ -67,12 +57,8 @@ describe('HTTP rooms and history, edits, reactions, transports', () => {
   })
 
   it('edits, deletes and reactions reach the room and show in history', async () => {
-    const a = await devToken(node.url, 'editor')
-    const b = await devToken(node.url, 'viewer')
-    const sa = await chatClient(node.url, a.token)
-    const sb = await chatClient(node.url, b.token)
-    await ack(sa, 'room:join', 'edits')
-    await ack(sb, 'room:join', 'edits')
+    const [a, b] = await usersInRoom(node.url, 'edits', ['editor', 'viewer'])
+    const [sa, sb] = [a.socket, b.socket]
     const m = await ack(sa, 'chat:message', { roomId: 'edits', text: 'tpyo' })
     const reply = await ack(sb, 'chat:message', { roomId: 'edits', text: 'you mean typo?', replyTo: m.messageId })
     assert.equal(reply.status, 'ok')
