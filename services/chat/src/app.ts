@@ -17,8 +17,9 @@ import type { Logger } from './logger.ts'
 import { createMetrics, type Metrics } from './metrics.ts'
 import { registerChatHandlers } from './realtime/chat.handlers.ts'
 import type { ChatServer } from './realtime/events.ts'
-import { createIo } from './realtime/io.ts'
-import { registerPresence } from './realtime/presence.handlers.ts'
+import { gateWhileDraining } from './realtime/drain-gate.ts'
+import { createIo, engineClients } from './realtime/io.ts'
+import { announcePresence, registerPresence } from './realtime/presence.handlers.ts'
 import { createRoomEvents } from './realtime/room-events.ts'
 import { RoomFeed } from './realtime/room-feed.ts'
 import { pingDb, type Db } from './store/db.ts'
@@ -77,6 +78,7 @@ export async function buildApp({ config, log, db, cluster }: AppDeps): Promise<A
   })
 
   const io = createIo(http.server, config, cluster, tokens, metrics, () => draining)
+  gateWhileDraining(http.server, io, config.nodeId, () => draining)
   const chat = io.of('/chat')
   let messages: MessagesService | undefined
   const feed = new RoomFeed(
@@ -98,6 +100,21 @@ export async function buildApp({ config, log, db, cluster }: AppDeps): Promise<A
     socket.on('disconnect', (reason) => log.debug({ socketId: socket.id, userId, reason }, 'socket disconnected'))
     registerChatHandlers(chat, socket, { config, log, metrics, tokens, rooms, messages, presence: cluster.presence, feed, typingLimit })
     registerPresence(chat, socket, cluster.presence, rooms, log, track)
+  })
+
+  cluster.liveness?.start({
+    onOffline: (users, deadNodeId) => {
+      log.info({ deadNodeId, users: users.length }, 'announcing users of a dead node offline')
+      for (const user of users) {
+        announcePresence(chat, rooms, user, 'presence:offline').catch((err: unknown) => log.warn({ err, userId: user.userId }, 'offline announce failed'))
+      }
+    },
+    onLostRegistration: async () => {
+      for (const socket of chat.sockets.values()) {
+        const { userId, username } = socket.data.identity
+        await cluster.presence.add({ userId, username }, socket.id)
+      }
+    },
   })
 
   // HTTP: external concerns, then our own plugins, then routes.
@@ -131,12 +148,14 @@ export async function buildApp({ config, log, db, cluster }: AppDeps): Promise<A
       draining = true
       log.info({ graceMs }, 'draining')
       await commits.flush()
-      // Move clients in batches with jitter so they do not all land on one node at once.
-      const sockets = [...io.of('/chat').sockets.values(), ...io.of('/notifications').sockets.values()]
+      // Move clients in batches with jitter so they do not all land on one node at once. Closing
+      // the transport (not `socket.disconnect()`) makes Socket.IO clients reconnect by themselves,
+      // and through nginx they land on another node.
+      const connections = Object.values(engineClients(io))
       const batch = 200
-      const pause = Math.min(100, graceMs / 4 / Math.max(1, sockets.length / batch))
-      for (let i = 0; i < sockets.length; i += batch) {
-        for (const s of sockets.slice(i, i + batch)) s.disconnect(true)
+      const pause = Math.min(100, graceMs / 4 / Math.max(1, connections.length / batch))
+      for (let i = 0; i < connections.length; i += batch) {
+        for (const c of connections.slice(i, i + batch)) c.close()
         await new Promise((r) => setTimeout(r, pause * (0.5 + Math.random())))
       }
       await commits.flush()

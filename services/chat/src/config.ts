@@ -24,6 +24,8 @@ const configSchema = (production: boolean) => Type.Object({
   REDIS_URL: Type.String({ default: '' }),
   REDIS_PREFIX: Type.String({ default: 'sb:', pattern: '^[A-Za-z0-9:_.-]{1,64}$' }),
   REDIS_ADAPTER: Type.Union([Type.Literal('classic'), Type.Literal('sharded')], { default: 'classic' }),
+  LIVENESS_INTERVAL_MS: Type.Integer({ default: 5000, minimum: 100 }),
+  LIVENESS_TTL_MS: Type.Integer({ default: 15000, minimum: 300 }),
 
   JWT_SECRET: Type.String({ default: '' }),
   JWT_JWKS_URL: Type.String({ default: '' }),
@@ -75,6 +77,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (!secret && !raw.JWT_JWKS_URL) {
     if (!raw.AUTH_DEV_TOKENS) throw new Error('JWT_SECRET or JWT_JWKS_URL is required when AUTH_DEV_TOKENS is off')
     secret = devSecret(raw.DATA_DIR)
+  }
+  if (raw.LIVENESS_TTL_MS < 2 * raw.LIVENESS_INTERVAL_MS) {
+    throw new Error('LIVENESS_TTL_MS must be at least twice LIVENESS_INTERVAL_MS')
   }
   if (raw.JWT_JWKS_URL) new URL(raw.JWT_JWKS_URL) // throws on a malformed URL
   return Object.freeze({

@@ -20,10 +20,11 @@ if (config.MIGRATE_ON_START || config.embeddedDatabase) await migrateToLatest(db
 const cluster = await createCluster(config, log)
 const app = await buildApp({ config, log, db, cluster })
 
-closeWithGrace({ delay: config.SHUTDOWN_GRACE_MS + 5000, logger: log }, async ({ signal, err }) => {
+// A hard deadline: whatever is still running after SHUTDOWN_GRACE_MS is abandoned (exit code 1).
+closeWithGrace({ delay: config.SHUTDOWN_GRACE_MS, logger: log }, async ({ signal, err }) => {
   if (err) log.error({ err }, 'fatal error; shutting down')
   log.info({ signal }, 'shutting down')
-  await app.drain(config.SHUTDOWN_GRACE_MS)
+  await app.drain(config.SHUTDOWN_GRACE_MS * 0.8)
   await cluster.close()
   await db.destroy()
   log.info('bye')

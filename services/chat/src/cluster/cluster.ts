@@ -2,6 +2,7 @@ import { createAdapter, createShardedAdapter } from '@socket.io/redis-adapter'
 import type { Redis } from 'ioredis'
 import type { Config } from '../config.ts'
 import type { Logger } from '../logger.ts'
+import { NodeLiveness } from './liveness.ts'
 import { MemoryPresence, type PresenceStore } from './presence.ts'
 import { RedisPresence } from './presence.redis.ts'
 import { RateLimit } from './rate-limit.ts'
@@ -15,6 +16,8 @@ export interface Cluster {
   readonly messageLimit: RateLimit
   /** The Socket.IO adapter constructor, or undefined for the default in-memory one. */
   readonly adapter?: ReturnType<typeof createAdapter> | ReturnType<typeof createShardedAdapter>
+  /** Node heartbeats and crash clean-up (Redis only). */
+  readonly liveness?: NodeLiveness
   ping(): Promise<void>
   close(): Promise<void>
 }
@@ -35,9 +38,15 @@ export async function createCluster(config: Config, log: Logger): Promise<Cluste
   const sub = createRedis(config.REDIS_URL, `${config.nodeId}:sub`, log, true)
   await Promise.all([command, pub, sub].map((c) => connectWithin(c, 3000)))
   const clients: Redis[] = [command, pub, sub]
+  const presence = new RedisPresence(command, config.REDIS_PREFIX, config.nodeId)
+  const liveness = new NodeLiveness(command, presence, config.REDIS_PREFIX, config.nodeId, log, {
+    intervalMs: config.LIVENESS_INTERVAL_MS,
+    ttlMs: config.LIVENESS_TTL_MS,
+  })
   return {
     shared: true,
-    presence: new RedisPresence(command, config.REDIS_PREFIX, config.nodeId),
+    presence,
+    liveness,
     messageLimit: RateLimit.redis(command, config.RATE_LIMIT_MESSAGES, config.RATE_LIMIT_WINDOW_SECONDS, limitPrefix),
     adapter:
       config.REDIS_ADAPTER === 'sharded'
@@ -47,6 +56,7 @@ export async function createCluster(config: Config, log: Logger): Promise<Cluste
       await command.ping()
     },
     close: async () => {
+      await liveness.stop()
       await Promise.all(clients.map((c) => c.quit().catch(() => c.disconnect())))
     },
   }

@@ -8,7 +8,7 @@ export interface PresenceStore {
   /** Registers a socket; true when it is the user's first socket anywhere (now online). */
   add(user: OnlineUser, socketId: string): Promise<boolean>
   /** Unregisters a socket; true when it was the user's last socket anywhere (now offline). */
-  remove(userId: string, socketId: string): Promise<boolean>
+  remove(user: OnlineUser, socketId: string): Promise<boolean>
   /** The subset of `userIds` that is online. */
   online(userIds: readonly string[]): Promise<Set<string>>
 }
@@ -24,7 +24,7 @@ export class MemoryPresence implements PresenceStore {
     return set.size === 1
   }
 
-  async remove(userId: string, socketId: string): Promise<boolean> {
+  async remove({ userId }: OnlineUser, socketId: string): Promise<boolean> {
     const set = this.sockets.get(userId)
     if (!set || !set.delete(socketId)) return false
     if (set.size > 0) return false

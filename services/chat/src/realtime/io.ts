@@ -58,3 +58,8 @@ export function originAllowed(req: IncomingMessage, allowed: readonly string[]):
     return false
   }
 }
+
+/** Engine.IO connections of this node by session id (typed as public; Engine.IO keeps it protected). */
+export function engineClients(io: ChatServer): Record<string, { close(): void }> {
+  return (io.engine as unknown as { clients: Record<string, { close(): void }> }).clients
+}

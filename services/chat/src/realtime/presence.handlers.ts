@@ -1,7 +1,19 @@
 import type { PresenceStore } from '../cluster/presence.ts'
 import type { RoomsService } from '../domain/rooms.service.ts'
+import type { OnlineUser } from '../domain/types.ts'
 import type { Logger } from '../logger.ts'
 import { userRoom, type ChatNamespace, type ChatSocket } from './events.ts'
+
+/** Tells the rooms `user` belongs to that they came online or went offline (not the user's own sockets). */
+export async function announcePresence(
+  nsp: ChatNamespace,
+  rooms: RoomsService,
+  user: OnlineUser,
+  event: 'presence:online' | 'presence:offline',
+): Promise<void> {
+  const roomIds = await rooms.roomIdsOf(user.userId)
+  if (roomIds.length > 0) nsp.to(roomIds).except(userRoom(user.userId)).emit(event, user)
+}
 
 /**
  * Multi-device presence (SPEC §4): `presence:online` when a user's first socket anywhere
@@ -19,10 +31,7 @@ export function registerPresence(
   const user = { userId: socket.data.identity.userId, username: socket.data.identity.username }
   void socket.join(userRoom(user.userId))
 
-  const announce = async (event: 'presence:online' | 'presence:offline') => {
-    const roomIds = await rooms.roomIdsOf(user.userId)
-    if (roomIds.length > 0) nsp.to(roomIds).except(userRoom(user.userId)).emit(event, user)
-  }
+  const announce = (event: 'presence:online' | 'presence:offline') => announcePresence(nsp, rooms, user, event)
 
   // Ordered per socket: a quick disconnect must not be processed before its connect.
   const added: Promise<void> = presence
@@ -35,7 +44,7 @@ export function registerPresence(
 
   socket.on('disconnect', () => {
     track(added
-      .then(() => presence.remove(user.userId, socket.id))
+      .then(() => presence.remove(user, socket.id))
       .then((offline) => (offline ? announce('presence:offline') : undefined))
       .catch((err: unknown) => log.warn({ err, socketId: socket.id, userId: user.userId }, 'presence remove failed')),
     )

@@ -27,7 +27,7 @@ export async function createDb(config: Config, log: Logger): Promise<Db> {
       application_name: `switchboard:${config.nodeId}`,
     })
     // An idle client losing its connection must not crash the process; the pool replaces it.
-    pool.on('error', (err) => log.warn({ err }, 'postgres idle client error'))
+    pool.on('error', (err: Error & { code?: string }) => log.warn({ err: err.message, code: err.code }, 'postgres idle client error'))
     return new Kysely<Database>({ dialect: new PostgresDialect({ pool }) })
   }
   const { PGlite } = await import('@electric-sql/pglite')

@@ -1,0 +1,198 @@
+import { randomBytes } from 'node:crypto'
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { join, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { answers, freePort, start, waitFor, type Proc } from './processes.ts'
+import { startPostgres, startRedis, type LocalPostgres, type LocalRedis } from './services.ts'
+
+const root = fileURLToPath(new URL('..', import.meta.url))
+
+export interface ClusterOptions {
+  /** Number of chat nodes (default 3). */
+  nodes?: number
+  /** nginx listen port (0 = any free port). */
+  port?: number
+  /** Where logs, nginx files and locally started databases live. */
+  dir: string
+  /** Use these instead of starting Postgres / Redis locally. */
+  databaseUrl?: string
+  redisUrl?: string
+  redisPrefix?: string
+  /** Extra environment for every node. */
+  env?: Record<string, string>
+  /** Called with each warning-or-worse node log line, and launcher messages. */
+  print?: (line: string) => void
+}
+
+export interface ClusterNode {
+  id: string
+  port: number
+  url: string
+  proc: Proc
+}
+
+export interface RunningCluster {
+  /** The nginx entry point. */
+  url: string
+  nodes: ClusterNode[]
+  databaseUrl: string
+  redisUrl: string
+  redis?: LocalRedis
+  postgres?: LocalPostgres
+  jwtSecret: string
+  /** Starts node `i` again (same id and port) after it exited. */
+  restartNode(i: number): Promise<void>
+  /** Stops everything this launcher started, nodes first. */
+  stop(): Promise<void>
+}
+
+/** Fills `{{NAME}}` placeholders; an unknown placeholder is an error. */
+export function renderTemplate(template: string, values: Record<string, string>): string {
+  return template.replace(/\{\{([A-Z_]+)\}\}/g, (_, name: string) => {
+    if (!(name in values)) throw new Error(`no value for {{${name}}}`)
+    return values[name]
+  })
+}
+
+/**
+ * Starts a local cluster: Postgres and Redis (unless given), migrations, N nodes, nginx in
+ * front. Everything is a child process of ours, stopped by `stop()`.
+ */
+export async function startCluster(opts: ClusterOptions): Promise<RunningCluster> {
+  const dir = resolve(opts.dir)
+  const logs = join(dir, 'logs')
+  mkdirSync(logs, { recursive: true })
+  const print = opts.print ?? (() => {})
+  const started: { stop(): Promise<unknown> }[] = []
+  try {
+    const postgres = opts.databaseUrl ? undefined : await startPostgres(join(dir, 'postgres'))
+    if (postgres) started.push(postgres)
+    const redis = opts.redisUrl ? undefined : await startRedis(join(dir, 'redis'))
+    if (redis) started.push(redis)
+    const databaseUrl = opts.databaseUrl ?? postgres!.url
+    const redisUrl = opts.redisUrl ?? redis!.url
+    const jwtSecret = opts.env?.JWT_SECRET ?? randomBytes(32).toString('base64url')
+    const env: Record<string, string> = {
+      PATH: process.env.PATH ?? '',
+      HOME: process.env.HOME ?? '',
+      HOST: '127.0.0.1',
+      DATABASE_URL: databaseUrl,
+      REDIS_URL: redisUrl,
+      REDIS_PREFIX: opts.redisPrefix ?? 'sb:',
+      JWT_SECRET: jwtSecret,
+      AUTH_DEV_TOKENS: 'true',
+      MIGRATE_ON_START: 'false',
+      LOG_LEVEL: 'info',
+      ...opts.env,
+    }
+
+    const migrate = start('migrate', process.execPath, ['--import', 'tsx', 'services/chat/src/store/migrate.ts'], {
+      cwd: root,
+      env,
+      logFile: join(logs, 'migrate.log'),
+    })
+    if ((await migrate.exited) !== 0) throw new Error(`migrations failed; see ${join(logs, 'migrate.log')}`)
+
+    const nodes: ClusterNode[] = []
+    const launchNode = (id: string, port: number): Proc =>
+      start(id, process.execPath, ['--import', 'tsx', 'services/chat/src/server.ts'], {
+        cwd: root,
+        env: { ...env, NODE_ID: id, PORT: String(port) },
+        logFile: join(logs, `${id}.log`),
+        onLine: (line) => {
+          if (/"level":(40|50|60)/.test(line)) print(`[${id}] ${line}`)
+        },
+      })
+    for (let i = 0; i < (opts.nodes ?? 3); i++) {
+      const port = await freePort()
+      const id = `node-${i + 1}`
+      nodes.push({ id, port, url: `http://127.0.0.1:${port}`, proc: launchNode(id, port) })
+    }
+    started.unshift(...nodes.map((n) => ({ stop: () => n.proc.stop('SIGTERM') })))
+    await Promise.all(nodes.map((n) => waitFor(n.id, () => answers(`${n.url}/readyz`), 60_000, n.proc.exited)))
+
+    const port = opts.port || (await freePort())
+    const prefix = join(dir, 'nginx')
+    mkdirSync(join(prefix, 'cache'), { recursive: true })
+    const conf = renderTemplate(readFileSync(join(root, 'nginx/switchboard.conf.template'), 'utf8'), {
+      PREFIX: prefix,
+      LISTEN: `127.0.0.1:${port}`,
+      CLIENT_MAX_BODY_SIZE: '1m',
+      UPSTREAM_SERVERS: nodes.map((n) => `    server 127.0.0.1:${n.port} max_fails=1 fail_timeout=10s;`).join('\n'),
+    })
+    writeFileSync(join(prefix, 'nginx.conf'), conf)
+    // As root, nginx workers would switch to `nobody`, who cannot use our prefix: keep root locally.
+    const globals = `daemon off;${process.getuid?.() === 0 ? ' user root;' : ''}`
+    const nginx = start('nginx', 'nginx', ['-p', prefix, '-c', join(prefix, 'nginx.conf'), '-e', join(prefix, 'error.log'), '-g', globals], {
+      logFile: join(logs, 'nginx.log'),
+    })
+    started.unshift({ stop: () => nginx.stop('SIGQUIT') })
+    const url = `http://127.0.0.1:${port}`
+    await waitFor('nginx', () => answers(`${url}/nginx-health`), 10_000, nginx.exited)
+
+    return {
+      url,
+      nodes,
+      databaseUrl,
+      redisUrl,
+      redis,
+      postgres,
+      jwtSecret,
+      async restartNode(i) {
+        const n = nodes[i]
+        if (n.proc.child.exitCode === null && n.proc.child.signalCode === null) throw new Error(`${n.id} is still running`)
+        n.proc = launchNode(n.id, n.port)
+        await waitFor(n.id, () => answers(`${n.url}/readyz`), 60_000, n.proc.exited)
+      },
+      async stop() {
+        await nginx.stop('SIGQUIT', 5000)
+        await Promise.all(nodes.map((n) => n.proc.stop('SIGTERM', 30_000)))
+        await redis?.stop()
+        await postgres?.stop()
+      },
+    }
+  } catch (err) {
+    for (const s of started) await s.stop().catch(() => undefined)
+    throw err
+  }
+}
+
+// `npm run cluster [-- --nodes N --port P]`: run until Ctrl-C.
+if (process.argv[1] && fileURLToPath(import.meta.url) === resolve(process.argv[1])) {
+  const arg = (name: string, dflt: string) => {
+    const i = process.argv.indexOf(`--${name}`)
+    return i > 0 ? process.argv[i + 1] : dflt
+  }
+  const nodes = Number(arg('nodes', process.env.CLUSTER_NODES ?? '3'))
+  const port = Number(arg('port', process.env.CLUSTER_PORT ?? '8080'))
+  const dir = resolve(arg('dir', join(process.env.DATA_DIR ?? './data', 'cluster')))
+  console.log(`Starting ${nodes} nodes behind nginx (logs under ${dir}/logs) …`)
+  const cluster = await startCluster({
+    nodes,
+    port,
+    dir,
+    databaseUrl: process.env.DATABASE_URL || undefined,
+    redisUrl: process.env.REDIS_URL || undefined,
+    env: process.env.JWT_SECRET ? { JWT_SECRET: process.env.JWT_SECRET } : undefined,
+    print: (line) => console.log(line),
+  })
+  console.log(`
+Switchboard cluster is up.
+  open the web client:  ${cluster.url}/
+  nginx (ip_hash):      ${cluster.url}
+${cluster.nodes.map((n) => `  ${n.id.padEnd(20)}  ${n.url}   (metrics ${n.url}/metrics)`).join('\n')}
+  Postgres:             ${cluster.databaseUrl}${cluster.postgres ? '  (started here)' : ''}
+  Redis:                ${cluster.redisUrl}${cluster.redis ? '  (started here)' : ''}
+Ctrl-C stops everything started here.`)
+  let stopping = false
+  const shutdown = async () => {
+    if (stopping) return
+    stopping = true
+    console.log('\nStopping …')
+    await cluster.stop()
+    console.log('Stopped.')
+    process.exit(0)
+  }
+  process.on('SIGINT', shutdown)
+  process.on('SIGTERM', shutdown)
+}

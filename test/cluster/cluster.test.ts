@@ -1,0 +1,267 @@
+import assert from 'node:assert/strict'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { after, before, describe, it } from 'node:test'
+import pg from 'pg'
+import { startCluster, type RunningCluster } from '../../infra/cluster.ts'
+import { startRedis, type LocalRedis } from '../../infra/services.ts'
+import { createTestDatabase } from '../../services/chat/test/helpers.ts'
+import {
+  ack,
+  clientFrom,
+  closeAll,
+  connected,
+  devToken,
+  eventually,
+  median,
+  nodeFor,
+  octetsByNode,
+  RoomMember,
+  sendReliably,
+  sleep,
+} from './helpers.ts'
+
+const GRACE_MS = 8000
+
+/**
+ * Three real nodes behind real nginx (ip_hash), Postgres (a database of this run), and a
+ * Redis of our own so it can be restarted. Clients bind 127.0.X.1 so ip_hash spreads them.
+ */
+describe('cluster behind nginx', () => {
+  let cluster: RunningCluster
+  let redis: LocalRedis
+  let database: Awaited<ReturnType<typeof createTestDatabase>>
+  let db: pg.Pool
+  let octets: Map<string, number[]>
+  const dir = mkdtempSync(join(tmpdir(), 'sb-cluster-'))
+  const ids = () => cluster.nodes.map((n) => n.id)
+  const on = (nodeIndex: number, k = 0) => octets.get(cluster.nodes[nodeIndex].id)![k]
+
+  before(async () => {
+    database = await createTestDatabase()
+    redis = await startRedis(join(dir, 'redis'))
+    cluster = await startCluster({
+      nodes: 3,
+      dir,
+      databaseUrl: database.url,
+      redisUrl: redis.url,
+      redisPrefix: 'sbcluster:',
+      env: {
+        RATE_LIMIT_MESSAGES: '100000',
+        SHUTDOWN_GRACE_MS: String(GRACE_MS),
+        LIVENESS_INTERVAL_MS: '2000',
+        LIVENESS_TTL_MS: '6000',
+        LOG_LEVEL: 'warn',
+      },
+    })
+    db = new pg.Pool({ connectionString: database.url, max: 2 })
+    octets = await octetsByNode(cluster.url, ids(), 4)
+  })
+
+  after(async () => {
+    closeAll()
+    await db?.end()
+    await cluster?.stop()
+    await redis?.stop()
+    await database?.drop()
+    rmSync(dir, { recursive: true, force: true })
+  })
+
+  it('spreads clients over every node; a message sent on one node reaches all, in seq order', async () => {
+    const members: RoomMember[] = []
+    const placed = new Map<string, number>()
+    for (const [i] of cluster.nodes.entries()) {
+      for (let k = 0; k < 2; k++) {
+        const { token } = await devToken(cluster.url, `spread-${i}-${k}`)
+        const m = new RoomMember(clientFrom(cluster.url, token, on(i, k)), 'spread')
+        await m.join()
+        members.push(m)
+        const node = await nodeFor(cluster.url, on(i, k))
+        placed.set(node, (placed.get(node) ?? 0) + 1)
+      }
+    }
+    assert.deepEqual([...placed.keys()].sort(), ids().sort(), 'every node holds clients')
+    for (const n of cluster.nodes) {
+      const metrics = await (await fetch(`${n.url}/metrics`)).text()
+      assert.match(metrics, /switchboard_sockets_connected\{namespace="\/chat",node="node-\d"\} [1-9]/, `${n.id} reports its sockets`)
+    }
+
+    // Senders on all three nodes at once: every member sees 1..60 exactly once, in order.
+    await Promise.all([0, 2, 4].map((j, k) => sendReliably(members[j].socket, 'spread', `s${k}`, 20, 5)))
+    await eventually(() => members.every((m) => m.seen.length >= 60), 10_000, 'every member got 60 messages')
+    for (const m of members) assert.deepEqual(m.seen, Array.from({ length: 60 }, (_, i) => i + 1))
+  })
+
+  it('a long-polling-only client works for a whole session through nginx; a websocket client upgrades', async () => {
+    const { token: pt } = await devToken(cluster.url, 'poller')
+    const poller = clientFrom(cluster.url, pt, on(0), { transports: ['polling'] })
+    const errors: string[] = []
+    poller.on('connect_error', (e) => errors.push(e.message))
+    poller.on('disconnect', (r) => errors.push(`disconnect: ${r}`))
+    const member = new RoomMember(poller, 'polling')
+    await member.join()
+    const { token: wt } = await devToken(cluster.url, 'upgrader')
+    const upgrader = clientFrom(cluster.url, wt, on(1), { transports: ['polling', 'websocket'] })
+    const other = new RoomMember(upgrader, 'polling')
+    await other.join()
+    await eventually(() => upgrader.io.engine.transport.name === 'websocket', 5000, 'upgrade to websocket')
+
+    for (let i = 0; i < 10; i++) {
+      const from = i % 2 ? poller : upgrader
+      assert.equal((await ack(from, 'chat:message', { roomId: 'polling', text: `p${i}` })).status, 'ok')
+      await sleep(300) // long enough for several polling cycles
+    }
+    await eventually(() => member.seen.length >= 10 && other.seen.length >= 10, 5000, 'both got everything')
+    assert.deepEqual(member.seen, Array.from({ length: 10 }, (_, i) => i + 1))
+    assert.equal(poller.io.engine.transport.name, 'polling')
+    assert.deepEqual(errors, [], 'no "Session ID unknown", no disconnects')
+  })
+
+  it('presence across nodes: online/offline with two devices of one user on different nodes', async () => {
+    const watcher = await devToken(cluster.url, 'p-watcher')
+    const w = clientFrom(cluster.url, watcher.token, on(2))
+    await new RoomMember(w, 'presence-x').join()
+    const online: any[] = []
+    const offline: any[] = []
+    w.on('presence:online', (u) => online.push(u))
+    w.on('presence:offline', (u) => offline.push(u))
+
+    const dana = await devToken(cluster.url, 'dana')
+    const first = clientFrom(cluster.url, dana.token, on(0))
+    await new RoomMember(first, 'presence-x').join()
+    first.disconnect()
+    await eventually(() => offline.length === 1, 5000, 'offline after the only device left')
+    online.length = offline.length = 0
+
+    const phone = clientFrom(cluster.url, dana.token, on(0))
+    await connected(phone)
+    await eventually(() => online.length === 1, 5000, 'online on node 1')
+    const laptop = clientFrom(cluster.url, dana.token, on(1))
+    await connected(laptop)
+    assert.notEqual(await nodeFor(cluster.url, on(0)), await nodeFor(cluster.url, on(1)))
+    phone.disconnect()
+    await sleep(500)
+    assert.equal(online.length, 1, 'the second device is not a second online')
+    assert.deepEqual(offline, [], 'still online on the other node')
+    laptop.disconnect()
+    await eventually(() => offline.length === 1, 5000, 'offline after the last device')
+    assert.deepEqual(offline[0], { userId: dana.userId, username: 'dana' })
+  })
+
+  it('SIGKILL a node while clients send: no acked message lost or doubled, clients catch up, presence turns offline', async () => {
+    const victim = 1
+    const room = 'crash'
+    const members: RoomMember[] = []
+    const memberOctets: number[] = []
+    for (const [i] of cluster.nodes.entries()) {
+      for (let k = 0; k < 3; k++) {
+        const { token } = await devToken(cluster.url, `crash-${i}-${k}`)
+        const m = new RoomMember(clientFrom(cluster.url, token, on(i, k), { reconnection: true }), room)
+        await m.join()
+        members.push(m)
+        memberOctets.push(on(i, k))
+      }
+    }
+    // One user whose only socket is on the victim and who will not come back.
+    const lost = await devToken(cluster.url, 'gone-for-good')
+    const lostSocket = clientFrom(cluster.url, lost.token, on(victim, 3))
+    await new RoomMember(lostSocket, room).join()
+    const offline: any[] = []
+    members[0].socket.on('presence:offline', (u) => offline.push(u))
+
+    const senders = [0, 3, 6].map((j, k) => sendReliably(members[j].socket, room, `crash${k}`, 40, 25))
+    await sleep(400)
+    const killedAt = Date.now()
+    await cluster.nodes[victim].proc.stop('SIGKILL')
+    const acked = (await Promise.all(senders)).flat()
+
+    // Every acked message is in Postgres exactly once, with the seq its ack named.
+    const rows = (await db.query('select id, seq, client_msg_id from messages where room_id = $1 order by seq', [room])).rows
+    assert.equal(acked.length, 120)
+    assert.equal(rows.length, 120, 'one row per clientMsgId')
+    const bySeq = new Map(rows.map((r) => [Number(r.seq), r]))
+    for (const a of acked) assert.equal(bySeq.get(a.seq)?.id, a.messageId)
+    assert.deepEqual(rows.map((r) => Number(r.seq)), Array.from({ length: 120 }, (_, i) => i + 1))
+
+    // Every member, moved or not, ends with 1..120 exactly once and in order.
+    await eventually(() => members.every((m) => new Set(m.seen).size >= 120), 20_000, 'all members caught up')
+    for (const m of members) {
+      assert.deepEqual(m.seen, Array.from({ length: 120 }, (_, i) => i + 1), 'no gap, no duplicate, in order')
+    }
+    const moved = members.filter((m) => m.syncs.length > 0)
+    assert.ok(moved.length >= 3, 'the victim’s clients reconnected elsewhere and synced')
+    for (const [j, m] of members.entries()) {
+      if (m.syncs.length > 0) assert.notEqual(await nodeFor(cluster.url, memberOctets[j]), cluster.nodes[victim].id)
+    }
+
+    await eventually(() => offline.some((u) => u.userId === lost.userId), 30_000, 'presence:offline for the lost user')
+    const reconnectMs = moved.map((m) => m.syncs[0].ms)
+    console.log(
+      `# SIGKILL: ${moved.length} clients reconnected and synced; reconnect+sync median ${median(reconnectMs)} ms, worst ${Math.max(...reconnectMs)} ms; ` +
+        `offline announced ${Date.now() - killedAt} ms after the kill (upper bound)`,
+    )
+    await cluster.restartNode(victim)
+  })
+
+  it('SIGTERM drains: the node exits within the grace period, clients move, nothing acked is lost', async () => {
+    const target = 2
+    const room = 'drain'
+    const members: RoomMember[] = []
+    for (const [i] of cluster.nodes.entries()) {
+      for (let k = 0; k < 2; k++) {
+        const { token } = await devToken(cluster.url, `drain-${i}-${k}`)
+        const m = new RoomMember(clientFrom(cluster.url, token, on(i, k), { reconnection: true }), room)
+        await m.join()
+        members.push(m)
+      }
+    }
+    const senders = [0, 2, 4].map((j, k) => sendReliably(members[j].socket, room, `drain${k}`, 30, 30))
+    await sleep(300)
+    const t0 = Date.now()
+    const code = await cluster.nodes[target].proc.stop('SIGTERM', 60_000)
+    const took = Date.now() - t0
+    assert.equal(code, 0, 'clean exit')
+    assert.ok(took < GRACE_MS, `exited in ${took} ms, within the ${GRACE_MS} ms grace period`)
+    const acked = (await Promise.all(senders)).flat()
+    const rows = (await db.query('select seq from messages where room_id = $1', [room])).rows
+    assert.equal(rows.length, acked.length)
+    await eventually(() => members.every((m) => m.seen.length >= 90), 15_000, 'all members have all 90')
+    for (const m of members) assert.deepEqual(m.seen, Array.from({ length: 90 }, (_, i) => i + 1))
+    const movedFrom = members.slice(4)
+    for (const m of movedFrom) {
+      assert.ok(m.socket.connected, 'the drained node’s clients are connected again')
+      assert.ok(m.syncs.length > 0)
+    }
+    console.log(`# SIGTERM: node exited in ${took} ms; moved clients resynced in ${movedFrom.map((m) => m.syncs[0].ms).join(', ')} ms`)
+    await cluster.restartNode(target)
+  })
+
+  it('Redis restarted while nodes run: cross-node broadcast resumes by itself', async () => {
+    const { token: a } = await devToken(cluster.url, 'redis-a')
+    const { token: b } = await devToken(cluster.url, 'redis-b')
+    const ma = new RoomMember(clientFrom(cluster.url, a, on(0), { reconnection: true }), 'redis-room')
+    const mb = new RoomMember(clientFrom(cluster.url, b, on(1), { reconnection: true }), 'redis-room')
+    await ma.join()
+    await mb.join()
+    assert.equal((await ack(ma.socket, 'chat:message', { roomId: 'redis-room', text: 'before' })).status, 'ok')
+    await eventually(() => mb.seen.length === 1, 5000, 'cross-node before the restart')
+
+    await redis.restart(1000)
+    // Sends fail (UNAVAILABLE) until the nodes' clients reconnect; then broadcast works again.
+    await eventually(
+      async () => (await ack(ma.socket, 'chat:message', { roomId: 'redis-room', text: 'after', clientMsgId: 'after-1' }).catch(() => ({ status: 'timeout' }))).status === 'ok',
+      20_000,
+      'send ok after the restart',
+    )
+    await eventually(() => mb.seen.includes(2), 10_000, 'cross-node delivery after the restart')
+    assert.deepEqual(mb.seen, [1, 2])
+    // Presence was re-registered from the nodes' own sockets (Redis came back empty).
+    const { token: c } = await devToken(cluster.url, 'redis-c')
+    const mc = new RoomMember(clientFrom(cluster.url, c, on(2)), 'redis-room')
+    await eventually(async () => {
+      const r = await ack(mc.socket, 'room:join', { roomId: 'redis-room' }).catch(() => null)
+      return r?.status === 'ok' && r.online.length >= 3
+    }, 15_000, 'presence restored')
+  })
+})

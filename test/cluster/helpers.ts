@@ -1,0 +1,175 @@
+import http from 'node:http'
+import { io, type Socket } from 'socket.io-client'
+
+/** Source address 127.0.<octet>.1: nginx ip_hash keys on the first three octets, so octets spread clients. */
+export const sourceAddress = (octet: number) => `127.0.${octet}.1`
+
+const agents = new Map<number, http.Agent>()
+const agentFor = (octet: number) => {
+  let a = agents.get(octet)
+  if (!a) agents.set(octet, (a = new http.Agent({ localAddress: sourceAddress(octet), keepAlive: true })))
+  return a
+}
+
+/** Which node nginx sends clients from this source address to (asked through nginx itself). */
+export async function nodeFor(url: string, octet: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    http
+      .get(`${url}/healthz`, { agent: agentFor(octet) }, (res) => {
+        res.resume()
+        resolve(String(res.headers['x-switchboard-node']))
+      })
+      .on('error', reject)
+  })
+}
+
+/** Picks `perNode` source octets for each node, so tests can place clients on chosen nodes. */
+export async function octetsByNode(url: string, nodeIds: string[], perNode: number): Promise<Map<string, number[]>> {
+  const byNode = new Map(nodeIds.map((id) => [id, [] as number[]]))
+  for (let octet = 1; octet < 250; octet++) {
+    const list = byNode.get(await nodeFor(url, octet))
+    if (list && list.length < perNode) list.push(octet)
+    if ([...byNode.values()].every((l) => l.length >= perNode)) return byNode
+  }
+  throw new Error(`ip_hash did not spread 250 source addresses over ${nodeIds.length} nodes`)
+}
+
+export async function devToken(url: string, username: string): Promise<{ token: string; userId: string }> {
+  const res = await fetch(`${url}/api/dev/token`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username }) })
+  if (!res.ok) throw new Error(`dev token ${res.status}`)
+  return (await res.json()) as { token: string; userId: string }
+}
+
+const opened: Socket[] = []
+
+/** A /chat client through nginx from source address 127.0.<octet>.1. */
+export function clientFrom(
+  url: string,
+  token: string,
+  octet: number,
+  opts: { transports?: ('polling' | 'websocket')[]; reconnection?: boolean; upgrade?: boolean } = {},
+): Socket {
+  // `localAddress` reaches the WebSocket transport; `agent` (bound to it) the polling one.
+  const s = io(`${url}/chat`, {
+    ...({ localAddress: sourceAddress(octet) } as object),
+    auth: { token },
+    transports: opts.transports ?? ['websocket'],
+    upgrade: opts.upgrade ?? true,
+    agent: agentFor(octet) as unknown as string,
+    reconnection: opts.reconnection ?? false,
+    reconnectionDelay: 200,
+    reconnectionDelayMax: 1000,
+    randomizationFactor: 0.3,
+    forceNew: true,
+  })
+  opened.push(s)
+  return s
+}
+
+export function closeAll(): void {
+  for (const s of opened.splice(0)) s.disconnect()
+  for (const a of agents.values()) a.destroy()
+  agents.clear()
+}
+
+export const connected = (s: Socket) =>
+  new Promise<void>((resolve, reject) => {
+    if (s.connected) return resolve()
+    s.once('connect', () => resolve())
+    s.once('connect_error', reject)
+  })
+
+export const ack = <T = any>(s: Socket, event: string, payload: unknown, ms = 5000): Promise<T> =>
+  s.timeout(ms).emitWithAck(event, payload) as Promise<T>
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+
+export async function eventually(fn: () => boolean | Promise<boolean>, ms: number, what: string): Promise<void> {
+  const until = Date.now() + ms
+  while (Date.now() < until) {
+    if (await fn()) return
+    await sleep(50)
+  }
+  throw new Error(`timed out after ${ms} ms waiting for ${what}`)
+}
+
+/**
+ * A member of one room that records every seq it sees, live or through `chat:sync` after a
+ * reconnect, and how long each reconnect took until the sync answered.
+ */
+export class RoomMember {
+  readonly seen: number[] = []
+  readonly syncs: { ms: number; got: number }[] = []
+  private lastSeq = 0
+  private disconnectedAt = 0
+
+  constructor(
+    readonly socket: Socket,
+    readonly roomId: string,
+  ) {
+    socket.on('room:history', (h: any) => h.roomId === roomId && h.messages.forEach((m: any) => this.record(m.seq)))
+    socket.on('chat:message', (m: any) => m.roomId === roomId && this.record(m.seq))
+    socket.on('disconnect', () => (this.disconnectedAt ||= Date.now()))
+    socket.io.on('reconnect', () => void this.resync())
+  }
+
+  async join(): Promise<void> {
+    await connected(this.socket)
+    const r = await ack(this.socket, 'room:join', { roomId: this.roomId, lastSeq: this.lastSeq })
+    if (r.status !== 'ok') throw new Error(`join: ${r.code}`)
+  }
+
+  private record(seq: number): void {
+    this.seen.push(seq)
+    this.lastSeq = Math.max(this.lastSeq, seq)
+  }
+
+  private async resync(): Promise<void> {
+    for (let attempt = 0; attempt < 20; attempt++) {
+      try {
+        const r = await ack(this.socket, 'chat:sync', { rooms: { [this.roomId]: this.lastSeq } })
+        if (r.status === 'ok') {
+          for (const m of r.rooms[this.roomId] ?? []) this.record(m.seq)
+          this.syncs.push({ ms: Date.now() - this.disconnectedAt, got: (r.rooms[this.roomId] ?? []).length })
+          this.disconnectedAt = 0
+          return
+        }
+      } catch {
+        // ack timeout while the cluster settles: try again
+      }
+      await sleep(200)
+    }
+  }
+}
+
+/** Sends `count` messages with clientMsgIds, retrying each until acked (effectively-once through crashes). */
+export async function sendReliably(s: Socket, roomId: string, tag: string, count: number, gapMs = 20) {
+  const acked: { messageId: string; seq: number; clientMsgId: string }[] = []
+  for (let i = 0; i < count; i++) {
+    const clientMsgId = `${tag}-${i}`
+    for (let attempt = 0; ; attempt++) {
+      if (attempt > 200) throw new Error(`${clientMsgId} never acked`)
+      try {
+        if (!s.connected) {
+          await sleep(100)
+          continue
+        }
+        const r = await ack(s, 'chat:message', { roomId, text: `${tag} ${i}`, clientMsgId }, 3000)
+        if (r.status === 'ok') {
+          acked.push({ messageId: r.messageId, seq: r.seq, clientMsgId })
+          break
+        }
+      } catch {
+        // no ack in time: the node may be gone; resend the same clientMsgId
+      }
+      await sleep(100)
+    }
+    await sleep(gapMs)
+  }
+  return acked
+}
+
+export const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b)
+  return s.length === 0 ? NaN : s[Math.floor((s.length - 1) / 2)]
+}
