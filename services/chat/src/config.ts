@@ -50,6 +50,9 @@ const configSchema = (production: boolean) => Type.Object({
 
 type RawConfig = Static<ReturnType<typeof configSchema>>
 
+/** The names of every environment variable the node reads (for docs and deployment checks). */
+export const CONFIG_VARIABLES: readonly string[] = Object.freeze(Object.keys(configSchema(false).properties))
+
 export type Config = Readonly<
   RawConfig & {
     /** True when no DATABASE_URL is set: PGlite under DATA_DIR. */
