@@ -27,8 +27,9 @@ const GRACE_MS = 8000
 /**
  * Three real nodes behind real nginx (ip_hash), Postgres (a database of this run), and a
  * Redis of our own so it can be restarted. Clients bind 127.0.X.1 so ip_hash spreads them.
+ * The whole suite runs once per adapter variant.
  */
-describe('cluster behind nginx', () => {
+for (const adapter of ['classic', 'sharded']) describe(`cluster behind nginx (${adapter} Redis adapter)`, () => {
   let cluster: RunningCluster
   let redis: LocalRedis
   let database: Awaited<ReturnType<typeof createTestDatabase>>
@@ -48,6 +49,7 @@ describe('cluster behind nginx', () => {
       redisUrl: redis.url,
       redisPrefix: 'sbcluster:',
       env: {
+        REDIS_ADAPTER: adapter,
         RATE_LIMIT_MESSAGES: '100000',
         SHUTDOWN_GRACE_MS: String(GRACE_MS),
         LIVENESS_INTERVAL_MS: '2000',
@@ -91,6 +93,38 @@ describe('cluster behind nginx', () => {
     await Promise.all([0, 2, 4].map((j, k) => sendReliably(members[j].socket, 'spread', `s${k}`, 20, 5)))
     await eventually(() => members.every((m) => m.seen.length >= 60), 10_000, 'every member got 60 messages')
     for (const m of members) assert.deepEqual(m.seen, Array.from({ length: 60 }, (_, i) => i + 1))
+  })
+
+  it('typing, receipts, joins and leaves, edits and reactions cross nodes', async () => {
+    const room = 'events-x'
+    const a = await devToken(cluster.url, 'ev-a')
+    const b = await devToken(cluster.url, 'ev-b')
+    const sa = clientFrom(cluster.url, a.token, on(0))
+    const sb = clientFrom(cluster.url, b.token, on(2))
+    await new RoomMember(sb, room).join()
+    const joined = new Promise<any>((r) => sb.once('room:user-joined', r))
+    await new RoomMember(sa, room).join()
+    assert.deepEqual(await joined, { userId: a.userId, username: 'ev-a', roomId: room })
+
+    const typing = new Promise<any>((r) => sb.once('chat:typing', r))
+    sa.emit('chat:typing', { roomId: room, isTyping: true })
+    assert.equal((await typing).userId, a.userId)
+
+    const sent = await ack(sb, 'chat:message', { roomId: room, text: 'read me' })
+    const read = new Promise<any>((r) => sb.once('chat:read', r))
+    assert.equal((await ack(sa, 'chat:read', { roomId: room, seq: sent.seq })).status, 'ok')
+    assert.deepEqual(await read, { roomId: room, userId: a.userId, messageId: sent.messageId, seq: sent.seq })
+
+    const edited = new Promise<any>((r) => sa.once('chat:edited', r))
+    await ack(sb, 'chat:edit', { roomId: room, messageId: sent.messageId, text: 'read me, edited' })
+    assert.equal((await edited).text, 'read me, edited')
+    const reaction = new Promise<any>((r) => sb.once('chat:reaction', r))
+    await ack(sa, 'chat:react', { roomId: room, messageId: sent.messageId, emoji: '🎉', on: true })
+    assert.equal((await reaction).emoji, '🎉')
+
+    const left = new Promise<any>((r) => sb.once('room:user-left', r))
+    await ack(sa, 'room:leave', room)
+    assert.equal((await left).userId, a.userId)
   })
 
   it('a long-polling-only client works for a whole session through nginx; a websocket client upgrades', async () => {
@@ -198,7 +232,7 @@ describe('cluster behind nginx', () => {
     await eventually(() => offline.some((u) => u.userId === lost.userId), 30_000, 'presence:offline for the lost user')
     const reconnectMs = moved.map((m) => m.syncs[0].ms)
     console.log(
-      `# SIGKILL: ${moved.length} clients reconnected and synced; reconnect+sync median ${median(reconnectMs)} ms, worst ${Math.max(...reconnectMs)} ms; ` +
+      `# SIGKILL (${adapter}): ${moved.length} clients reconnected and synced; reconnect+sync median ${median(reconnectMs)} ms, worst ${Math.max(...reconnectMs)} ms; ` +
         `offline announced ${Date.now() - killedAt} ms after the kill (upper bound)`,
     )
     await cluster.restartNode(victim)
@@ -233,7 +267,7 @@ describe('cluster behind nginx', () => {
       assert.ok(m.socket.connected, 'the drained node’s clients are connected again')
       assert.ok(m.syncs.length > 0)
     }
-    console.log(`# SIGTERM: node exited in ${took} ms; moved clients resynced in ${movedFrom.map((m) => m.syncs[0].ms).join(', ')} ms`)
+    console.log(`# SIGTERM (${adapter}): node exited in ${took} ms; moved clients resynced in ${movedFrom.map((m) => m.syncs[0].ms).join(', ')} ms`)
     await cluster.restartNode(target)
   })
 
