@@ -85,12 +85,14 @@ export async function buildApp({ config, log, db, cluster }: AppDeps): Promise<A
     chat,
     {
       lastSeq: (roomId) => rooms.lastSeq(roomId),
+      lastSeqs: (roomIds) => rooms.lastSeqs(roomIds),
       range: (roomId, after, upTo, limit) => messages!.range(roomId, after, upTo, limit),
       latest: async (roomId, upTo, limit) => (await messages!.before(roomId, upTo + 1, limit)).reverse(),
     },
     log,
-    { shared: cluster.shared, gapWaitMs: 250, ringSize: 256 },
+    { shared: cluster.shared, gapWaitMs: 250, ringSize: 256, reconcileMs: cluster.shared ? 10_000 : 0 },
   )
+  cluster.onAdapterReconnect?.(() => void feed.reconcile())
   messages = new MessagesService(db, commits, rooms, cluster.messageLimit, createRoomEvents(chat, feed, metrics))
   const typingLimit = new RateLimiterMemory({ points: 1, duration: Math.max(config.TYPING_THROTTLE_MS, 1) / 1000 })
 
@@ -133,6 +135,7 @@ export async function buildApp({ config, log, db, cluster }: AppDeps): Promise<A
   if (root) await http.register(fastifyStatic, { root, prefix: '/', index: ['index.html'], maxAge: '1h' })
 
   const close = async () => {
+    feed.close()
     await new Promise<void>((resolve) => io.close(() => resolve()))
     await Promise.allSettled([...inFlight])
     await http.close()

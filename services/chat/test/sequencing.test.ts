@@ -51,23 +51,24 @@ describe('assignSeqs (pure sequencing rule)', () => {
 })
 
 describe('RoomFeed ordering (real Socket.IO, in-memory source)', () => {
-  async function setup(stored: Message[]) {
+  async function setup(stored: Message[], reconcileMs = 0) {
     const http = createServer()
     const io: ChatServer = new Server(http)
     await new Promise<void>((r) => http.listen(0, '127.0.0.1', r))
     const nsp = io.of('/chat')
     const source: FeedSource = {
       lastSeq: async () => 0,
+      lastSeqs: async (ids) => new Map(ids.map((id) => [id, stored.length])),
       range: async (_room, after, upTo, limit) => stored.filter((m) => m.seq > after && m.seq <= upTo).slice(0, limit),
       latest: async (_room, upTo, limit) => stored.filter((m) => m.seq <= upTo).slice(-limit),
     }
-    const feed = new RoomFeed(nsp, source, pino({ level: 'silent' }), { shared: false, gapWaitMs: 50, ringSize: 4 })
+    const feed = new RoomFeed(nsp, source, pino({ level: 'silent' }), { shared: false, gapWaitMs: 50, ringSize: 4, reconcileMs })
     const joined = new Promise<void>((resolve) => nsp.on('connection', (s) => void feed.subscribe(s, 'r', 0, 100).then(() => resolve())))
     const client = connect(`http://127.0.0.1:${(http.address() as AddressInfo).port}/chat`, { transports: ['websocket'] })
     const got: number[] = []
     client.on('chat:message', (m: Message) => got.push(m.seq))
     await joined
-    return { feed, got, close: () => (client.disconnect(), new Promise((r) => io.close(r))) }
+    return { feed, got, close: () => (feed.close(), client.disconnect(), new Promise((r) => io.close(r))) }
   }
   const msg = (seq: number): Message => ({ id: `m${seq}`, roomId: 'r', seq, userId: 'u', username: 'u', text: `${seq}`, timestamp: new Date().toISOString() })
 
@@ -88,6 +89,15 @@ describe('RoomFeed ordering (real Socket.IO, in-memory source)', () => {
     t.feed.publish(msg(5))
     await eventually(() => t.got.length >= 5, 2000, 'gap filled')
     assert.deepEqual(t.got, [1, 2, 3, 4, 5])
+    await t.close()
+  })
+
+  it('reconciles a lost tail that no later message reveals', async () => {
+    const stored = [1, 2, 3].map(msg)
+    const t = await setup(stored, 100)
+    t.feed.publish(msg(1)) // 2 and 3 were committed but their pub/sub messages were lost
+    await eventually(() => t.got.length >= 3, 2000, 'tail reconciled')
+    assert.deepEqual(t.got, [1, 2, 3])
     await t.close()
   })
 })

@@ -16,6 +16,8 @@ export interface Cluster {
   readonly messageLimit: RateLimit
   /** The Socket.IO adapter constructor, or undefined for the default in-memory one. */
   readonly adapter?: ReturnType<typeof createAdapter> | ReturnType<typeof createShardedAdapter>
+  /** Called whenever the adapter's subscriber connection is ready again after a drop. */
+  onAdapterReconnect?(fn: () => void): void
   /** Node heartbeats and crash clean-up (Redis only). */
   readonly liveness?: NodeLiveness
   ping(): Promise<void>
@@ -47,6 +49,14 @@ export async function createCluster(config: Config, log: Logger): Promise<Cluste
     shared: true,
     presence,
     liveness,
+    onAdapterReconnect: (fn) => {
+      let dropped = false
+      sub.on('close', () => (dropped = true))
+      sub.on('ready', () => {
+        if (dropped) fn()
+        dropped = false
+      })
+    },
     messageLimit: RateLimit.redis(command, config.RATE_LIMIT_MESSAGES, config.RATE_LIMIT_WINDOW_SECONDS, limitPrefix),
     adapter:
       config.REDIS_ADAPTER === 'sharded'

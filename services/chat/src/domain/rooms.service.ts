@@ -131,6 +131,11 @@ export class RoomsService {
     return row ? Number(row.last_seq) : 0
   }
 
+  async lastSeqs(roomIds: string[]): Promise<Map<string, number>> {
+    const rows = await rooms.lastSeqs(this.db, roomIds)
+    return new Map(rows.map((r) => [r.id, Number(r.last_seq)]))
+  }
+
   roomIdsOf(userId: string): Promise<string[]> {
     return rooms.roomIdsOfUser(this.db, userId)
   }

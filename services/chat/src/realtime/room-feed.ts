@@ -6,6 +6,8 @@ import type { ChatNamespace, ChatSocket } from './events.ts'
 export interface FeedSource {
   /** The room's last committed seq. */
   lastSeq(roomId: string): Promise<number>
+  /** Last committed seqs of several rooms (absent rooms are left out). */
+  lastSeqs(roomIds: string[]): Promise<Map<string, number>>
   /** afterSeq < seq <= upToSeq, oldest first. */
   range(roomId: string, afterSeq: number, upToSeq: number, limit: number): Promise<Message[]>
   /** The newest `limit` messages with seq <= upToSeq, oldest first. */
@@ -33,6 +35,8 @@ export interface FeedOptions {
   /** How long an out-of-order message waits for its predecessors before they are read from the database. */
   gapWaitMs: number
   ringSize: number
+  /** How often rooms are checked against the database for messages that never arrived (0 = never). */
+  reconcileMs: number
 }
 
 export interface Subscription {
@@ -54,6 +58,7 @@ export interface Subscription {
 export class RoomFeed {
   private readonly rooms = new Map<string, RoomState>()
   private outbox: Message[] = []
+  private readonly reconcileTimer?: NodeJS.Timeout
 
   constructor(
     private readonly nsp: ChatNamespace,
@@ -68,6 +73,37 @@ export class RoomFeed {
       const st = this.rooms.get(room)
       if (st && st.holders === 0) this.drop(room, st)
     })
+    if (opts.reconcileMs > 0) {
+      this.reconcileTimer = setInterval(() => void this.reconcile(), opts.reconcileMs)
+      this.reconcileTimer.unref()
+    }
+  }
+
+  close(): void {
+    clearInterval(this.reconcileTimer)
+    for (const [roomId, st] of this.rooms) this.drop(roomId, st)
+  }
+
+  /**
+   * Compares every room this node delivers with its last committed seq and reads what never
+   * arrived (a pub/sub message lost while a Redis connection was down, with nothing after it
+   * to reveal the gap). Runs periodically and whenever the adapter reconnects.
+   */
+  async reconcile(): Promise<void> {
+    const tracked = [...this.rooms.entries()].filter(([, st]) => !Number.isNaN(st.next))
+    if (tracked.length === 0) return
+    try {
+      const heads = await this.source.lastSeqs(tracked.map(([id]) => id))
+      for (const [roomId, st] of tracked) {
+        const head = heads.get(roomId)
+        if (head === undefined || head < st.next || this.rooms.get(roomId) !== st) continue
+        const missing = await this.source.range(roomId, st.next - 1, head, head - st.next + 1)
+        if (missing.length > 0) this.log.warn({ roomId, from: st.next, to: head }, 'feed reconciled messages that never arrived')
+        for (const m of missing) this.accept(roomId, st, m)
+      }
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'feed reconcile failed')
+    }
   }
 
   /** A message this node committed: deliver locally and send to the other nodes (one publish per tick). */

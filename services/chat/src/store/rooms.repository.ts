@@ -7,6 +7,11 @@ export function findRoom(db: Q, id: string) {
   return db.selectFrom('rooms').select(['id', 'name', 'is_private', 'last_seq']).where('id', '=', id).executeTakeFirst()
 }
 
+export function lastSeqs(db: Q, ids: string[]) {
+  if (ids.length === 0) return Promise.resolve([])
+  return db.selectFrom('rooms').select(['id', 'last_seq']).where('id', 'in', ids).execute()
+}
+
 /** Inserts the room unless it exists; true when this call created it. */
 export async function insertRoom(
   db: Q,
