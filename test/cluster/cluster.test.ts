@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import pg from 'pg'
+import { io } from 'socket.io-client'
 import { startCluster, type RunningCluster } from '../../infra/cluster.ts'
 import { startRedis, type LocalRedis } from '../../infra/services.ts'
 import { createTestDatabase } from '../../services/chat/test/helpers.ts'
@@ -150,6 +151,20 @@ for (const adapter of ['classic', 'sharded']) describe(`cluster behind nginx (${
     assert.deepEqual(member.seen, Array.from({ length: 10 }, (_, i) => i + 1))
     assert.equal(poller.io.engine.transport.name, 'polling')
     assert.deepEqual(errors, [], 'no "Session ID unknown", no disconnects')
+  })
+
+  it('browsers (which send Origin) connect through nginx on both transports; foreign origins are refused', async () => {
+    const { token } = await devToken(cluster.url, 'browser')
+    const attempt = (origin: string, transport: 'polling' | 'websocket') =>
+      new Promise<string>((resolve) => {
+        const s = io(`${cluster.url}/chat`, { auth: { token }, transports: [transport], extraHeaders: { origin }, reconnection: false, forceNew: true })
+        s.on('connect', () => (s.disconnect(), resolve('connected')))
+        s.on('connect_error', () => (s.disconnect(), resolve('refused')))
+      })
+    for (const transport of ['polling', 'websocket'] as const) {
+      assert.equal(await attempt(cluster.url, transport), 'connected', `same origin over ${transport}`)
+      assert.equal(await attempt('https://evil.example', transport), 'refused', `foreign origin over ${transport}`)
+    }
   })
 
   it('presence across nodes: online/offline with two devices of one user on different nodes', async () => {

@@ -28,6 +28,10 @@ describe('local cluster building blocks', () => {
       UPSTREAM_SERVERS: '    server 127.0.0.1:13001;\n    server 127.0.0.1:13002;',
     })
     assert.doesNotMatch(conf, /\{\{/)
+    const socketIo = conf.slice(conf.indexOf('location /socket.io/'), conf.indexOf('location /api/'))
+    for (const header of ['Host $http_host', 'X-Forwarded-Host', 'X-Forwarded-For', 'Upgrade $http_upgrade', 'Connection $connection_upgrade']) {
+      assert.ok(socketIo.includes(`proxy_set_header ${header}`), `the /socket.io/ location sets ${header} itself (no inheritance once it sets any)`)
+    }
     for (const needle of ['ip_hash;', 'proxy_set_header Upgrade $http_upgrade;', 'proxy_read_timeout 75s;', 'X-Forwarded-For', 'proxy_next_upstream error timeout http_502 http_503;']) {
       assert.ok(conf.includes(needle), needle)
     }
