@@ -22,6 +22,8 @@ export interface ClusterOptions {
   env?: Record<string, string>
   /** Called with each warning-or-worse node log line, and launcher messages. */
   print?: (line: string) => void
+  /** The node program (default the chat node); another one, e.g. the load-test baseline, skips migrations and databases. */
+  nodeScript?: string
 }
 
 export interface ClusterNode {
@@ -65,11 +67,13 @@ export async function startCluster(opts: ClusterOptions): Promise<RunningCluster
   const print = opts.print ?? (() => {})
   const started: { stop(): Promise<unknown> }[] = []
   try {
-    const postgres = opts.databaseUrl ? undefined : await startPostgres(join(dir, 'postgres'))
+    const nodeScript = opts.nodeScript ?? 'services/chat/src/server.ts'
+    const chatNodes = nodeScript === 'services/chat/src/server.ts'
+    const postgres = opts.databaseUrl || !chatNodes ? undefined : await startPostgres(join(dir, 'postgres'))
     if (postgres) started.push(postgres)
     const redis = opts.redisUrl ? undefined : await startRedis(join(dir, 'redis'))
     if (redis) started.push(redis)
-    const databaseUrl = opts.databaseUrl ?? postgres!.url
+    const databaseUrl = opts.databaseUrl ?? postgres?.url ?? ''
     const redisUrl = opts.redisUrl ?? redis!.url
     const jwtSecret = opts.env?.JWT_SECRET ?? randomBytes(32).toString('base64url')
     const env: Record<string, string> = {
@@ -86,16 +90,18 @@ export async function startCluster(opts: ClusterOptions): Promise<RunningCluster
       ...opts.env,
     }
 
-    const migrate = start('migrate', process.execPath, ['--import', 'tsx', 'services/chat/src/store/migrate.ts'], {
-      cwd: root,
-      env,
-      logFile: join(logs, 'migrate.log'),
-    })
-    if ((await migrate.exited) !== 0) throw new Error(`migrations failed; see ${join(logs, 'migrate.log')}`)
+    if (chatNodes) {
+      const migrate = start('migrate', process.execPath, ['--import', 'tsx', 'services/chat/src/store/migrate.ts'], {
+        cwd: root,
+        env,
+        logFile: join(logs, 'migrate.log'),
+      })
+      if ((await migrate.exited) !== 0) throw new Error(`migrations failed; see ${join(logs, 'migrate.log')}`)
+    }
 
     const nodes: ClusterNode[] = []
     const launchNode = (id: string, port: number): Proc =>
-      start(id, process.execPath, ['--import', 'tsx', 'services/chat/src/server.ts'], {
+      start(id, process.execPath, ['--import', 'tsx', nodeScript], {
         cwd: root,
         env: { ...env, NODE_ID: id, PORT: String(port) },
         logFile: join(logs, `${id}.log`),
@@ -118,6 +124,9 @@ export async function startCluster(opts: ClusterOptions): Promise<RunningCluster
       PREFIX: prefix,
       LISTEN: `127.0.0.1:${port}`,
       CLIENT_MAX_BODY_SIZE: '1m',
+      // Clients on this machine may name their address in X-Forwarded-For (browser tests use it to
+      // reach chosen nodes through ip_hash); other sources' headers are ignored.
+      REAL_IP_FROM: '127.0.0.1',
       UPSTREAM_SERVERS: nodes.map((n) => `    server 127.0.0.1:${n.port} max_fails=1 fail_timeout=10s;`).join('\n'),
     })
     writeFileSync(join(prefix, 'nginx.conf'), conf)

@@ -25,6 +25,7 @@ describe('local cluster building blocks', () => {
       PREFIX: prefix,
       LISTEN: '127.0.0.1:18080',
       CLIENT_MAX_BODY_SIZE: '1m',
+      REAL_IP_FROM: '127.0.0.1',
       UPSTREAM_SERVERS: '    server 127.0.0.1:13001;\n    server 127.0.0.1:13002;',
     })
     assert.doesNotMatch(conf, /\{\{/)
@@ -32,7 +33,7 @@ describe('local cluster building blocks', () => {
     for (const header of ['Host $http_host', 'X-Forwarded-Host', 'X-Forwarded-For', 'Upgrade $http_upgrade', 'Connection $connection_upgrade']) {
       assert.ok(socketIo.includes(`proxy_set_header ${header}`), `the /socket.io/ location sets ${header} itself (no inheritance once it sets any)`)
     }
-    for (const needle of ['ip_hash;', 'proxy_set_header Upgrade $http_upgrade;', 'proxy_read_timeout 75s;', 'X-Forwarded-For', 'proxy_next_upstream error timeout http_502 http_503;']) {
+    for (const needle of ['ip_hash;', 'set_real_ip_from 127.0.0.1;', 'real_ip_header X-Forwarded-For;', 'proxy_set_header Upgrade $http_upgrade;', 'proxy_read_timeout 75s;', 'X-Forwarded-For', 'proxy_next_upstream error timeout http_502 http_503;']) {
       assert.ok(conf.includes(needle), needle)
     }
     writeFileSync(join(prefix, 'nginx.conf'), conf)

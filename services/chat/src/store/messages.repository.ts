@@ -116,12 +116,69 @@ export interface Committed {
 }
 
 /**
- * Commits a batch of drafts in one transaction: locks the rooms in id order (no deadlocks
- * between nodes), resolves resends by clientMsgId, then advances each room's last_seq and
- * inserts the new rows. Seqs are gap-free because they are taken under the room lock and
- * roll back with the transaction.
+ * Commits a batch of drafts in ONE statement (one round trip, its own transaction): lock the
+ * rooms in id order, skip resends already stored, number the rest per room after last_seq,
+ * advance last_seq and insert. The UPDATE re-reads each room row after the lock (EvalPlanQual),
+ * so seqs stay gap-free under concurrent nodes. The one case a single snapshot cannot see — the
+ * same clientMsgId committed by another node between our snapshot and our lock — ends in a
+ * unique violation that rolls everything back; then `commitBatchCarefully` runs instead.
  */
 export async function commitBatch(db: Q, drafts: readonly Draft[], now: Date): Promise<Committed[]> {
+  try {
+    return await commitBatchInOneStatement(db, drafts, now)
+  } catch (err) {
+    if ((err as { code?: string }).code === '23505') return commitBatchCarefully(db, drafts, now)
+    throw err
+  }
+}
+
+async function commitBatchInOneStatement(db: Q, drafts: readonly Draft[], now: Date): Promise<Committed[]> {
+  const col = <T>(f: (d: Draft) => T) => drafts.map(f)
+  const rows = await sql<{ kind: 'new' | 'dup'; ord: number; id: string; seq: number; created_at: Date }>`
+    with input as materialized (
+      select * from unnest(
+        ${col((d) => d.roomId)}::text[], ${col((d) => d.id)}::uuid[], ${col((d) => d.userId)}::text[],
+        ${col((d) => d.username)}::text[], ${col((d) => d.text)}::text[], ${col((d) => d.replyTo)}::uuid[],
+        ${col((d) => d.clientMsgId)}::text[], ${col((d) => d.attachmentId)}::uuid[]
+      ) with ordinality as t(room_id, id, user_id, username, text, reply_to, client_msg_id, attachment_id, ord)
+    ),
+    locked as materialized (
+      select r.id from rooms r where r.id in (select room_id from input) order by r.id for update
+    ),
+    existing as (
+      select i.ord, m.id, m.seq, m.created_at from input i
+      join messages m on m.room_id = i.room_id and m.user_id = i.user_id and m.client_msg_id = i.client_msg_id
+    ),
+    fresh as (
+      select i.*, row_number() over (partition by i.room_id order by i.ord) as n from input i
+      where not exists (select 1 from existing e where e.ord = i.ord)
+    ),
+    counts as (
+      select f.room_id, count(*) as c from fresh f join locked l on l.id = f.room_id group by f.room_id
+    ),
+    bumped as (
+      update rooms r set last_seq = r.last_seq + c.c from counts c where r.id = c.room_id
+      returning r.id, r.last_seq - c.c as base
+    ),
+    inserted as (
+      insert into messages (room_id, seq, id, user_id, username, text, reply_to, client_msg_id, attachment_id, created_at)
+      select f.room_id, b.base + f.n, f.id, f.user_id, f.username, f.text, f.reply_to, f.client_msg_id, f.attachment_id, ${now}::timestamptz
+      from fresh f join bumped b on b.id = f.room_id
+      returning id, seq
+    )
+    select 'new' as kind, f.ord, i.id, i.seq, ${now}::timestamptz as created_at from inserted i join fresh f on f.id = i.id
+    union all
+    select 'dup', e.ord, e.id, e.seq, e.created_at from existing e`.execute(db)
+  const byOrd = new Map(rows.rows.map((r) => [Number(r.ord), r]))
+  return drafts.map((d, i) => {
+    const r = byOrd.get(i + 1)
+    if (!r) throw new Error(`room ${d.roomId} vanished before commit`)
+    return { id: r.id, seq: Number(r.seq), createdAt: new Date(r.created_at), duplicate: r.kind === 'dup' }
+  })
+}
+
+/** The multi-statement path: lock, then look for resends under the lock, then write. */
+export async function commitBatchCarefully(db: Q, drafts: readonly Draft[], now: Date): Promise<Committed[]> {
   return db.transaction().execute(async (trx) => {
     const roomIds = [...new Set(drafts.map((d) => d.roomId))].sort()
     const locked = await sql<{ id: string; last_seq: number }>`

@@ -1,0 +1,189 @@
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { parseArgs } from 'node:util'
+import { cpus } from 'node:os'
+import { startCluster, type RunningCluster } from '../infra/cluster.ts'
+import { startRedis } from '../infra/services.ts'
+import { withDescendants } from './lib/descendants.ts'
+import { totalCpu } from './lib/proc.ts'
+import { fmt, table, writeJson } from './lib/report.ts'
+import { formatHttp, loadToken, runHttp, seedRoom, type HttpResult } from './http/run.ts'
+import { formatReport, runSockets, type SocketLoadReport } from './sockets/run.ts'
+
+// `npm run bench`: the same fan-out ramp against a bare Socket.IO cluster (the baseline) and
+// against Switchboard — same node count, same nginx, same Redis, same load client — alternating
+// A B A B … and reporting medians, ratios and server CPU per delivery. Then durable-ack latency,
+// idle connections per node, and the HTTP history endpoint.
+
+const { values: a } = parseArgs({
+  options: {
+    runs: { type: 'string', default: '3' },
+    nodes: { type: 'string', default: '2' },
+    clients: { type: 'string', default: '1000' },
+    rooms: { type: 'string', default: '10' },
+    senders: { type: 'string', default: '10' },
+    start: { type: 'string', default: '100' },
+    step: { type: 'string', default: '100' },
+    'max-rate': { type: 'string', default: '3000' },
+    duration: { type: 'string', default: '8' },
+    'p99-bound': { type: 'string', default: '250' },
+    size: { type: 'string', default: '128' },
+    workers: { type: 'string', default: '2' },
+    connections: { type: 'string', default: '19000' },
+    'skip-ramp': { type: 'boolean', default: false },
+    'skip-connections': { type: 'boolean', default: false },
+    'skip-http': { type: 'boolean', default: false },
+    out: { type: 'string' },
+  },
+})
+const n = (k: keyof typeof a) => Number(a[k])
+const median = (xs: number[]) => {
+  const s = xs.filter((x) => Number.isFinite(x)).sort((x, y) => x - y)
+  return s.length ? (s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2) : NaN
+}
+const ratio = (x: number, y: number) => (y ? Math.round((x / y) * 100) / 100 : NaN)
+
+const dir = mkdtempSync(join(tmpdir(), 'sb-bench-'))
+chmodSync(dir, 0o755) // the private Postgres runs as the postgres user when we are root
+const redis = await startRedis(join(dir, 'redis'))
+const secret = 'bench-secret-bench-secret-bench-secret'
+let sb: RunningCluster | undefined
+let base: RunningCluster | undefined
+const stopAll = async () => {
+  await sb?.stop()
+  await base?.stop()
+  await redis.stop()
+  rmSync(dir, { recursive: true, force: true })
+}
+process.once('SIGINT', () => void stopAll().then(() => process.exit(130)))
+
+try {
+  console.log(`machine: ${cpus().length} × ${cpus()[0]?.model}; load generator, nginx, nodes, Redis and Postgres all share it`)
+  sb = await startCluster({
+    nodes: n('nodes'),
+    dir: join(dir, 'switchboard'),
+    redisUrl: redis.url,
+    redisPrefix: 'bench-sb:',
+    env: { JWT_SECRET: secret, RATE_LIMIT_MESSAGES: '100000000', LOG_LEVEL: 'warn', AUTH_DEV_TOKENS: 'false' },
+  })
+  base = await startCluster({ nodes: n('nodes'), dir: join(dir, 'baseline'), redisUrl: redis.url, redisPrefix: 'bench-base:', nodeScript: 'loadtest/baseline/server.ts' })
+  const pidsOf = (c: RunningCluster) => c.nodes.map((x) => x.proc.child.pid!)
+  const infraPids = () => [...withDescendants(redis.proc.child.pid!), ...(sb?.postgres ? withDescendants(sb.postgres.proc.child.pid!) : [])]
+
+  const common = {
+    clients: n('clients'),
+    rooms: n('rooms'),
+    senders: n('senders'),
+    rate: n('start'),
+    step: n('step'),
+    maxRate: n('max-rate'),
+    durationSec: n('duration'),
+    p99BoundMs: n('p99-bound'),
+    size: n('size'),
+    workers: n('workers'),
+  }
+  const result: Record<string, unknown> = { startedAt: new Date().toISOString(), options: a, cpus: cpus().length }
+
+  // 1. Fan-out ramp, alternating baseline (A) and Switchboard (B).
+  const ramps: { baseline: SocketLoadReport[]; switchboard: SocketLoadReport[] } = { baseline: [], switchboard: [] }
+  if (!a['skip-ramp']) {
+    for (let run = 1; run <= n('runs'); run++) {
+      for (const [name, cluster] of [['baseline', base], ['switchboard', sb]] as const) {
+        const cpu0 = totalCpu(infraPids())
+        const r = await runSockets({
+          ...common,
+          scenario: 'ramp',
+          url: cluster.url,
+          jwtSecret: name === 'switchboard' ? secret : undefined,
+          pids: pidsOf(cluster),
+          label: `${name} run ${run}`,
+        })
+        ;(r as SocketLoadReport & { infraCpuSec?: number }).infraCpuSec = Math.round((totalCpu(infraPids()) - cpu0) * 100) / 100
+        console.log(formatReport(r) + '\n')
+        ramps[name].push(r)
+      }
+    }
+    // CPU per delivery compared at the highest rate both held in each pair.
+    const cpuAt = (r: SocketLoadReport, rate: number) => r.steps.find((s) => s.rate === rate)?.cpuSecPer100kDeliveries ?? NaN
+    const pairs = ramps.baseline.map((b, i) => {
+      const s = ramps.switchboard[i]
+      const rate = Math.min(b.maxGoodRate ?? 0, s.maxGoodRate ?? 0)
+      return { run: i + 1, baselineMax: b.maxGoodRate ?? 0, switchboardMax: s.maxGoodRate ?? 0, cpuRate: rate, baselineCpu: cpuAt(b, rate), switchboardCpu: cpuAt(s, rate) }
+    })
+    const summary = {
+      baselineMaxRate: median(pairs.map((p) => p.baselineMax)),
+      switchboardMaxRate: median(pairs.map((p) => p.switchboardMax)),
+      baselineCpuPer100k: median(pairs.map((p) => p.baselineCpu)),
+      switchboardCpuPer100k: median(pairs.map((p) => p.switchboardCpu)),
+    }
+    result.ramp = { pairs, summary, reports: ramps }
+    console.log(
+      table(
+        ['run', 'baseline max msg/s', 'switchboard max msg/s', 'CPU compared at', 'baseline cpu s/100k', 'switchboard cpu s/100k'],
+        pairs.map((p) => [p.run, p.baselineMax, p.switchboardMax, p.cpuRate, p.baselineCpu, p.switchboardCpu]),
+      ),
+    )
+    console.log(
+      `\nmedians: max rate baseline ${summary.baselineMaxRate} vs switchboard ${summary.switchboardMaxRate} msg/s (ratio ${ratio(summary.switchboardMaxRate, summary.baselineMaxRate)}); ` +
+        `server CPU per 100k deliveries baseline ${fmt(summary.baselineCpuPer100k)} s vs switchboard ${fmt(summary.switchboardCpuPer100k)} s (ratio ${ratio(summary.switchboardCpuPer100k, summary.baselineCpuPer100k)})\n`,
+    )
+
+    // 2. Durable-ack latency at half of Switchboard's highest rate.
+    const half = Math.max(n('start'), Math.round(summary.switchboardMaxRate / 2 / 10) * 10)
+    const ack = await runSockets({ ...common, scenario: 'ack', rate: half, durationSec: Math.max(10, n('duration')), url: sb.url, jwtSecret: secret, pids: pidsOf(sb), label: `switchboard durable ack @ ${half} msg/s` })
+    console.log(formatReport(ack) + '\n')
+    result.ack = { rate: half, latency: ack.steps[0]?.ack, report: ack }
+  }
+
+  // 3. Idle connections on one node: RSS per connection, baseline vs Switchboard.
+  if (!a['skip-connections']) {
+    const count = n('connections')
+    const conn: Record<string, SocketLoadReport> = {}
+    for (const [name, cluster] of [['baseline', base], ['switchboard', sb]] as const) {
+      const node = cluster.nodes[0]
+      conn[name] = await runSockets({
+        scenario: 'connections',
+        url: node.url,
+        clients: count,
+        rooms: 1,
+        senders: 0,
+        rate: 0,
+        durationSec: 0,
+        size: 0,
+        workers: Math.max(2, Math.ceil(count / 6000)),
+        addresses: 100,
+        jwtSecret: name === 'switchboard' ? secret : undefined,
+        pids: [node.proc.child.pid!],
+        label: `${name}: ${count} idle connections on one node`,
+      })
+      console.log(formatReport(conn[name]) + '\n')
+    }
+    const per = (r: SocketLoadReport) => r.connections?.rssPerConnectionBytes ?? NaN
+    result.connections = { baseline: conn.baseline, switchboard: conn.switchboard, ratio: ratio(per(conn.switchboard), per(conn.baseline)) }
+    console.log(`RSS per connection: baseline ${fmt(per(conn.baseline) / 1024)} KiB, switchboard ${fmt(per(conn.switchboard) / 1024)} KiB (ratio ${ratio(per(conn.switchboard), per(conn.baseline))})\n`)
+  }
+
+  // 4. HTTP: history endpoint with real data on one node, beside a bare Fastify route.
+  if (!a['skip-http']) {
+    const token = await loadToken(secret)
+    const node = sb.nodes[0].url
+    await seedRoom(node, token, 'bench-history', 200)
+    const http: HttpResult[] = [
+      await runHttp({ label: 'switchboard GET /api/rooms/:id/messages (latest 50)', url: `${node}/api/rooms/bench-history/messages?limit=50`, headers: { authorization: `Bearer ${token}` } }),
+      await runHttp({ label: 'switchboard GET /api/rooms/:id/messages?before=100 (50)', url: `${node}/api/rooms/bench-history/messages?before=100&limit=50`, headers: { authorization: `Bearer ${token}` } }),
+      await runHttp({ label: 'switchboard GET /healthz', url: `${node}/healthz` }),
+      await runHttp({ label: 'bare Fastify static 50 messages', url: `${base.nodes[0].url}/static-history` }),
+      await runHttp({ label: 'bare Fastify /healthz', url: `${base.nodes[0].url}/healthz` }),
+    ]
+    console.log(formatHttp(http) + '\n')
+    result.http = http
+  }
+
+  const out = a.out ?? `loadtest/results/bench-${new Date().toISOString().replace(/[:.]/g, '-')}.json`
+  writeJson(out, result)
+  writeFileSync('loadtest/results/bench-latest.json', JSON.stringify(result, null, 2))
+  console.log(`report: ${out}`)
+} finally {
+  await stopAll()
+}

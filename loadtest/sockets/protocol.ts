@@ -1,0 +1,56 @@
+/** Messages between the load runner (parent) and its worker processes. */
+
+export interface ClientSpec {
+  id: number
+  /** Source address 127.0.<octet>.1 (nginx ip_hash spreads by it). */
+  octet: number
+  room: string | null
+  token?: string
+  transport: 'websocket' | 'polling'
+  sender: boolean
+}
+
+export interface SetupMsg {
+  type: 'setup'
+  url: string
+  namespace: string
+  clients: ClientSpec[]
+  /** Bytes of message text. */
+  size: number
+  ackTimeoutMs: number
+  connectConcurrency: number
+}
+
+export interface RunMsg {
+  type: 'run'
+  step: number
+  /** Messages per second for each sender of this worker. */
+  ratePerSender: number
+  durationMs: number
+  drainMs: number
+}
+
+export type ParentMsg = SetupMsg | RunMsg | { type: 'stop' }
+
+export interface StepResult {
+  step: number
+  sent: number
+  acked: number
+  /** Acked messages per room: each is owed to every member of its room. */
+  ackedByRoom: Record<string, number>
+  ackErrors: Record<string, number>
+  /** Deliveries of this step's messages. */
+  received: number
+  /** Delivery latency histogram (µs), compressed. */
+  latency: string
+  /** Ack latency histogram (µs), compressed. */
+  ack: string
+  /** Per second since the step started: deliveries and a compressed latency histogram. */
+  perSecond: { deliveries: number; latency: string }[]
+}
+
+export type WorkerMsg =
+  | { type: 'progress'; connected: number; failed: number; sent: number; received: number }
+  | { type: 'ready'; connected: number; failed: number; errors: Record<string, number>; joined: Record<string, number> }
+  | { type: 'result'; result: StepResult }
+  | { type: 'error'; message: string }

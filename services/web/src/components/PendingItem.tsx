@@ -1,0 +1,55 @@
+import type { PendingMessage } from '../chat/timeline.ts'
+import type { Message } from '../protocol.ts'
+import { ReplyQuote } from './MessageItem.tsx'
+
+const STATUS: Record<PendingMessage['status'], string> = {
+  sending: 'sending…',
+  queued: 'waiting for the connection…',
+  failed: 'not sent',
+}
+
+/** A send not yet acknowledged: shown at once, greyed, with what happens to it. */
+export function PendingItem({
+  pending: p,
+  username,
+  repliedTo,
+  onRetry,
+  onDiscard,
+}: {
+  pending: PendingMessage
+  username: string
+  repliedTo: Message | undefined
+  onRetry(clientMsgId: string): void
+  onDiscard(clientMsgId: string): void
+}) {
+  return (
+    <li
+      className={p.status === 'failed' ? 'msg mine pending failed' : 'msg mine pending'}
+      data-testid="message"
+      data-status={p.status}
+      data-client-msg-id={p.clientMsgId}
+    >
+      {p.replyTo && <ReplyQuote to={repliedTo ?? null} />}
+      <div className="meta">
+        <span className="who">{username}</span>
+        <span className="status" data-testid="message-status">
+          {STATUS[p.status]}
+          {p.error ? `: ${p.error}` : ''}
+        </span>
+      </div>
+      <div className="text" data-testid="message-text">
+        {p.text}
+      </div>
+      {p.status === 'failed' && (
+        <div className="actions">
+          <button type="button" data-testid="retry" onClick={() => onRetry(p.clientMsgId)}>
+            Retry
+          </button>
+          <button type="button" className="link" data-testid="discard" onClick={() => onDiscard(p.clientMsgId)}>
+            Discard
+          </button>
+        </div>
+      )}
+    </li>
+  )
+}

@@ -1,0 +1,188 @@
+import { mkdirSync } from 'node:fs'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core'
+import { startCluster, type RunningCluster } from '../../../infra/cluster.ts'
+import { startRedis, type LocalRedis } from '../../../infra/services.ts'
+import { createTestDatabase } from '../../chat/test/helpers.ts'
+
+/**
+ * Browser tests: the built client, served by real nodes behind real nginx, driven in Debian's
+ * Chromium through playwright-core (never a downloaded browser).
+ */
+
+const webDir = fileURLToPath(new URL('..', import.meta.url))
+const repoRoot = fileURLToPath(new URL('../../..', import.meta.url))
+export const resultsDir = join(repoRoot, 'test-results', 'web')
+
+/** Builds the client from the current sources into `outDir` (the nodes serve it via WEB_DIR). */
+export async function buildClient(outDir: string): Promise<void> {
+  const { build } = await import('vite')
+  await build({ configFile: join(webDir, 'vite.config.ts'), logLevel: 'warn', build: { outDir, emptyOutDir: true, sourcemap: false } })
+}
+
+export async function launchChromium(): Promise<Browser> {
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium',
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
+  })
+}
+
+export interface WebCluster {
+  cluster: RunningCluster
+  stop(): Promise<void>
+}
+
+/** Three nodes + nginx on a database and Redis of this test file, serving the client from `webRoot`. */
+export async function startWebCluster(dir: string, webRoot: string, env: Record<string, string> = {}): Promise<WebCluster> {
+  const database = await createTestDatabase()
+  let redis: LocalRedis | undefined
+  let cluster: RunningCluster | undefined
+  try {
+    redis = await startRedis(join(dir, 'redis'))
+    cluster = await startCluster({
+      nodes: 3,
+      dir,
+      databaseUrl: database.url,
+      redisUrl: redis.url,
+      redisPrefix: 'sbweb:',
+      env: {
+        WEB_DIR: webRoot,
+        LIVENESS_INTERVAL_MS: '1000',
+        LIVENESS_TTL_MS: '3000',
+        SHUTDOWN_GRACE_MS: '5000',
+        LOG_LEVEL: 'warn',
+        ...env,
+      },
+    })
+  } catch (err) {
+    await redis?.stop()
+    await database.drop()
+    throw err
+  }
+  const c = cluster
+  const r = redis
+  return {
+    cluster: c,
+    async stop() {
+      await c.stop()
+      await r.stop()
+      await database.drop()
+    },
+  }
+}
+
+/** `X-Forwarded-For` value that nginx (realip from 127.0.0.1) uses as the client address for ip_hash. */
+export const forwardedFor = (octet: number) => `127.0.${octet}.1`
+
+/** Which node nginx picks for a client claiming address 127.0.<octet>.1 (asked through nginx). */
+export async function nodeForOctet(url: string, octet: number): Promise<string> {
+  const res = await fetch(`${url}/healthz`, { headers: { 'x-forwarded-for': forwardedFor(octet) } })
+  await res.arrayBuffer()
+  return String(res.headers.get('x-switchboard-node'))
+}
+
+/** One octet per node, so each browser context can be placed on a node of our choosing. */
+export async function octetPerNode(url: string, nodeIds: string[]): Promise<Map<string, number>> {
+  const found = new Map<string, number>()
+  for (let octet = 1; octet < 250 && found.size < nodeIds.length; octet++) {
+    const node = await nodeForOctet(url, octet)
+    if (nodeIds.includes(node) && !found.has(node)) found.set(node, octet)
+  }
+  if (found.size < nodeIds.length) throw new Error(`ip_hash did not spread 250 forwarded addresses over ${nodeIds.length} nodes`)
+  return found
+}
+
+export interface User {
+  context: BrowserContext
+  page: Page
+  name: string
+  /** The node whose Socket.IO handshake answered this page (x-switchboard-node of the WebSocket upgrade or polling). */
+  socketNodes: string[]
+  /** X-Forwarded-For values Chromium sent on WebSocket handshakes. */
+  wsForwardedFor: string[]
+}
+
+/**
+ * A browser context (its own storage, so its own session) whose every request, the WebSocket
+ * handshake included, says it comes from 127.0.<octet>.1; signed in as `name`.
+ */
+export async function signedInUser(browser: Browser, url: string, name: string, opts: { octet: number; query?: string; viewport?: { width: number; height: number } }): Promise<User> {
+  const context = await browser.newContext({
+    baseURL: url,
+    extraHTTPHeaders: { 'X-Forwarded-For': forwardedFor(opts.octet) },
+    viewport: opts.viewport ?? { width: 1100, height: 760 },
+  })
+  const page = await context.newPage()
+  const user: User = { context, page, name, socketNodes: [], wsForwardedFor: [] }
+  // What Chromium really sent and got on the WebSocket handshake (Playwright does not show it).
+  const cdp = await context.newCDPSession(page)
+  await cdp.send('Network.enable')
+  cdp.on('Network.webSocketHandshakeResponseReceived', (e) => {
+    const response = e.response as { headers: Record<string, string>; requestHeaders?: Record<string, string> }
+    const node = headerValue(response.headers, 'x-switchboard-node')
+    if (node) user.socketNodes.push(node)
+    const xff = response.requestHeaders ? headerValue(response.requestHeaders, 'x-forwarded-for') : undefined
+    if (xff) user.wsForwardedFor.push(xff)
+  })
+  page.on('response', (res) => {
+    if (!res.url().includes('/socket.io/')) return
+    const node = res.headers()['x-switchboard-node']
+    if (node) user.socketNodes.push(node)
+  })
+  page.on('pageerror', (err) => console.error(`[${name}] page error: ${err.message}`))
+  await page.goto(`/${opts.query ?? ''}`)
+  await page.getByTestId('signin-name').fill(name)
+  await page.getByTestId('signin-submit').click()
+  await page.getByTestId('me-name').waitFor()
+  await waitConnected(page)
+  return user
+}
+
+const headerValue = (headers: Record<string, string>, name: string) =>
+  Object.entries(headers).find(([k]) => k.toLowerCase() === name)?.[1]
+
+/** The /chat socket is connected (and so the connection banner is gone). */
+export async function waitConnected(page: Page): Promise<void> {
+  await page.locator('[data-testid="chat"][data-connection="connected"]').waitFor()
+}
+
+/** The node that serves this page's HTTP requests (through nginx, with its X-Forwarded-For). */
+export async function pageNode(page: Page): Promise<string> {
+  return page.evaluate(async () => (await fetch('/healthz')).headers.get('x-switchboard-node') ?? '')
+}
+
+/** Seq and text of every stored message shown, in display order. */
+export async function shownMessages(page: Page): Promise<{ seq: number; text: string }[]> {
+  return page.locator('[data-testid="message"][data-seq]').evaluateAll((items) =>
+    items.map((li) => ({ seq: Number((li as HTMLElement).dataset.seq), text: li.querySelector('[data-testid="message-text"]')?.textContent ?? '' })),
+  )
+}
+
+/** Polls `fn` until it is true; for conditions a locator cannot express. */
+export async function eventually(what: string, fn: () => Promise<boolean> | boolean, ms = 15_000): Promise<void> {
+  const until = Date.now() + ms
+  for (;;) {
+    if (await fn()) return
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((r) => setTimeout(r, 100))
+  }
+}
+
+export async function screenshot(page: Page, name: string): Promise<void> {
+  mkdirSync(resultsDir, { recursive: true })
+  await page.screenshot({ path: join(resultsDir, `${name}.png`), fullPage: true })
+}
+
+/** Opens a room by id through the sidebar form. */
+export async function joinRoom(page: Page, roomId: string): Promise<void> {
+  await page.getByTestId('room-join-input').fill(roomId)
+  await page.getByTestId('room-join-submit').click()
+  await page.locator(`[data-testid="room-item"][data-room-id="${roomId}"][aria-current="true"]`).waitFor()
+}
+
+/** Types and sends with Enter. */
+export async function sendText(page: Page, text: string): Promise<void> {
+  await page.getByTestId('composer').fill(text)
+  await page.getByTestId('composer').press('Enter')
+}
