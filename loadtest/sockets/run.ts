@@ -25,6 +25,8 @@ export interface SocketLoadOptions {
   /** Ramp: a step holds when p99 <= this (ms) and nothing is lost. */
   p99BoundMs?: number
   durationSec: number
+  /** A discarded first step at the starting rate (JIT, caches, connection pools warm up). */
+  warmupSec?: number
   size: number
   /** Share of clients on long-polling (0..1). */
   pollingShare?: number
@@ -160,6 +162,12 @@ export async function runSockets(o: SocketLoadOptions): Promise<SocketLoadReport
     const sendersOf = procs.map((_, w) => specs.filter((s, i) => i % workers === w && s.sender).length)
     const totalSenders = sendersOf.reduce((a, b) => a + b, 0)
     const rates = o.scenario === 'ramp' ? rampRates(o) : [o.rate]
+    if (o.warmupSec) {
+      log(`${o.label ?? o.scenario}: warming up at ${rates[0]} msg/s for ${o.warmupSec} s …\n`)
+      const warm = waitAll('result')
+      procs.forEach((p) => p.send({ type: 'run', step: -1, ratePerSender: totalSenders ? rates[0] / totalSenders : 0, durationMs: o.warmupSec! * 1000, drainMs: 1000 }))
+      await warm
+    }
     for (const [step, rate] of rates.entries()) {
       log(`${o.label ?? o.scenario}: step ${step + 1}/${rates.length}: ${rate} msg/s for ${o.durationSec} s …\n`)
       const cpu0 = o.pids ? totalCpu(o.pids) : 0
@@ -271,6 +279,7 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
       'max-rate': { type: 'string' },
       'p99-bound': { type: 'string', default: '250' },
       duration: { type: 'string', default: '10' },
+      warmup: { type: 'string', default: '0' },
       size: { type: 'string', default: '128' },
       polling: { type: 'string', default: '0' },
       addresses: { type: 'string', default: '50' },
@@ -293,6 +302,7 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
     maxRate: a['max-rate'] ? Number(a['max-rate']) : undefined,
     p99BoundMs: Number(a['p99-bound']),
     durationSec: Number(a.duration),
+    warmupSec: Number(a.warmup),
     size: Number(a.size),
     pollingShare: Number(a.polling),
     addresses: Number(a.addresses),

@@ -116,9 +116,14 @@ for (const adapter of ['classic', 'sharded']) describe(`cluster behind nginx (${
     assert.equal((await ack(sa, 'chat:read', { roomId: room, seq: sent.seq })).status, 'ok')
     assert.deepEqual(await read, { roomId: room, userId: a.userId, messageId: sent.messageId, seq: sent.seq })
 
+    // History cached on node 1, the edit made through node 3: node 1 must not serve the old text.
+    const historyOnNode1 = async () =>
+      ((await (await fetch(`${cluster.nodes[0].url}/api/rooms/${room}/messages`, { headers: { authorization: `Bearer ${b.token}` } })).json()) as any).messages[0].text
+    assert.equal(await historyOnNode1(), 'read me')
     const edited = new Promise<any>((r) => sa.once('chat:edited', r))
     await ack(sb, 'chat:edit', { roomId: room, messageId: sent.messageId, text: 'read me, edited' })
     assert.equal((await edited).text, 'read me, edited')
+    await eventually(async () => (await historyOnNode1()) === 'read me, edited', 2000, 'cross-node history invalidation')
     const reaction = new Promise<any>((r) => sb.once('chat:reaction', r))
     await ack(sa, 'chat:react', { roomId: room, messageId: sent.messageId, emoji: '🎉', on: true })
     assert.equal((await reaction).emoji, '🎉')

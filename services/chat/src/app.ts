@@ -87,10 +87,16 @@ export async function buildApp({ config, log, db, cluster }: AppDeps): Promise<A
       lastSeq: (roomId) => rooms.lastSeq(roomId),
       lastSeqs: (roomIds) => rooms.lastSeqs(roomIds),
       range: (roomId, after, upTo, limit) => messages!.range(roomId, after, upTo, limit),
-      latest: async (roomId, upTo, limit) => (await messages!.before(roomId, upTo + 1, limit)).reverse(),
+      latest: async (roomId, upTo, limit) => (await messages!.before(roomId, upTo + 1, limit)).slice().reverse(),
     },
     log,
-    { shared: cluster.shared, gapWaitMs: 250, ringSize: 256, reconcileMs: cluster.shared ? 10_000 : 0 },
+    {
+      shared: cluster.shared,
+      gapWaitMs: 250,
+      ringSize: 256,
+      reconcileMs: cluster.shared ? 10_000 : 0,
+      onRoomChanged: (roomId) => messages?.cache.invalidate(roomId),
+    },
   )
   cluster.onAdapterReconnect?.(() => void feed.reconcile())
   messages = new MessagesService(db, commits, rooms, cluster.messageLimit, createRoomEvents(chat, feed, metrics))

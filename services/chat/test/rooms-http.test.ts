@@ -14,7 +14,10 @@ describe('HTTP rooms and history, edits, reactions, transports', () => {
     await ack(s, 'room:join', 'pages')
     for (let i = 1; i <= 12; i++) await ack(s, 'chat:message', { roomId: 'pages', text: `n${i}` })
 
-    const first = await get(token, '/api/rooms/pages/messages?limit=4')
+    const early = await get(token, '/api/rooms/pages/messages?limit=4')
+    assert.deepEqual(early.body.messages.map((m: any) => m.seq), [12, 11, 10, 9])
+    await ack(s, 'chat:message', { roomId: 'pages', text: 'n13' })
+    const first = await get(token, '/api/rooms/pages/messages?limit=4&before=13')
     assert.equal(first.status, 200)
     assert.deepEqual(first.body.messages.map((m: any) => m.seq), [12, 11, 10, 9])
     assert.equal(first.body.hasMore, true)
@@ -25,12 +28,13 @@ describe('HTTP rooms and history, edits, reactions, transports', () => {
     assert.equal(last.body.hasMore, false)
     const dflt = await get(token, '/api/rooms/pages/messages')
     assert.equal(dflt.body.messages.length, 5)
+    assert.equal(dflt.body.messages[0].seq, 13, 'a cached latest page gives way to the new message')
 
     const late = await chatClient(node.url, token)
     const hist = next(late, 'room:history')
     await ack(late, 'room:join', 'pages')
     const h = await hist
-    assert.deepEqual(h.messages.map((m: any) => m.seq), [8, 9, 10, 11, 12], 'oldest first, the latest five')
+    assert.deepEqual(h.messages.map((m: any) => m.seq), [9, 10, 11, 12, 13], 'oldest first, the latest five')
     assert.equal(h.hasMore, true)
   })
 
@@ -63,6 +67,8 @@ describe('HTTP rooms and history, edits, reactions, transports', () => {
     const reply = await ack(sb, 'chat:message', { roomId: 'edits', text: 'you mean typo?', replyTo: m.messageId })
     assert.equal(reply.status, 'ok')
 
+    // Cache the page first: every later change must show through.
+    assert.equal((await get(a.token, '/api/rooms/edits/messages')).body.messages[1].text, 'tpyo')
     const edited = next(sb, 'chat:edited')
     assert.equal((await ack(sb, 'chat:edit', { roomId: 'edits', messageId: m.messageId, text: 'hijack' })).code, 'FORBIDDEN')
     assert.equal((await ack(sa, 'chat:edit', { roomId: 'edits', messageId: m.messageId, text: 'typo' })).status, 'ok')

@@ -97,24 +97,33 @@ export interface User {
   context: BrowserContext
   page: Page
   name: string
-  /** The node whose Socket.IO handshake answered this page (x-switchboard-node of the WebSocket upgrade or polling). */
+  /** Nodes that answered this page's Socket.IO requests (WebSocket handshakes and polling), in order. */
   socketNodes: string[]
   /** X-Forwarded-For values Chromium sent on WebSocket handshakes. */
   wsForwardedFor: string[]
+  /** URLs of the WebSockets the page opened. */
+  websockets: string[]
 }
 
-/**
- * A browser context (its own storage, so its own session) whose every request, the WebSocket
- * handshake included, says it comes from 127.0.<octet>.1; signed in as `name`.
- */
-export async function signedInUser(browser: Browser, url: string, name: string, opts: { octet: number; query?: string; viewport?: { width: number; height: number } }): Promise<User> {
+export interface UserOptions {
+  /** The context claims to be 127.0.<octet>.1 on every request, the WebSocket handshake included. */
+  octet: number
+  /** Sign in with this token (the paste box) instead of a dev token for the name. */
+  token?: string
+  /** Appended to the page URL, e.g. `?transport=polling`. */
+  query?: string
+  viewport?: { width: number; height: number }
+}
+
+/** A browser context of its own (own storage, so own session) with the client open and signed in as `name`. */
+export async function openUser(browser: Browser, url: string, name: string, opts: UserOptions): Promise<User> {
   const context = await browser.newContext({
     baseURL: url,
     extraHTTPHeaders: { 'X-Forwarded-For': forwardedFor(opts.octet) },
     viewport: opts.viewport ?? { width: 1100, height: 760 },
   })
   const page = await context.newPage()
-  const user: User = { context, page, name, socketNodes: [], wsForwardedFor: [] }
+  const user: User = { context, page, name, socketNodes: [], wsForwardedFor: [], websockets: [] }
   // What Chromium really sent and got on the WebSocket handshake (Playwright does not show it).
   const cdp = await context.newCDPSession(page)
   await cdp.send('Network.enable')
@@ -125,6 +134,7 @@ export async function signedInUser(browser: Browser, url: string, name: string, 
     const xff = response.requestHeaders ? headerValue(response.requestHeaders, 'x-forwarded-for') : undefined
     if (xff) user.wsForwardedFor.push(xff)
   })
+  page.on('websocket', (ws) => user.websockets.push(ws.url()))
   page.on('response', (res) => {
     if (!res.url().includes('/socket.io/')) return
     const node = res.headers()['x-switchboard-node']
@@ -132,8 +142,13 @@ export async function signedInUser(browser: Browser, url: string, name: string, 
   })
   page.on('pageerror', (err) => console.error(`[${name}] page error: ${err.message}`))
   await page.goto(`/${opts.query ?? ''}`)
-  await page.getByTestId('signin-name').fill(name)
-  await page.getByTestId('signin-submit').click()
+  if (opts.token) {
+    await page.getByTestId('token-input').fill(opts.token)
+    await page.getByTestId('token-submit').click()
+  } else {
+    await page.getByTestId('signin-name').fill(name)
+    await page.getByTestId('signin-submit').click()
+  }
   await page.getByTestId('me-name').waitFor()
   await waitConnected(page)
   return user
@@ -174,12 +189,22 @@ export async function screenshot(page: Page, name: string): Promise<void> {
   await page.screenshot({ path: join(resultsDir, `${name}.png`), fullPage: true })
 }
 
-/** Opens a room by id through the sidebar form. */
+/** Opens a room by id through the sidebar form, and waits for its history. */
 export async function joinRoom(page: Page, roomId: string): Promise<void> {
   await page.getByTestId('room-join-input').fill(roomId)
   await page.getByTestId('room-join-submit').click()
-  await page.locator(`[data-testid="room-item"][data-room-id="${roomId}"][aria-current="true"]`).waitFor()
+  await page.locator(`[data-testid="room-item"][data-room-id="${roomId}"][aria-current="true"]`).waitFor({ state: 'attached' })
+  await page.locator('[data-testid="room"][data-joined="true"]').waitFor()
 }
+
+/** The stored message (not a pending one) whose text is exactly `text`. */
+export const message = (page: Page, text: string) =>
+  page
+    .locator('[data-testid="message"][data-seq]')
+    .filter({ has: page.locator('[data-testid="message-text"]', { hasText: new RegExp(`^${text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`) }) })
+
+/** The signed-in user's id, from the stored session. */
+export const userIdOf = (page: Page) => page.evaluate(() => (JSON.parse(localStorage.getItem('switchboard.session') ?? '{}') as { userId: string }).userId)
 
 /** Types and sends with Enter. */
 export async function sendText(page: Page, text: string): Promise<void> {

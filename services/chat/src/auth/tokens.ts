@@ -3,6 +3,7 @@ import type { Config } from '../config.ts'
 import type { Identity } from '../domain/types.ts'
 import { AppError } from '../errors.ts'
 import { devUserId } from '../ids.ts'
+import { TtlCache } from '../ttl-cache.ts'
 
 /**
  * Verifies bearer JWTs (HS256 shared secret, or RS256/ES256/EdDSA through a JWKS URL) and,
@@ -11,6 +12,8 @@ import { devUserId } from '../ids.ts'
 export class Tokens {
   private readonly key: Uint8Array | JWTVerifyGetKey
   private readonly algorithms: string[]
+  /** Verified tokens until their expiry (HTTP clients send the same token on every request). */
+  private readonly verified = new TtlCache<Identity>(10_000)
 
   constructor(private readonly config: Config) {
     if (config.JWT_JWKS_URL) {
@@ -28,6 +31,8 @@ export class Tokens {
       throw new AppError('AUTH_REQUIRED', 'Authentication required')
     }
     if (typeof token !== 'string' || token.length > 8192) throw new AppError('AUTH_INVALID', 'Invalid token')
+    const known = this.verified.get(token)
+    if (known) return known
     try {
       const { payload } = await jwtVerify(token, this.key as Uint8Array, {
         algorithms: this.algorithms,
@@ -39,7 +44,10 @@ export class Tokens {
       if (typeof sub !== 'string' || sub.length === 0 || sub.length > 128) throw new AppError('AUTH_INVALID', 'Invalid token')
       const name = typeof payload.name === 'string' && payload.name.trim() ? payload.name.trim().slice(0, 64) : sub
       const roles = Array.isArray(payload.roles) ? payload.roles.filter((r): r is string => typeof r === 'string') : []
-      return { userId: sub, username: name, roles, exp: payload.exp }
+      const identity: Identity = { userId: sub, username: name, roles, exp: payload.exp }
+      // Remembered until expiry (capped), never past it: an expired token is verified again and refused.
+      if (payload.exp !== undefined) this.verified.set(token, identity, Math.min(payload.exp * 1000 - Date.now(), 3_600_000))
+      return identity
     } catch (err) {
       if (err instanceof AppError) throw err
       if (err instanceof errors.JWTExpired) throw new AppError('AUTH_EXPIRED', 'Invalid token')

@@ -6,6 +6,7 @@ import type { GroupCommit } from '../store/group-commit.ts'
 import * as messages from '../store/messages.repository.ts'
 import * as rooms from '../store/rooms.repository.ts'
 import type { RoomEvents } from './events.ts'
+import { HistoryCache } from './history-cache.ts'
 import type { RoomsService } from './rooms.service.ts'
 import { cleanText, type DeleteInput, type EditInput, type ReactInput, type ReadInput, type SendInput } from './schemas.ts'
 import type { Identity, Message } from './types.ts'
@@ -39,6 +40,9 @@ export function toMessage(row: messages.HistoryRow, reactions?: Record<string, s
 
 /** Sending, editing, deleting, reacting, read marks and history: one code path for every transport. */
 export class MessagesService {
+  /** Pages of history; the realtime layer invalidates a room whenever anything in it changes. */
+  readonly cache = new HistoryCache()
+
   constructor(
     private readonly db: Db,
     private readonly commits: GroupCommit,
@@ -139,9 +143,16 @@ export class MessagesService {
     return this.withReactions(roomId, await messages.listRange(this.db, roomId, afterSeq, upToSeq, limit))
   }
 
-  /** The `limit` messages below `beforeSeq`, newest first (history pages). */
-  async before(roomId: string, beforeSeq: number, limit: number): Promise<Message[]> {
-    return this.withReactions(roomId, await messages.listBefore(this.db, roomId, beforeSeq, limit))
+  /** The `limit` messages below `beforeSeq` (the newest when undefined), newest first (history pages). */
+  async before(roomId: string, beforeSeq: number | undefined, limit: number): Promise<Message[]> {
+    const page = `${beforeSeq ?? 'latest'}:${limit}`
+    const cached = this.cache.get(roomId, page)
+    if (cached) return cached
+    const generation = this.cache.generation(roomId)
+    const rows = await messages.listBefore(this.db, roomId, beforeSeq ?? Number.MAX_SAFE_INTEGER, limit)
+    const result = await this.withReactions(roomId, rows)
+    this.cache.set(roomId, page, generation, result)
+    return result
   }
 
   private async withReactions(roomId: string, rows: messages.HistoryRow[]): Promise<Message[]> {

@@ -3,8 +3,11 @@ import * as rooms from '../store/rooms.repository.ts'
 import { AppError } from '../errors.ts'
 import type { Identity, OnlineUser, Room } from './types.ts'
 import type { PresenceStore } from '../cluster/presence.ts'
+import { TtlCache } from '../ttl-cache.ts'
 
 const MAX_LISTED_MEMBERS = 1000
+/** How long a node trusts what it read about a room's privacy and a reader's membership (HTTP history). */
+const ACCESS_TTL_MS = 5000
 
 /** For `dm:<a>:<b>`: the other member when `me` is one of the two, else null. */
 export function dmPeer(roomId: string, me: string): string | null {
@@ -17,6 +20,8 @@ export function dmPeer(roomId: string, me: string): string | null {
 
 /** Room rules: who may see a room, implicit creation of public and DM rooms, membership. */
 export class RoomsService {
+  private readonly readable = new TtlCache<true>(50_000)
+
   constructor(
     private readonly db: Db,
     private readonly presence: PresenceStore,
@@ -59,18 +64,25 @@ export class RoomsService {
     return { id: row.id, name: row.name, isPrivate: row.is_private, lastSeq: Number(row.last_seq), lastReadSeq: Number(m.last_read_seq) }
   }
 
-  /** Access for reading history over HTTP: public rooms are readable by anyone signed in. */
-  async requireReadable(who: Identity, roomId: string): Promise<Room> {
+  /**
+   * Access for reading history over HTTP: public rooms are readable by anyone signed in,
+   * private ones by members. A granted access is remembered for a few seconds per node (a
+   * member who leaves elsewhere may read for up to ACCESS_TTL_MS more).
+   */
+  async requireReadable(who: Identity, roomId: string): Promise<void> {
+    const key = `${roomId}\u0000${who.userId}`
+    if (this.readable.get(key)) return
     const row = await rooms.findRoom(this.db, roomId)
     if (!row) throw new AppError('NOT_FOUND', 'Room not found')
     if (row.is_private && !(await rooms.isMember(this.db, roomId, who.userId))) {
       throw new AppError('FORBIDDEN', 'Not a member of this room')
     }
-    return { id: row.id, name: row.name, isPrivate: row.is_private, lastSeq: Number(row.last_seq) }
+    this.readable.set(key, true, ACCESS_TTL_MS)
   }
 
   async leave(who: Identity, roomId: string): Promise<void> {
     await rooms.removeMember(this.db, roomId, who.userId)
+    this.readable.delete(`${roomId}\u0000${who.userId}`)
   }
 
   /** `POST /api/rooms`: creates a room with the caller and `members` in it. */

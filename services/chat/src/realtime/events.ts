@@ -45,6 +45,8 @@ export interface ServerToClientEvents {
 /** Between nodes (serverSideEmit): committed messages travel in seq order to every node's feed. */
 export interface InterServerEvents {
   'feed:messages': (messages: Message[]) => void
+  /** An edit, delete or reaction in the room: drop cached history pages. */
+  'feed:changed': (roomId: string) => void
 }
 
 export interface SocketData {

@@ -12,14 +12,17 @@ export function createRoomEvents(nsp: ChatNamespace, feed: RoomFeed, metrics: Me
     },
     messageEdited({ roomId, messageId, text, editedAt }) {
       metrics.eventsOut.inc({ event: 'chat:edited' })
+      feed.changed(roomId)
       nsp.to(roomId).emit('chat:edited', { roomId, messageId, text, editedAt })
     },
     messageDeleted({ roomId, messageId, deletedAt }) {
       metrics.eventsOut.inc({ event: 'chat:deleted' })
+      feed.changed(roomId)
       nsp.to(roomId).emit('chat:deleted', { roomId, messageId, deletedAt })
     },
     reaction(e) {
       metrics.eventsOut.inc({ event: 'chat:reaction' })
+      feed.changed(e.roomId)
       nsp.to(e.roomId).emit('chat:reaction', e)
     },
     read(e) {

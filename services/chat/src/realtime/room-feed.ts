@@ -37,6 +37,8 @@ export interface FeedOptions {
   ringSize: number
   /** How often rooms are checked against the database for messages that never arrived (0 = never). */
   reconcileMs: number
+  /** Called for every change to any room, on whichever node it happened (cache invalidation). */
+  onRoomChanged?: (roomId: string) => void
 }
 
 export interface Subscription {
@@ -69,6 +71,7 @@ export class RoomFeed {
     nsp.on('feed:messages', (messages: Message[]) => {
       for (const m of messages) this.receive(m)
     })
+    nsp.on('feed:changed', (roomId: string) => opts.onRoomChanged?.(roomId))
     nsp.adapter.on('delete-room', (room: string) => {
       const st = this.rooms.get(room)
       if (st && st.holders === 0) this.drop(room, st)
@@ -113,6 +116,12 @@ export class RoomFeed {
       this.outbox.push(m)
     }
     this.receive(m)
+  }
+
+  /** Something other than a new message changed in a room (edit, delete, reaction): tell every node. */
+  changed(roomId: string): void {
+    this.opts.onRoomChanged?.(roomId)
+    if (this.opts.shared) this.nsp.serverSideEmit('feed:changed', roomId)
   }
 
   /** Rooms this node is delivering (for metrics and tests). */
@@ -198,6 +207,7 @@ export class RoomFeed {
   }
 
   private receive(m: Message): void {
+    this.opts.onRoomChanged?.(m.roomId)
     const st = this.rooms.get(m.roomId)
     if (!st) return // no local socket in this room
     if (Number.isNaN(st.next)) st.early.push(m)

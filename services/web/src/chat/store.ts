@@ -59,6 +59,8 @@ type ClientAck<T extends object> = Ack<T> | { status: 'error'; code: 'DISCONNECT
 
 const ACK_MS = 10_000
 const TYPING_SEND_EVERY_MS = 2000
+/** Above the server's TYPING_THROTTLE_MS (1 s by default), which drops repeats of the same state. */
+const TYPING_MIN_GAP_MS = 1100
 const TYPING_SHOWN_MS = 3000
 const ERROR_SHOWN_MS = 15_000
 /** Codes after which the text can never be sent as it is: it goes back to the composer. */
@@ -80,7 +82,11 @@ export class ChatStore {
   private readonly joining = new Map<string, object>()
   private readonly readSent = new Map<string, number>()
   private readonly typingTimers = new Map<string, ReturnType<typeof setTimeout>>()
+  /** The `isTyping: true` in force (cleared when we say we stopped). */
   private typingSent: { roomId: string; at: number } | null = null
+  /** The last `isTyping: true` sent, kept across stops: the server drops a second one within its throttle. */
+  private lastTypingTrue: { roomId: string; at: number } | null = null
+  private typingTimer: ReturnType<typeof setTimeout> | undefined
   private readTimer: ReturnType<typeof setTimeout> | undefined
   private errorTimer: ReturnType<typeof setTimeout> | undefined
   private retryTimer: ReturnType<typeof setTimeout> | undefined
@@ -165,6 +171,7 @@ export class ChatStore {
     clearTimeout(this.readTimer)
     clearTimeout(this.errorTimer)
     clearTimeout(this.retryTimer)
+    clearTimeout(this.typingTimer)
     document.removeEventListener('visibilitychange', this.onVisibility)
     window.removeEventListener('pagehide', this.onPageHide)
     const s = this.socket
@@ -443,8 +450,10 @@ export class ChatStore {
       const online = { ...s.online }
       const names = { ...s.names }
       for (const u of users) {
-        names[u.userId] = u.username
-        if (on) online[u.userId] = u.username
+        // A DM peer who never joined is a member named by their id: keep a real name we know.
+        const name = u.username === u.userId && names[u.userId] ? names[u.userId] : u.username
+        names[u.userId] = name
+        if (on) online[u.userId] = name
         else delete online[u.userId]
       }
       return { online, names }
@@ -539,18 +548,32 @@ export class ChatStore {
 
   // ---------- typing and reads ----------
 
-  /** The composer's text changed: `chat:typing` at most every 2 s while there is text. */
+  /**
+   * The composer's text changed: `chat:typing` at most every 2 s while there is text. Typing
+   * again right after a send waits until the server's throttle would let the event through.
+   */
   typing(text: string): void {
     const roomId = this.state.openRoomId
     if (!roomId || !this.socket?.connected) return
     if (!text.trim()) return this.stopTyping()
     const now = Date.now()
     if (this.typingSent && this.typingSent.roomId === roomId && now - this.typingSent.at < TYPING_SEND_EVERY_MS) return
-    this.typingSent = { roomId, at: now }
-    this.socket.volatile.emit('chat:typing', { roomId, isTyping: true })
+    if (this.typingTimer !== undefined) return
+    const last = this.lastTypingTrue
+    const wait = last && last.roomId === roomId ? last.at + TYPING_MIN_GAP_MS - now : 0
+    const announce = () => {
+      this.typingTimer = undefined
+      if (this.closed || this.state.openRoomId !== roomId || !this.socket?.connected) return
+      this.typingSent = this.lastTypingTrue = { roomId, at: Date.now() }
+      this.socket.volatile.emit('chat:typing', { roomId, isTyping: true })
+    }
+    if (wait > 0) this.typingTimer = setTimeout(announce, wait)
+    else announce()
   }
 
   stopTyping(): void {
+    clearTimeout(this.typingTimer)
+    this.typingTimer = undefined
     const sent = this.typingSent
     if (!sent) return
     this.typingSent = null

@@ -13,13 +13,15 @@ interface Props {
   onLoadOlder(): void
   onRetry(clientMsgId: string): void
   onDiscard(clientMsgId: string): void
+  /** "Seen by …" under the newest message. */
+  seen: string
 }
 
 /**
  * The timeline. Scrolling: it follows new messages while the reader is at the bottom, jumps to
  * the bottom after our own send, and keeps its place when older messages are put on top.
  */
-export function MessageList({ view, state, onReply, onDirect, onLoadOlder, onRetry, onDiscard }: Props) {
+export function MessageList({ view, state, onReply, onDirect, onLoadOlder, onRetry, onDiscard, seen }: Props) {
   const scroller = useRef<HTMLDivElement>(null)
   const last = useRef({ height: 0, top: 0, firstSeq: 0, pending: 0, stick: true })
   const pending = visiblePending(view.pending, view.messages)
@@ -65,6 +67,9 @@ export function MessageList({ view, state, onReply, onDirect, onLoadOlder, onRet
           <PendingItem key={p.clientMsgId} pending={p} username={state.me.username} repliedTo={p.replyTo ? byId.get(p.replyTo) : undefined} onRetry={onRetry} onDiscard={onDiscard} />
         ))}
       </ol>
+      <p className="seen" data-testid="seen-by" aria-live="polite">
+        {seen}
+      </p>
     </div>
   )
 }

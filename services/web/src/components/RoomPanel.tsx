@@ -33,7 +33,7 @@ export function RoomPanel({ store, state }: { store: ChatStore; state: ChatState
   const typing = typingText(Object.values(view.typing))
 
   return (
-    <section className="room" aria-labelledby="room-title">
+    <section className="room" aria-labelledby="room-title" data-testid="room" data-room-id={roomId} data-joined={view.joined}>
       <div className="room-head">
         <button type="button" className="link back" data-testid="back" onClick={() => store.closeRoom()}>
           ← Rooms
@@ -51,10 +51,8 @@ export function RoomPanel({ store, state }: { store: ChatStore; state: ChatState
         onLoadOlder={() => void store.loadOlder()}
         onRetry={(id) => store.retry(id)}
         onDiscard={(id) => store.discard(id)}
+        seen={seen}
       />
-      <p className="seen" data-testid="seen-by" aria-live="polite">
-        {seen}
-      </p>
       <p className="typing" data-testid="typing" aria-live="polite">
         {typing}
       </p>

@@ -19,10 +19,9 @@ export async function roomRoutes(app: FastifyInstance, deps: { rooms: RoomsServi
   app.get('/api/rooms/:id/messages', async (request) => {
     const { id } = parse(RoomParams, request.params)
     const query = parse(HistoryQuery, coerceInts(request.query as Record<string, unknown>))
-    const room = await deps.rooms.requireReadable(request.identity, id)
+    await deps.rooms.requireReadable(request.identity, id)
     const limit = query.limit ?? deps.historyLimit
-    const before = query.before ?? room.lastSeq + 1
-    const messages = await deps.messages.before(id, before, limit)
+    const messages = await deps.messages.before(id, query.before, limit)
     const oldest = messages[messages.length - 1]
     return { roomId: id, messages, hasMore: oldest !== undefined && oldest.seq > 1 }
   })
