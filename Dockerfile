@@ -2,10 +2,13 @@
 FROM node:20-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
-RUN npm ci --no-audit --no-fund
+# No lifecycle scripts here: the project's postinstall builds the web client, whose sources are
+# copied below (dependencies' install scripts are denied by allowScripts anyway).
+RUN npm ci --no-audit --no-fund --ignore-scripts
 COPY tsconfig.json tsconfig.build.json ./
 COPY services ./services
 COPY migrations ./migrations
+# Server JavaScript to dist/, the React client to services/web/dist/.
 RUN npm run build && npm prune --omit=dev
 
 FROM node:20-bookworm-slim
@@ -14,7 +17,7 @@ WORKDIR /app
 COPY --from=build /app/package.json ./
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
-COPY --from=build /app/services/web ./services/web
+COPY --from=build /app/services/web/dist ./services/web/dist
 # Non-root, nothing written inside the image at run time (read-only root filesystem works).
 USER node
 EXPOSE 3000

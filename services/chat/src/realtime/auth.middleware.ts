@@ -7,7 +7,8 @@ import { toAppError } from '../errors.ts'
 export function handshakeToken(socket: Socket): unknown {
   const auth = socket.handshake.auth as { token?: unknown } | undefined
   if (auth?.token !== undefined) return auth.token
-  const header = socket.handshake.headers.authorization
+  // The handshake request is dropped at connection (io.ts); its Authorization header is kept on the engine socket.
+  const header = (socket.conn as unknown as { bearer?: string }).bearer ?? socket.handshake.headers.authorization
   return header?.startsWith('Bearer ') ? header.slice(7) : undefined
 }
 

@@ -31,7 +31,7 @@ const MAX_TIMER_MS = 2 ** 31 - 1
 export function registerChatHandlers(nsp: ChatNamespace, socket: ChatSocket, deps: ChatDeps): void {
   const { config, metrics, rooms, messages, feed } = deps
   const who = () => socket.data.identity
-  const log = deps.log.child({ socketId: socket.id, userId: who().userId })
+  const log = deps.log
   const on = <T extends Parameters<typeof handle>[4]>(event: string, schema: T, fn: Parameters<typeof handle<T>>[5]) =>
     handle(socket, log, metrics, event, schema, fn)
 
@@ -113,7 +113,7 @@ export function registerChatHandlers(nsp: ChatNamespace, socket: ChatSocket, dep
     const ms = exp * 1000 - Date.now()
     expiry = setTimeout(() => {
       if ((who().exp ?? Infinity) * 1000 <= Date.now()) {
-        log.info('token expired; disconnecting')
+        log.info({ socketId: socket.id, userId: who().userId }, 'token expired; disconnecting')
         socket.disconnect(true)
       } else armExpiry()
     }, Math.max(0, Math.min(ms, MAX_TIMER_MS)))

@@ -29,6 +29,12 @@ export function createIo(server: HttpServer, config: Config, cluster: Cluster, t
   }
   io.engine.on('initial_headers', stamp)
   io.engine.on('headers', stamp)
+  // Memory: the handshake request (with its socket and buffers) would live as long as the
+  // connection. Keep only what the auth middleware may read, then let it go.
+  io.engine.on('connection', (raw: { request: IncomingMessage | null; bearer?: string }) => {
+    raw.bearer = raw.request?.headers.authorization
+    raw.request = null
+  })
 
   io.use(authMiddleware(tokens))
   io.of('/chat').use(authMiddleware(tokens))

@@ -247,6 +247,7 @@ export class ChatStore {
     if (!ROOM_ID.test(roomId)) return this.showError(BAD_ROOM_ID)
     if (this.state.openRoomId === roomId) return
     this.stopTyping()
+    this.flushRead()
     this.set((s) => ({ openRoomId: roomId, views: s.views[roomId] ? s.views : { ...s.views, [roomId]: emptyView(roomId) } }))
     lastRoom.set(roomId)
     const view = this.state.views[roomId]
@@ -257,6 +258,7 @@ export class ChatStore {
   /** Back to the room list (narrow screens); the room stays joined. */
   closeRoom(): void {
     this.stopTyping()
+    this.flushRead()
     this.set({ openRoomId: null })
     lastRoom.set(null)
   }
@@ -588,7 +590,10 @@ export class ChatStore {
   private readonly onVisibility = () => {
     if (!document.hidden) this.scheduleRead()
   }
-  private readonly onPageHide = () => {
+  private readonly onPageHide = () => this.flushRead()
+
+  /** Sends the open room's pending read mark now (before leaving the room or the page). */
+  private flushRead(): void {
     clearTimeout(this.readTimer)
     void this.sendRead()
   }

@@ -69,11 +69,11 @@ export function visiblePending(pending: readonly PendingMessage[], messages: rea
   return pending.filter((p) => p.echoSeq === undefined || !seqs.has(p.echoSeq))
 }
 
-/** Who (other than me) has read up to the newest message. */
-export function seenBy(reads: Readonly<Record<string, number>>, newestSeq: number, me: string): string[] {
-  if (newestSeq <= 0) return []
+/** Who has read up to the newest message, other than me and its author. */
+export function seenBy(reads: Readonly<Record<string, number>>, newest: { seq: number; userId: string } | undefined, me: string): string[] {
+  if (!newest) return []
   return Object.entries(reads)
-    .filter(([userId, seq]) => userId !== me && seq >= newestSeq)
+    .filter(([userId, seq]) => userId !== me && userId !== newest.userId && seq >= newest.seq)
     .map(([userId]) => userId)
 }
 

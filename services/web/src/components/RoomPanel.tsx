@@ -25,8 +25,7 @@ export function RoomPanel({ store, state }: { store: ChatStore; state: ChatState
     )
   }
 
-  const newest = view.messages.length > 0 ? view.messages[view.messages.length - 1].seq : 0
-  const readers = seenBy(view.reads, newest, me)
+  const readers = seenBy(view.reads, view.messages[view.messages.length - 1], me)
   const known = readers.filter((u) => state.names[u]).map((u) => state.names[u])
   const unknown = readers.length - known.length
   const seen = readers.length === 0 ? '' : `Seen by ${nameList(unknown > 0 ? [...known, `${unknown} other${unknown > 1 ? 's' : ''}`] : known)}`
