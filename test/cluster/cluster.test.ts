@@ -270,6 +270,14 @@ for (const adapter of ['classic', 'sharded']) describe(`cluster behind nginx (${
         members.push(m)
       }
     }
+    // Presence across the drain: movers never look offline; a user who does not come back does.
+    const watcherPresence: { offline: string[]; last: Map<string, string> } = { offline: [], last: new Map() }
+    members[0].socket.on('presence:online', (u) => watcherPresence.last.set(u.userId, 'online'))
+    members[0].socket.on('presence:offline', (u) => (watcherPresence.offline.push(u.userId), watcherPresence.last.set(u.userId, 'offline')))
+    const leaver = await devToken(cluster.url, 'drain-leaver')
+    await new RoomMember(clientFrom(cluster.url, leaver.token, on(target, 2)), room).join()
+    const moverIds = await Promise.all([4, 5].map((k) => devToken(cluster.url, `drain-${target}-${k - 4}`).then((t) => t.userId)))
+
     const senders = [0, 2, 4].map((j, k) => sendReliably(members[j].socket, room, `drain${k}`, 30, 30))
     await sleep(300)
     const t0 = Date.now()
@@ -287,7 +295,12 @@ for (const adapter of ['classic', 'sharded']) describe(`cluster behind nginx (${
       assert.ok(m.socket.connected, 'the drained node’s clients are connected again')
       assert.ok(m.syncs.length > 0)
     }
-    console.log(`# SIGTERM (${adapter}): node exited in ${took} ms; moved clients resynced in ${movedFrom.map((m) => m.syncs[0].ms).join(', ')} ms`)
+    await eventually(() => watcherPresence.offline.includes(leaver.userId), 10_000, 'the user who did not come back is offline')
+    // Movers reconnect within the drain's settle time, so normally they never look offline; on a
+    // starved machine one may flicker, but none may end offline.
+    for (const id of moverIds) assert.notEqual(watcherPresence.last.get(id), 'offline', 'a client that moved is online')
+    const flickered = moverIds.filter((id) => watcherPresence.offline.includes(id)).length
+    console.log(`# SIGTERM (${adapter}): node exited in ${took} ms; moved clients resynced in ${movedFrom.map((m) => m.syncs[0].ms).join(', ')} ms; ${flickered} of them flickered offline`)
     await cluster.restartNode(target)
   })
 

@@ -107,7 +107,7 @@ export async function buildApp({ config, log, db, cluster }: AppDeps): Promise<A
     log.debug({ socketId: socket.id, userId, transport: socket.conn.transport.name }, 'socket connected')
     socket.on('disconnect', (reason) => log.debug({ socketId: socket.id, userId, reason }, 'socket disconnected'))
     registerChatHandlers(chat, socket, { config, log, metrics, tokens, rooms, messages, presence: cluster.presence, feed, typingLimit })
-    registerPresence(chat, socket, cluster.presence, rooms, log, track)
+    registerPresence(chat, socket, cluster.presence, rooms, log, track, () => draining)
   })
 
   cluster.liveness?.start({
@@ -168,6 +168,16 @@ export async function buildApp({ config, log, db, cluster }: AppDeps): Promise<A
         await new Promise((r) => setTimeout(r, pause * (0.5 + Math.random())))
       }
       await commits.flush()
+      // Presence hand-over: whoever has not reconnected to another node after a moment is offline.
+      await new Promise((r) => setTimeout(r, Math.min(2000, graceMs / 4)))
+      await Promise.allSettled([...inFlight])
+      try {
+        const offline = await cluster.presence.reapNode(config.nodeId)
+        await Promise.allSettled(offline.map((user) => announcePresence(chat, rooms, user, 'presence:offline')))
+        log.info({ offline: offline.length }, 'drain: presence handed over')
+      } catch (err) {
+        log.warn({ err: (err as Error).message }, 'drain: presence hand-over failed; survivors will reap this node')
+      }
       await close()
     },
   }

@@ -86,6 +86,7 @@ for (const [variant, start] of variants) describe(`presence, typing, receipts ($
     for (let i = 0; i < 3; i++) sent.push(await ack(a, 'chat:message', { roomId: 'reads', text: `r${i}` }))
     const unread = async (token: string) => (await getJson(node.url, token, '/api/rooms')).body.rooms.find((r: any) => r.id === 'reads')
     assert.equal((await unread(bT.token)).unread, 3)
+    assert.equal((await unread(aT.token)).unread, 0, 'one’s own messages are never unread')
     const atA = next(a, 'chat:read')
     const atB = collect(b, 'chat:read')
     assert.equal((await ack(b, 'chat:read', { roomId: 'reads', messageId: sent[1].messageId })).status, 'ok')

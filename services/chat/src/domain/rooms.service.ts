@@ -114,7 +114,7 @@ export class RoomsService {
       private: r.is_private,
       lastSeq: Number(r.last_seq),
       lastReadSeq: Number(r.last_read_seq),
-      unread: Math.max(0, Number(r.last_seq) - Number(r.last_read_seq)),
+      unread: Number(r.unread),
     }))
   }
 

@@ -27,6 +27,7 @@ export function registerPresence(
   rooms: RoomsService,
   log: Logger,
   track: (work: Promise<unknown>) => void,
+  isDraining: () => boolean,
 ): void {
   const user = { userId: socket.data.identity.userId, username: socket.data.identity.username }
   void socket.join(userRoom(user.userId))
@@ -43,6 +44,9 @@ export function registerPresence(
     .catch((err: unknown) => log.warn({ err, socketId: socket.id, userId: user.userId }, 'presence add failed'))
 
   socket.on('disconnect', () => {
+    // A drain leaves its sockets registered so users who reconnect elsewhere never look
+    // offline; the drain reaps whoever did not come back (app.ts).
+    if (isDraining()) return
     track(added
       .then(() => presence.remove(user, socket.id))
       .then((offline) => (offline ? announce('presence:offline') : undefined))

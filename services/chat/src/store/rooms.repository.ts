@@ -59,12 +59,21 @@ export async function markRead(db: Q, roomId: string, userId: string, seq: numbe
   return r === undefined ? undefined : Number(r.last_read_seq)
 }
 
-/** The caller's rooms with their last seq and the caller's read mark. */
+/** Unread counts stop here: a client shows "999+" beyond it, and the count stays cheap. */
+export const UNREAD_CAP = 1000
+
+/**
+ * The caller's rooms with their last seq, the caller's read mark, and how many messages from
+ * others came after it (one's own messages are never unread).
+ */
 export function roomsOfUser(db: Q, userId: string) {
   return db
     .selectFrom('memberships as m')
     .innerJoin('rooms as r', 'r.id', 'm.room_id')
     .select(['r.id', 'r.name', 'r.is_private', 'r.last_seq', 'm.last_read_seq'])
+    .select(
+      sql<number>`(select count(*) from (select 1 from messages x where x.room_id = m.room_id and x.seq > m.last_read_seq and x.user_id <> m.user_id limit ${UNREAD_CAP}) as unread)`.as('unread'),
+    )
     .where('m.user_id', '=', userId)
     .orderBy('r.id')
     .execute()
