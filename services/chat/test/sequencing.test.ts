@@ -63,12 +63,18 @@ describe('RoomFeed ordering (real Socket.IO, in-memory source)', () => {
       latest: async (_room, upTo, limit) => stored.filter((m) => m.seq <= upTo).slice(-limit),
     }
     const feed = new RoomFeed(nsp, source, pino({ level: 'silent' }), { shared: false, gapWaitMs: 50, ringSize: 4, reconcileMs })
-    const joined = new Promise<void>((resolve) => nsp.on('connection', (s) => void feed.subscribe(s, 'r', 0, 100).then(() => resolve())))
+    let server: import('../src/realtime/events.ts').ChatSocket | undefined
+    const joined = new Promise<void>((resolve) =>
+      nsp.on('connection', (s) => {
+        server = s
+        void feed.subscribe(s, 'r', 0, 100).then((sub) => (sub.join(), resolve()))
+      }),
+    )
     const client = connect(`http://127.0.0.1:${(http.address() as AddressInfo).port}/chat`, { transports: ['websocket'] })
     const got: number[] = []
     client.on('chat:message', (m: Message) => got.push(m.seq))
     await joined
-    return { feed, got, close: () => (feed.close(), client.disconnect(), new Promise((r) => io.close(r))) }
+    return { feed, got, client, server: server!, close: () => (feed.close(), client.disconnect(), new Promise((r) => io.close(r))) }
   }
   const msg = (seq: number): Message => ({ id: `m${seq}`, roomId: 'r', seq, userId: 'u', username: 'u', text: `${seq}`, timestamp: new Date().toISOString() })
 
@@ -98,6 +104,25 @@ describe('RoomFeed ordering (real Socket.IO, in-memory source)', () => {
     t.feed.publish(msg(1)) // 2 and 3 were committed but their pub/sub messages were lost
     await eventually(() => t.got.length >= 3, 2000, 'tail reconciled')
     assert.deepEqual(t.got, [1, 2, 3])
+    await t.close()
+  })
+
+  it('holds live messages for a subscriber until it joins, then replays them first, in order', async () => {
+    const stored = [1, 2, 3].map(msg)
+    const t = await setup(stored)
+    const order: string[] = []
+    t.client.on('chat:message', (m: Message) => order.push(`live ${m.seq}`))
+    // A second subscription of the same socket to another room, as chat:sync does.
+    const sub = await t.feed.subscribe(t.server, 'r2', 0, 100)
+    const r2 = (seq: number): Message => ({ ...msg(seq), roomId: 'r2' })
+    t.feed.publish(r2(1))
+    t.feed.publish(r2(2))
+    await sleep(100)
+    assert.deepEqual(order, [], 'nothing reaches the socket before it joins')
+    sub.join()
+    t.feed.publish(r2(3))
+    await eventually(() => order.length >= 3, 2000, 'replayed and live')
+    assert.deepEqual(order, ['live 1', 'live 2', 'live 3'])
     await t.close()
   })
 })

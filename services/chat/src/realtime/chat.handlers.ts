@@ -11,7 +11,7 @@ import type { Logger } from '../logger.ts'
 import type { Metrics } from '../metrics.ts'
 import { userRoom, type ChatNamespace, type ChatSocket } from './events.ts'
 import { handle } from './handle.ts'
-import type { RoomFeed } from './room-feed.ts'
+import type { RoomFeed, Subscription } from './room-feed.ts'
 
 export interface ChatDeps {
   config: Config
@@ -41,9 +41,9 @@ export function registerChatHandlers(nsp: ChatNamespace, socket: ChatSocket, dep
     await rooms.join(who(), roomId)
     const state = await rooms.roomState(roomId)
     const limit = lastSeq === undefined ? config.HISTORY_LIMIT : config.SYNC_MAX_MESSAGES
-    const sub = await feed.subscribe(socket, roomId, lastSeq, limit, (s) =>
-      socket.emit('room:history', { roomId, messages: s.messages, reads: state.reads, hasMore: s.hasMore }),
-    )
+    const sub = await feed.subscribe(socket, roomId, lastSeq, limit)
+    socket.emit('room:history', { roomId, messages: sub.messages, reads: state.reads, hasMore: sub.hasMore })
+    sub.join()
     if (!wasIn) {
       const { userId, username } = who()
       nsp.to(roomId).except(userRoom(userId)).emit('room:user-joined', { userId, username, roomId })
@@ -77,23 +77,32 @@ export function registerChatHandlers(nsp: ChatNamespace, socket: ChatSocket, dep
     if (allowed) nsp.to(p.roomId).except(userRoom(userId)).emit('chat:typing', { userId, username, roomId: p.roomId, isTyping: p.isTyping })
   })
 
-  on('chat:sync', S.SyncPayload, async (p) => {
+  on('chat:sync', S.SyncPayload, async (p, ctx) => {
     const out: Record<string, Message[]> = {}
     const errors: Record<string, string> = {}
     const hasMore: string[] = []
-    for (const [roomId, lastSeq] of Object.entries(p.rooms)) {
-      try {
-        await rooms.requireMember(who(), roomId)
-        const sub = await feed.subscribe(socket, roomId, lastSeq, config.SYNC_MAX_MESSAGES)
-        out[roomId] = sub.messages
-        if (sub.hasMore) hasMore.push(roomId)
-      } catch (err) {
-        const e = toAppError(err)
-        if (e.code === 'UNAVAILABLE' || e.code === 'INTERNAL') throw e
-        errors[roomId] = e.code
+    const subs: Subscription[] = []
+    try {
+      for (const [roomId, lastSeq] of Object.entries(p.rooms)) {
+        try {
+          await rooms.requireMember(who(), roomId)
+          const sub = await feed.subscribe(socket, roomId, lastSeq, config.SYNC_MAX_MESSAGES)
+          subs.push(sub)
+          out[roomId] = sub.messages
+          if (sub.hasMore) hasMore.push(roomId)
+        } catch (err) {
+          const e = toAppError(err)
+          if (e.code === 'UNAVAILABLE' || e.code === 'INTERNAL') throw e
+          errors[roomId] = e.code
+        }
       }
+    } catch (err) {
+      for (const s of subs) s.cancel()
+      throw err
     }
-    return Object.keys(errors).length > 0 ? { rooms: out, hasMore, errors } : { rooms: out, hasMore }
+    // The ack (what was missed) goes out before any live message of these rooms: then join.
+    ctx.ack(Object.keys(errors).length > 0 ? { rooms: out, hasMore, errors } : { rooms: out, hasMore })
+    for (const s of subs) s.join()
   })
 
   on('auth:refresh', S.RefreshPayload, async (p) => {

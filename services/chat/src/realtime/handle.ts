@@ -5,7 +5,8 @@ import type { Metrics } from '../metrics.ts'
 import { parse } from '../validation.ts'
 import type { ChatSocket } from './events.ts'
 
-type Handler<S extends TSchema> = (payload: Static<S>) => Promise<object | void>
+/** `ack` lets a handler answer at a moment of its choosing (then its return value is not sent). */
+type Handler<S extends TSchema> = (payload: Static<S>, ctx: { ack(result: object): void }) => Promise<object | void>
 
 /**
  * Registers one client event: validate → run → ack `{status:"ok",...}` or
@@ -24,13 +25,19 @@ export function handle<S extends TSchema>(
     const ack = typeof args[args.length - 1] === 'function' ? (args.pop() as (res: object) => void) : undefined
     metrics.eventsIn.inc({ event })
     const started = performance.now()
-    const run = async () => fn(parse(schema, args[0]))
+    let answered = false
+    const ok = (result: object | void) => {
+      if (answered) return
+      answered = true
+      metrics.ackSeconds.observe({ event, status: 'ok' }, (performance.now() - started) / 1000)
+      ack?.({ status: 'ok', ...(result ?? {}) })
+    }
+    const run = async () => fn(parse(schema, args[0]), { ack: ok })
     run().then(
-      (result) => {
-        metrics.ackSeconds.observe({ event, status: 'ok' }, (performance.now() - started) / 1000)
-        ack?.({ status: 'ok', ...(result ?? {}) })
-      },
+      (result) => ok(result),
       (err: unknown) => {
+        if (answered) return
+        answered = true
         const e = toAppError(err)
         // No child logger per socket (memory on idle connections): name the socket on each line.
         const where = { event, socketId: socket.id, userId: socket.data.identity?.userId }

@@ -45,6 +45,10 @@ export interface Subscription {
   messages: Message[]
   hasMore: boolean
   lastSeq: number
+  /** Replays what arrived since, then joins the room (one tick). */
+  join(): void
+  /** Gives up without joining. */
+  cancel(): void
 }
 
 /**
@@ -59,6 +63,8 @@ export interface Subscription {
  */
 export class RoomFeed {
   private readonly rooms = new Map<string, RoomState>()
+  /** Sockets between subscribe() and join(), per room, with what was delivered meanwhile. */
+  private readonly pending = new Map<string, Map<ChatSocket, Message[]>>()
   private outbox: Message[] = []
   private readonly reconcileTimer?: NodeJS.Timeout
 
@@ -130,19 +136,16 @@ export class RoomFeed {
   }
 
   /**
-   * Joins `socket` to the room and returns what it has to see first: everything after
+   * Prepares `socket` to follow the room: returns what it has to see first — everything after
    * `afterSeq` (the newest `limit` of it, with hasMore, when there is more), or the latest
-   * `limit` messages. Live messages after the returned ones reach the socket through the room.
-   * `beforeJoin` runs synchronously just before the socket joins.
+   * `limit` messages — and `join()`. From the moment this resolves, live messages of the room
+   * are buffered for the socket; `join()` replays them and joins the room in one tick. So the
+   * caller delivers the history first (an event, or an ack), then calls `join()`, and the
+   * socket sees every message once, in seq order. Call `cancel()` instead if it never joins.
    */
-  async subscribe(
-    socket: ChatSocket,
-    roomId: string,
-    afterSeq: number | undefined,
-    limit: number,
-    beforeJoin?: (s: Subscription) => void,
-  ): Promise<Subscription> {
+  async subscribe(socket: ChatSocket, roomId: string, afterSeq: number | undefined, limit: number): Promise<Subscription> {
     const st = await this.track(roomId)
+    let handedOver = false
     try {
       let covered = st.next - 1
       let messages: Message[]
@@ -166,15 +169,28 @@ export class RoomFeed {
           messages = messages.concat(tail)
           covered = head
         }
-        // No await between the head check and the join: nothing can slip in between, and
-        // `beforeJoin` (the history emit) reaches the socket before any live message.
-        const sub = { messages, hasMore, lastSeq: covered }
-        beforeJoin?.(sub)
-        void socket.join(roomId)
-        return sub
+        // No await between the head check and starting the buffer: nothing can slip in between.
+        const buffer: Message[] = []
+        let waiting = this.pending.get(roomId)
+        if (!waiting) this.pending.set(roomId, (waiting = new Map()))
+        waiting.set(socket, buffer)
+        handedOver = true // the room state now stays alive until join() or cancel()
+        let done = false
+        const finish = (join: boolean) => {
+          if (done) return
+          done = true
+          waiting.delete(socket)
+          if (waiting.size === 0 && this.pending.get(roomId) === waiting) this.pending.delete(roomId)
+          st.holders--
+          if (join && socket.connected) {
+            for (const m of buffer) socket.emit('chat:message', m)
+            void socket.join(roomId)
+          }
+        }
+        return { messages, hasMore, lastSeq: covered, join: () => finish(true), cancel: () => finish(false) }
       }
     } finally {
-      st.holders--
+      if (!handedOver) st.holders--
     }
   }
 
@@ -238,6 +254,8 @@ export class RoomFeed {
     st.ring.push(m)
     if (st.ring.length > this.opts.ringSize) st.ring.splice(0, st.ring.length - this.opts.ringSize)
     this.nsp.local.to(m.roomId).emit('chat:message', m)
+    const waiting = this.pending.get(m.roomId)
+    if (waiting) for (const buffer of waiting.values()) buffer.push(m)
   }
 
   /** Predecessors of a pending message did not arrive in time: read them from the database. */
