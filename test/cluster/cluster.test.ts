@@ -93,7 +93,10 @@ for (const adapter of ['classic', 'sharded']) describe(`cluster behind nginx (${
     // Senders on all three nodes at once: every member sees 1..60 exactly once, in order.
     await Promise.all([0, 2, 4].map((j, k) => sendReliably(members[j].socket, 'spread', `s${k}`, 20, 5)))
     await eventually(() => members.every((m) => m.seen.length >= 60), 10_000, 'every member got 60 messages')
-    for (const m of members) assert.deepEqual(m.seen, Array.from({ length: 60 }, (_, i) => i + 1))
+    for (const m of members) {
+      assert.deepEqual(m.seen, Array.from({ length: 60 }, (_, i) => i + 1))
+      assert.equal(m.liveRepeats, 0, 'no message delivered twice')
+    }
   })
 
   it('typing, receipts, joins and leaves, edits and reactions cross nodes', async () => {
@@ -241,7 +244,8 @@ for (const adapter of ['classic', 'sharded']) describe(`cluster behind nginx (${
     // Every member, moved or not, ends with 1..120 exactly once and in order.
     await eventually(() => members.every((m) => new Set(m.seen).size >= 120), 20_000, 'all members caught up')
     for (const m of members) {
-      assert.deepEqual(m.seen, Array.from({ length: 120 }, (_, i) => i + 1), 'no gap, no duplicate, in order')
+      assert.deepEqual(m.seen, Array.from({ length: 120 }, (_, i) => i + 1), 'no gap, in order')
+      assert.equal(m.liveRepeats, 0, 'no live message delivered twice')
     }
     const moved = members.filter((m) => m.syncs.length > 0)
     assert.ok(moved.length >= 3, 'the victim’s clients reconnected elsewhere and synced')
@@ -289,7 +293,10 @@ for (const adapter of ['classic', 'sharded']) describe(`cluster behind nginx (${
     const rows = (await db.query('select seq from messages where room_id = $1', [room])).rows
     assert.equal(rows.length, acked.length)
     await eventually(() => members.every((m) => m.seen.length >= 90), 15_000, 'all members have all 90')
-    for (const m of members) assert.deepEqual(m.seen, Array.from({ length: 90 }, (_, i) => i + 1))
+    for (const m of members) {
+      assert.deepEqual(m.seen, Array.from({ length: 90 }, (_, i) => i + 1))
+      assert.equal(m.liveRepeats, 0, 'no live message delivered twice')
+    }
     const movedFrom = members.slice(4)
     for (const m of movedFrom) {
       assert.ok(m.socket.connected, 'the drained node’s clients are connected again')

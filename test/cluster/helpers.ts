@@ -99,6 +99,8 @@ export async function eventually(fn: () => boolean | Promise<boolean>, ms: numbe
  */
 export class RoomMember {
   readonly seen: number[] = []
+  /** Live messages (not history, not sync answers) that repeated a seq: the server owes each only once. */
+  liveRepeats = 0
   readonly syncs: { ms: number; got: number }[] = []
   private lastSeq = 0
   private disconnectedAt = 0
@@ -108,7 +110,11 @@ export class RoomMember {
     readonly roomId: string,
   ) {
     socket.on('room:history', (h: any) => h.roomId === roomId && h.messages.forEach((m: any) => this.record(m.seq)))
-    socket.on('chat:message', (m: any) => m.roomId === roomId && this.record(m.seq))
+    socket.on('chat:message', (m: any) => {
+      if (m.roomId !== roomId) return
+      if (m.seq <= this.lastSeq) this.liveRepeats++
+      this.record(m.seq)
+    })
     socket.on('disconnect', () => (this.disconnectedAt ||= Date.now()))
     socket.io.on('reconnect', () => void this.resync())
   }
@@ -119,15 +125,21 @@ export class RoomMember {
     if (r.status !== 'ok') throw new Error(`join: ${r.code}`)
   }
 
+  /**
+   * What a real client does: a seq it already has is a harmless repeat (a retried sync may
+   * return what also came live) and is ignored; anything else is recorded in arrival order, so
+   * a gap or a reordering shows in `seen`.
+   */
   private record(seq: number): void {
+    if (seq <= this.lastSeq) return
     this.seen.push(seq)
-    this.lastSeq = Math.max(this.lastSeq, seq)
+    this.lastSeq = seq
   }
 
   private async resync(): Promise<void> {
     for (let attempt = 0; attempt < 20; attempt++) {
       try {
-        const r = await ack(this.socket, 'chat:sync', { rooms: { [this.roomId]: this.lastSeq } })
+        const r = await ack(this.socket, 'chat:sync', { rooms: { [this.roomId]: this.lastSeq } }, 15_000)
         if (r.status === 'ok') {
           for (const m of r.rooms[this.roomId] ?? []) this.record(m.seq)
           this.syncs.push({ ms: Date.now() - this.disconnectedAt, got: (r.rooms[this.roomId] ?? []).length })

@@ -144,6 +144,9 @@ export class RoomFeed {
    * socket sees every message once, in seq order. Call `cancel()` instead if it never joins.
    */
   async subscribe(socket: ChatSocket, roomId: string, afterSeq: number | undefined, limit: number): Promise<Subscription> {
+    // Already in the room (a repeated join, a retried sync): step out first, at once, so the
+    // answer to this request also comes before any live message that follows it.
+    if (socket.rooms.has(roomId)) void socket.leave(roomId)
     const st = await this.track(roomId)
     let handedOver = false
     try {
