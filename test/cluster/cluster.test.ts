@@ -242,7 +242,13 @@ for (const adapter of ['classic', 'sharded']) describe(`cluster behind nginx (${
     assert.deepEqual(rows.map((r) => Number(r.seq)), Array.from({ length: 120 }, (_, i) => i + 1))
 
     // Every member, moved or not, ends with 1..120 exactly once and in order.
-    await eventually(() => members.every((m) => new Set(m.seen).size >= 120), 20_000, 'all members caught up')
+    await eventually(() => members.every((m) => new Set(m.seen).size >= 120), 20_000, 'all members caught up').catch((err) => {
+      const state = members.map((m, j) => {
+        const gap = m.seen.findIndex((s, i) => s !== i + 1)
+        return `#${j} seen ${m.seen.length} syncs ${JSON.stringify(m.syncs)} connected ${m.socket.connected}${gap < 0 ? '' : ` gap at ${gap + 1}: ${m.trace.slice(Math.max(0, m.trace.indexOf(`l${gap}`) - 3), m.trace.indexOf(`l${gap}`) + 12).join(' ')}`}`
+      })
+      throw new Error(`${err.message}\n${state.join('\n')}`)
+    })
     for (const m of members) {
       assert.deepEqual(m.seen, Array.from({ length: 120 }, (_, i) => i + 1), 'no gap, in order')
       assert.equal(m.liveRepeats, 0, 'no live message delivered twice')

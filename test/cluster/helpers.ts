@@ -101,6 +101,8 @@ export class RoomMember {
   readonly seen: number[] = []
   /** Live messages (not history, not sync answers) that repeated a seq: the server owes each only once. */
   liveRepeats = 0
+  /** Every arrival as `<how><seq>` (h history, l live, s sync), for failure messages. */
+  readonly trace: string[] = []
   readonly syncs: { ms: number; got: number }[] = []
   private lastSeq = 0
   private disconnectedAt = 0
@@ -109,13 +111,14 @@ export class RoomMember {
     readonly socket: Socket,
     readonly roomId: string,
   ) {
-    socket.on('room:history', (h: any) => h.roomId === roomId && h.messages.forEach((m: any) => this.record(m.seq)))
+    socket.on('room:history', (h: any) => h.roomId === roomId && h.messages.forEach((m: any) => (this.trace.push(`h${m.seq}`), this.record(m.seq))))
     socket.on('chat:message', (m: any) => {
       if (m.roomId !== roomId) return
       if (m.seq <= this.lastSeq) this.liveRepeats++
+      this.trace.push(`l${m.seq}`)
       this.record(m.seq)
     })
-    socket.on('disconnect', () => (this.disconnectedAt ||= Date.now()))
+    socket.on('disconnect', (reason) => (this.trace.push(`disconnect:${reason}`), (this.disconnectedAt ||= Date.now())))
     socket.io.on('reconnect', () => void this.resync())
   }
 
@@ -136,19 +139,23 @@ export class RoomMember {
     this.lastSeq = seq
   }
 
+  /**
+   * chat:sync after a reconnect. The answer is handled in the ack callback itself, not in a
+   * promise continuation: a continuation runs only after the live messages that arrived in the
+   * same read, which would make a correct server look out of order.
+   */
   private async resync(): Promise<void> {
     for (let attempt = 0; attempt < 20; attempt++) {
-      try {
-        const r = await ack(this.socket, 'chat:sync', { rooms: { [this.roomId]: this.lastSeq } }, 15_000)
-        if (r.status === 'ok') {
-          for (const m of r.rooms[this.roomId] ?? []) this.record(m.seq)
+      const ok = await new Promise<boolean>((resolve) => {
+        this.socket.timeout(15_000).emit('chat:sync', { rooms: { [this.roomId]: this.lastSeq } }, (err: Error | null, r: any) => {
+          if (err || r?.status !== 'ok') return resolve(false)
+          for (const m of r.rooms[this.roomId] ?? []) (this.trace.push(`s${m.seq}`), this.record(m.seq))
           this.syncs.push({ ms: Date.now() - this.disconnectedAt, got: (r.rooms[this.roomId] ?? []).length })
           this.disconnectedAt = 0
-          return
-        }
-      } catch {
-        // ack timeout while the cluster settles: try again
-      }
+          resolve(true)
+        })
+      })
+      if (ok) return
       await sleep(200)
     }
   }
