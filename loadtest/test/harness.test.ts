@@ -1,0 +1,64 @@
+import assert from 'node:assert/strict'
+import { spawn, type ChildProcess } from 'node:child_process'
+import { after, before, describe, it } from 'node:test'
+import { fileURLToPath } from 'node:url'
+import { freePort, waitFor, answers } from '../../infra/processes.ts'
+import { TEST_SECRET, useIsolatedNode } from '../../services/chat/test/helpers.ts'
+import { formatReport, runSockets, type SocketLoadReport } from '../sockets/run.ts'
+
+const root = fileURLToPath(new URL('../..', import.meta.url))
+
+/** The numbers of a report must add up: what was acked is owed to every member of its room. */
+function assertConsistent(r: SocketLoadReport, clients: number, roomSize: number): void {
+  assert.equal(r.clients.connected, clients)
+  assert.equal(r.clients.failed, 0)
+  for (const s of r.steps) {
+    assert.ok(s.sent > 0, 'something was sent')
+    assert.equal(s.acked + Object.values(s.ackErrors).reduce((a, b) => a + b, 0), s.sent, 'every send was answered')
+    assert.equal(s.expected, s.acked * roomSize, 'expected = acked × room size')
+    assert.equal(s.received, s.expected, 'every owed delivery arrived')
+    assert.equal(s.loss, 0)
+    assert.equal(s.latency.count, s.received, 'one latency sample per delivery')
+    assert.equal(s.ack.count, s.acked, 'one ack sample per ack')
+    assert.equal(s.timeline.reduce((a, t) => a + t.deliveries, 0), s.received, 'the timeline adds up')
+  }
+  assert.match(formatReport(r), /msg\/s/)
+}
+
+describe('load-test harness (a few clients, a second)', () => {
+  const node = useIsolatedNode({ RATE_LIMIT_MESSAGES: '100000' })
+  let baseline: ChildProcess
+  let baselineUrl: string
+  before(async () => {
+    const port = await freePort()
+    baseline = spawn(process.execPath, ['--import', 'tsx', 'loadtest/baseline/server.ts'], { cwd: root, env: { ...process.env, PORT: String(port), REDIS_URL: '' }, stdio: 'ignore' })
+    baselineUrl = `http://127.0.0.1:${port}`
+    await waitFor('baseline', () => answers(`${baselineUrl}/healthz`), 20_000)
+  })
+  after(() => {
+    baseline?.kill('SIGKILL')
+  })
+
+  const small = { clients: 6, rooms: 2, senders: 2, rate: 20, durationSec: 1, size: 64, workers: 2, addresses: 3, quiet: true }
+
+  it('fanout against Switchboard: sent, acked, expected, received and loss are consistent', async () => {
+    const r = await runSockets({ ...small, scenario: 'fanout', url: node.url, jwtSecret: TEST_SECRET, pids: [process.pid] })
+    assertConsistent(r, 6, 3)
+    assert.equal(r.steps.length, 1)
+    assert.ok((r.steps[0].serverCpuSec ?? -1) >= 0)
+  })
+
+  it('ramp against the baseline: steps until the bound, reports the last rate that held', async () => {
+    const r = await runSockets({ ...small, scenario: 'ramp', url: baselineUrl, step: 20, maxRate: 40, p99BoundMs: 60_000 })
+    assertConsistent(r, 6, 3)
+    assert.deepEqual(r.steps.map((s) => s.rate), [20, 40])
+    assert.equal(r.maxGoodRate, 40)
+  })
+
+  it('connections: counts idle clients and RSS per connection', async () => {
+    const r = await runSockets({ ...small, scenario: 'connections', url: node.url, jwtSecret: TEST_SECRET, pids: [process.pid] })
+    assert.equal(r.clients.connected, 6)
+    assert.ok(r.connections && r.connections.rssAfterBytes > 0)
+    assert.deepEqual(r.steps, [])
+  })
+})
