@@ -6,7 +6,7 @@ import { cpus } from 'node:os'
 import { startCluster, type RunningCluster } from '../infra/cluster.ts'
 import { startRedis } from '../infra/services.ts'
 import { withDescendants } from './lib/descendants.ts'
-import { totalCpu } from './lib/proc.ts'
+import { treeCpuSeconds } from './lib/proc.ts'
 import { fmt, table, writeJson } from './lib/report.ts'
 import { formatHttp, loadToken, runHttp, seedRoom, type HttpResult } from './http/run.ts'
 import { formatReport, runSockets, type SocketLoadReport } from './sockets/run.ts'
@@ -92,7 +92,7 @@ try {
   if (!a['skip-ramp']) {
     for (let run = 1; run <= n('runs'); run++) {
       for (const [name, cluster] of [['baseline', base], ['switchboard', sb]] as const) {
-        const cpu0 = totalCpu(infraPids())
+        const cpu0 = treeCpuSeconds(infraPids()) // Redis and Postgres with all their backends
         const r = await runSockets({
           ...common,
           scenario: 'ramp',
@@ -101,7 +101,7 @@ try {
           pids: pidsOf(cluster),
           label: `${name} run ${run}`,
         })
-        ;(r as SocketLoadReport & { infraCpuSec?: number }).infraCpuSec = Math.round((totalCpu(infraPids()) - cpu0) * 100) / 100
+        ;(r as SocketLoadReport & { infraCpuSec?: number }).infraCpuSec = Math.round((treeCpuSeconds(infraPids()) - cpu0) * 100) / 100
         console.log(formatReport(r) + '\n')
         ramps[name].push(r)
       }

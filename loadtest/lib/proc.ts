@@ -10,6 +10,24 @@ export function cpuSeconds(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / TICKS // utime, stime
 }
 
+/**
+ * CPU seconds of a process and everything it ever started: its own time, its reaped children's
+ * (cutime/cstime), and that of the children still running — stable while backends come and go.
+ */
+export function treeCpuSeconds(pids: number[]): number {
+  let sum = 0
+  for (const pid of pids) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+      sum += (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) / TICKS
+    } catch {
+      // exited: its time is in its parent's cutime
+    }
+  }
+  return sum
+}
+
 /** Resident set size in bytes, from /proc/<pid>/status. */
 export function rssBytes(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))

@@ -11,6 +11,8 @@ export function createRedis(url: string, name: string, log: Logger, offlineQueue
     connectionName: name,
     lazyConnect: true,
     enableOfflineQueue: offlineQueue,
+    // Commands issued in the same tick (rate-limit checks of many sockets) share one write.
+    enableAutoPipelining: true,
     maxRetriesPerRequest: offlineQueue ? null : 1,
     connectTimeout: 2000,
     retryStrategy: (attempt) => Math.min(100 * 2 ** attempt, 2000),
