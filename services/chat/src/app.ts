@@ -19,6 +19,8 @@ import { registerChatHandlers } from './realtime/chat.handlers.ts'
 import type { ChatServer } from './realtime/events.ts'
 import { gateWhileDraining } from './realtime/drain-gate.ts'
 import { createIo, engineClients } from './realtime/io.ts'
+import { localStats, registerAdminHandlers, type NodeStats } from './realtime/admin.handlers.ts'
+import { createNotifier } from './realtime/notifications.ts'
 import { announcePresence, registerPresence } from './realtime/presence.handlers.ts'
 import { createRoomEvents } from './realtime/room-events.ts'
 import { RoomFeed } from './realtime/room-feed.ts'
@@ -80,6 +82,7 @@ export async function buildApp({ config, log, db, cluster }: AppDeps): Promise<A
   const io = createIo(http.server, config, cluster, tokens, metrics, () => draining)
   gateWhileDraining(http.server, io, config.nodeId, () => draining)
   const chat = io.of('/chat')
+  const notifier = createNotifier(io, rooms, log)
   let messages: MessagesService | undefined
   const feed = new RoomFeed(
     chat,
@@ -99,7 +102,7 @@ export async function buildApp({ config, log, db, cluster }: AppDeps): Promise<A
     },
   )
   cluster.onAdapterReconnect?.(() => void feed.reconcile())
-  messages = new MessagesService(db, commits, rooms, cluster.messageLimit, createRoomEvents(chat, feed, metrics))
+  messages = new MessagesService(db, commits, rooms, cluster.messageLimit, createRoomEvents(chat, feed, metrics, notifier))
   const typingLimit = new RateLimiterMemory({ points: 1, duration: Math.max(config.TYPING_THROTTLE_MS, 1) / 1000 })
 
   chat.on('connection', (socket) => {
@@ -109,6 +112,12 @@ export async function buildApp({ config, log, db, cluster }: AppDeps): Promise<A
     registerChatHandlers(chat, socket, { config, log, metrics, tokens, rooms, messages, presence: cluster.presence, feed, typingLimit })
     registerPresence(chat, socket, cluster.presence, rooms, log, track, () => draining)
   })
+
+  const admin = io.of('/admin')
+  const trackedRooms = () => feed.trackedRooms
+  admin.on('connection', (socket) => registerAdminHandlers(io, socket, { nodeId: config.nodeId, shared: cluster.shared, log, metrics, trackedRooms }))
+  // Other nodes asking for this node's share of admin:stats.
+  admin.on('admin:stats' as never, ((ack: (s: NodeStats) => void) => ack(localStats(io, config.nodeId, trackedRooms))) as never)
 
   cluster.liveness?.start({
     onOffline: (users, deadNodeId) => {
@@ -136,7 +145,7 @@ export async function buildApp({ config, log, db, cluster }: AppDeps): Promise<A
     metricsContentType: metrics.registry.contentType,
   })
   await http.register(devTokenRoutes, { tokens, enabled: config.AUTH_DEV_TOKENS })
-  await http.register(roomRoutes, { rooms, messages, historyLimit: config.HISTORY_LIMIT })
+  await http.register(roomRoutes, { rooms, messages, historyLimit: config.HISTORY_LIMIT, onInvited: notifier.invited })
   const root = config.WEB_DIR || webRoot()
   if (root) await http.register(fastifyStatic, { root, prefix: '/', index: ['index.html'], maxAge: '1h' })
 

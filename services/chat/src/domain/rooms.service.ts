@@ -148,6 +148,12 @@ export class RoomsService {
     return new Map(rows.map((r) => [r.id, Number(r.last_seq)]))
   }
 
+  /** Members of a room whose (lower-cased) username is one of `names`. */
+  async membersNamed(roomId: string, names: string[]): Promise<string[]> {
+    const rows = await rooms.membersNamed(this.db, roomId, names)
+    return rows.map((r) => r.user_id)
+  }
+
   roomIdsOf(userId: string): Promise<string[]> {
     return rooms.roomIdsOfUser(this.db, userId)
   }

@@ -1,5 +1,6 @@
 import type { Namespace, Server, Socket } from 'socket.io'
 import type { Identity, Message, OnlineUser } from '../domain/types.ts'
+import type { Notification } from './notifications.ts'
 
 /** Every ack: `{ status: "ok", ... }` or `{ status: "error", code, error }` (SPEC §4). */
 export type Ack<T extends object = object> =
@@ -40,6 +41,10 @@ export interface ServerToClientEvents {
   'presence:list': (users: OnlineUser[]) => void
   'presence:online': (u: OnlineUser) => void
   'presence:offline': (u: OnlineUser) => void
+  /** /notifications: a mention, a DM or an invite for this user. */
+  notification: (n: Notification) => void
+  /** From /admin `admin:announce`, to every /chat socket. */
+  'admin:announce': (p: { text: string; from: OnlineUser; timestamp: string }) => void
 }
 
 /** Between nodes (serverSideEmit): committed messages travel in seq order to every node's feed. */

@@ -42,7 +42,9 @@ export function createIo(server: HttpServer, config: Config, cluster: Cluster, t
   notifications.use(authMiddleware(tokens))
   notifications.on('connection', (socket) => void socket.join(userRoom(socket.data.identity.userId)))
 
-  for (const name of ['/chat', '/notifications']) {
+  io.of('/admin').use(authMiddleware(tokens, 'admin'))
+
+  for (const name of ['/chat', '/notifications', '/admin']) {
     const nsp = io.of(name)
     nsp.on('connection', (socket) => {
       metrics.socketsConnected.inc({ namespace: name })

@@ -1,14 +1,16 @@
 import type { RoomEvents } from '../domain/events.ts'
 import type { Metrics } from '../metrics.ts'
 import { userRoom, type ChatNamespace } from './events.ts'
+import type { Notifier } from './notifications.ts'
 import type { RoomFeed } from './room-feed.ts'
 
 /** The domain's announcements, broadcast through the adapter (messages through the ordered feed). */
-export function createRoomEvents(nsp: ChatNamespace, feed: RoomFeed, metrics: Metrics): RoomEvents {
+export function createRoomEvents(nsp: ChatNamespace, feed: RoomFeed, metrics: Metrics, notifier: Notifier): RoomEvents {
   return {
     messageCommitted(m) {
       metrics.eventsOut.inc({ event: 'chat:message' })
       feed.publish(m)
+      void notifier.messageCommitted(m)
     },
     messageEdited({ roomId, messageId, text, editedAt }) {
       metrics.eventsOut.inc({ event: 'chat:edited' })

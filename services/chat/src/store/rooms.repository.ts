@@ -94,6 +94,15 @@ export function membersOf(db: Q, roomId: string, limit: number) {
     .execute()
 }
 
+export function membersNamed(db: Q, roomId: string, lowerNames: string[]) {
+  return db
+    .selectFrom('memberships')
+    .select('user_id')
+    .where('room_id', '=', roomId)
+    .where(sql<string>`lower(username)`, 'in', lowerNames)
+    .execute()
+}
+
 /** Distinct users who share at least one room with `userId` (not the user), at most `limit`. */
 export function roomMatesOf(db: Q, userId: string, limit: number) {
   return db

@@ -5,7 +5,16 @@ import { parse } from '../../validation.ts'
 import { CreateRoomBody, HistoryQuery, RoomParams } from './schema.ts'
 
 /** `GET /api/rooms`, `POST /api/rooms`, `GET /api/rooms/:id/messages` (SPEC §6). */
-export async function roomRoutes(app: FastifyInstance, deps: { rooms: RoomsService; messages: MessagesService; historyLimit: number }) {
+export async function roomRoutes(
+  app: FastifyInstance,
+  deps: {
+    rooms: RoomsService
+    messages: MessagesService
+    historyLimit: number
+    /** Members added by the creator are told so (a /notifications `invite`). */
+    onInvited: (roomId: string, userIds: string[], by: { userId: string; username: string }) => void
+  },
+) {
   app.addHook('preHandler', app.authenticate)
 
   app.get('/api/rooms', async (request) => ({ rooms: await deps.rooms.listMine(request.identity) }))
@@ -13,6 +22,7 @@ export async function roomRoutes(app: FastifyInstance, deps: { rooms: RoomsServi
   app.post('/api/rooms', async (request, reply) => {
     const body = parse(CreateRoomBody, request.body)
     const room = await deps.rooms.create(request.identity, body)
+    deps.onInvited(room.id, room.members, { userId: request.identity.userId, username: request.identity.username })
     return reply.status(201).send({ id: room.id, name: room.name, private: room.isPrivate, lastSeq: room.lastSeq, members: room.members })
   })
 

@@ -1,0 +1,59 @@
+import type { Namespace } from 'socket.io'
+import Type from 'typebox'
+import type { Logger } from '../logger.ts'
+import type { Metrics } from '../metrics.ts'
+import { handle } from './handle.ts'
+import { userRoom, type ChatServer, type ChatSocket } from './events.ts'
+
+export const KickPayload = Type.Object({ userId: Type.String({ minLength: 1, maxLength: 128 }) })
+export const AnnouncePayload = Type.Object({ text: Type.String({ minLength: 1, maxLength: 2000 }) })
+
+/** One node's share of `admin:stats`. */
+export interface NodeStats {
+  node: string
+  sockets: Record<string, number>
+  users: number
+  rooms: number
+}
+
+/** This node's live numbers (answered to other nodes' `admin:stats` too). */
+export function localStats(io: ChatServer, nodeId: string, trackedRooms: () => number): NodeStats {
+  const sockets: Record<string, number> = {}
+  for (const name of ['/chat', '/notifications', '/admin']) sockets[name] = io.of(name).sockets.size
+  const users = new Set([...io.of('/chat').sockets.values()].map((s) => s.data.identity?.userId))
+  return { node: nodeId, sockets, users: users.size, rooms: trackedRooms() }
+}
+
+/**
+ * /admin (SPEC §3, `roles` contains `admin`): `admin:stats` gathers every node's numbers,
+ * `admin:kick {userId}` disconnects the user's sockets on every node, `admin:announce {text}`
+ * reaches every /chat socket of the cluster.
+ */
+export function registerAdminHandlers(
+  io: ChatServer,
+  socket: ChatSocket,
+  deps: { nodeId: string; shared: boolean; log: Logger; metrics: Metrics; trackedRooms: () => number },
+) {
+  const on = <T extends Parameters<typeof handle>[4]>(event: string, schema: T, fn: Parameters<typeof handle<T>>[5]) =>
+    handle(socket, deps.log, deps.metrics, event, schema, fn)
+
+  on('admin:stats', Type.Any(), async () => {
+    // The other nodes answer through the adapter (the embedded node has none to ask).
+    const admin = io.of('/admin') as unknown as Namespace
+    const others = deps.shared ? ((await admin.serverSideEmitWithAck('admin:stats').catch(() => [])) as NodeStats[]) : []
+    const nodes = [localStats(io, deps.nodeId, deps.trackedRooms), ...others].sort((a, b) => a.node.localeCompare(b.node))
+    const total = (ns: string) => nodes.reduce((s, n) => s + (n.sockets[ns] ?? 0), 0)
+    return { nodes, sockets: { '/chat': total('/chat'), '/notifications': total('/notifications'), '/admin': total('/admin') } }
+  })
+
+  on('admin:kick', KickPayload, async ({ userId }) => {
+    deps.log.warn({ by: socket.data.identity.userId, userId }, 'admin kick')
+    io.of('/chat').in(userRoom(userId)).disconnectSockets(true)
+    io.of('/notifications').in(userRoom(userId)).disconnectSockets(true)
+  })
+
+  on('admin:announce', AnnouncePayload, async ({ text }) => {
+    const { userId, username } = socket.data.identity
+    io.of('/chat').emit('admin:announce', { text, from: { userId, username }, timestamp: new Date().toISOString() })
+  })
+}
