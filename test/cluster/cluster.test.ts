@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import pg from 'pg'
+import { SignJWT } from 'jose'
 import { io } from 'socket.io-client'
 import { startCluster, type RunningCluster } from '../../infra/cluster.ts'
 import { startRedis, type LocalRedis } from '../../infra/services.ts'
@@ -134,6 +135,30 @@ for (const adapter of ['classic', 'sharded']) describe(`cluster behind nginx (${
     const left = new Promise<any>((r) => sb.once('room:user-left', r))
     await ack(sa, 'room:leave', room)
     assert.equal((await left).userId, a.userId)
+  })
+
+  it('admin: stats cover every node, kick and announce reach sockets on other nodes', async () => {
+    const adminToken = await new SignJWT({ name: 'Root', roles: ['admin'] })
+      .setProtectedHeader({ alg: 'HS256' })
+      .setSubject('cluster-admin')
+      .setExpirationTime('1h')
+      .sign(new TextEncoder().encode(cluster.jwtSecret))
+    const admin = io(`${cluster.url}/admin`, { auth: { token: adminToken }, transports: ['websocket'], forceNew: true, reconnection: false, ...({ localAddress: `127.0.${on(0)}.1` } as object) })
+    await connected(admin)
+    const { token, userId } = await devToken(cluster.url, 'kick-me')
+    const target = clientFrom(cluster.url, token, on(2))
+    const listener = clientFrom(cluster.url, (await devToken(cluster.url, 'listener')).token, on(1))
+    await Promise.all([connected(target), connected(listener)])
+
+    const stats = await ack(admin, 'admin:stats', {})
+    assert.deepEqual(stats.nodes.map((n: any) => n.node).sort(), ids().sort(), 'every node answered')
+    const announced = new Promise<any>((r) => listener.once('admin:announce', r))
+    await ack(admin, 'admin:announce', { text: 'hello cluster' })
+    assert.equal((await announced).text, 'hello cluster')
+    const kicked = new Promise<string>((r) => target.once('disconnect', r))
+    await ack(admin, 'admin:kick', { userId })
+    assert.equal(await kicked, 'io server disconnect')
+    admin.disconnect()
   })
 
   it('a long-polling-only client works for a whole session through nginx; a websocket client upgrades', async () => {
