@@ -6,9 +6,8 @@ import { after, before, describe, it } from 'node:test'
 import pg from 'pg'
 import { SignJWT } from 'jose'
 import { io } from 'socket.io-client'
-import { startCluster, type RunningCluster } from '../../infra/cluster.ts'
-import { startRedis, type LocalRedis } from '../../infra/services.ts'
-import { createTestDatabase } from '../../services/chat/test/helpers.ts'
+import type { RunningCluster } from '../../infra/cluster.ts'
+import type { LocalRedis } from '../../infra/services.ts'
 import {
   ack,
   clientFrom,
@@ -22,6 +21,8 @@ import {
   RoomMember,
   sendReliably,
   sleep,
+  startTestCluster,
+  type TestCluster,
 } from './helpers.ts'
 
 const GRACE_MS = 8000
@@ -32,9 +33,9 @@ const GRACE_MS = 8000
  * The whole suite runs once per adapter variant.
  */
 for (const adapter of ['classic', 'sharded']) describe(`cluster behind nginx (${adapter} Redis adapter)`, () => {
+  let test: TestCluster
   let cluster: RunningCluster
   let redis: LocalRedis
-  let database: Awaited<ReturnType<typeof createTestDatabase>>
   let db: pg.Pool
   let octets: Map<string, number[]>
   const dir = mkdtempSync(join(tmpdir(), 'sb-cluster-'))
@@ -42,33 +43,22 @@ for (const adapter of ['classic', 'sharded']) describe(`cluster behind nginx (${
   const on = (nodeIndex: number, k = 0) => octets.get(cluster.nodes[nodeIndex].id)![k]
 
   before(async () => {
-    database = await createTestDatabase()
-    redis = await startRedis(join(dir, 'redis'))
-    cluster = await startCluster({
-      nodes: 3,
-      dir,
-      databaseUrl: database.url,
-      redisUrl: redis.url,
-      redisPrefix: 'sbcluster:',
-      env: {
-        REDIS_ADAPTER: adapter,
-        RATE_LIMIT_MESSAGES: '100000',
-        SHUTDOWN_GRACE_MS: String(GRACE_MS),
-        LIVENESS_INTERVAL_MS: '2000',
-        LIVENESS_TTL_MS: '6000',
-        LOG_LEVEL: 'warn',
-      },
+    test = await startTestCluster(dir, 'sbcluster:', {
+      REDIS_ADAPTER: adapter,
+      RATE_LIMIT_MESSAGES: '100000',
+      SHUTDOWN_GRACE_MS: String(GRACE_MS),
+      LIVENESS_INTERVAL_MS: '2000',
+      LIVENESS_TTL_MS: '6000',
     })
-    db = new pg.Pool({ connectionString: database.url, max: 2 })
+    ;({ cluster, redis } = test)
+    db = new pg.Pool({ connectionString: test.database.url, max: 2 })
     octets = await octetsByNode(cluster.url, ids(), 4)
   })
 
   after(async () => {
     closeAll()
     await db?.end()
-    await cluster?.stop()
-    await redis?.stop()
-    await database?.drop()
+    await test?.stop()
     rmSync(dir, { recursive: true, force: true })
   })
 

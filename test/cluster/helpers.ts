@@ -1,5 +1,42 @@
 import http from 'node:http'
+import { join } from 'node:path'
 import { io, type Socket } from 'socket.io-client'
+import { startCluster, type RunningCluster } from '../../infra/cluster.ts'
+import { startRedis, type LocalRedis } from '../../infra/services.ts'
+import { createTestDatabase } from '../../services/chat/test/helpers.ts'
+
+export interface TestCluster {
+  cluster: RunningCluster
+  /** A Redis of the test's own, so it can be restarted. */
+  redis: LocalRedis
+  database: Awaited<ReturnType<typeof createTestDatabase>>
+  stop(): Promise<void>
+}
+
+/** Three nodes + nginx on a Postgres database and a Redis of this test file; `stop()` removes all of it. */
+export async function startTestCluster(dir: string, redisPrefix: string, env: Record<string, string>): Promise<TestCluster> {
+  const database = await createTestDatabase()
+  let redis: LocalRedis | undefined
+  try {
+    redis = await startRedis(join(dir, 'redis'))
+    const cluster = await startCluster({ nodes: 3, dir, databaseUrl: database.url, redisUrl: redis.url, redisPrefix, env: { LOG_LEVEL: 'warn', ...env } })
+    const r = redis
+    return {
+      cluster,
+      redis: r,
+      database,
+      async stop() {
+        await cluster.stop()
+        await r.stop()
+        await database.drop()
+      },
+    }
+  } catch (err) {
+    await redis?.stop()
+    await database.drop()
+    throw err
+  }
+}
 
 /** Source address 127.0.<octet>.1: nginx ip_hash keys on the first three octets, so octets spread clients. */
 export const sourceAddress = (octet: number) => `127.0.${octet}.1`

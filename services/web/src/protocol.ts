@@ -1,36 +1,11 @@
 /**
- * The /chat wire protocol as the browser sees it (SPEC §4). Kept by hand beside the server's
- * realtime/events.ts: the browser bundle never imports server code.
+ * The /chat wire protocol as the browser sees it (SPEC §4). Payload types come from the
+ * server's domain/types.ts so the two cannot drift; the browser bundle never imports server code.
  */
 
-export interface Attachment {
-  id: string
-  fileName: string
-  mimeType: string
-  size: number
-  url: string
-}
-
-/** SPEC §4 `Message`. */
-export interface Message {
-  id: string
-  roomId: string
-  seq: number
-  userId: string
-  username: string
-  text: string
-  replyTo?: string
-  attachment?: Attachment
-  reactions?: Record<string, string[]>
-  editedAt?: string
-  deletedAt?: string
-  timestamp: string
-}
-
-export interface OnlineUser {
-  userId: string
-  username: string
-}
+// The wire types are the server's own (a type-only import: nothing of the server is bundled).
+import type { Message, OnlineUser } from '../../chat/src/domain/types.ts'
+export type { Attachment, Message, OnlineUser } from '../../chat/src/domain/types.ts'
 
 export type ErrorCode = 'BAD_REQUEST' | 'FORBIDDEN' | 'NOT_FOUND' | 'RATE_LIMITED' | 'TOO_LARGE' | 'UNAVAILABLE' | 'INTERNAL'
 

@@ -2,9 +2,7 @@ import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core'
-import { startCluster, type RunningCluster } from '../../../infra/cluster.ts'
-import { startRedis, type LocalRedis } from '../../../infra/services.ts'
-import { createTestDatabase } from '../../chat/test/helpers.ts'
+import { startTestCluster, type TestCluster } from '../../../test/cluster/helpers.ts'
 
 /**
  * Browser tests: the built client, served by real nodes behind real nginx, driven in Debian's
@@ -28,48 +26,17 @@ export async function launchChromium(): Promise<Browser> {
   })
 }
 
-export interface WebCluster {
-  cluster: RunningCluster
-  stop(): Promise<void>
-}
+export type WebCluster = TestCluster
 
 /** Three nodes + nginx on a database and Redis of this test file, serving the client from `webRoot`. */
-export async function startWebCluster(dir: string, webRoot: string, env: Record<string, string> = {}): Promise<WebCluster> {
-  const database = await createTestDatabase()
-  let redis: LocalRedis | undefined
-  let cluster: RunningCluster | undefined
-  try {
-    redis = await startRedis(join(dir, 'redis'))
-    cluster = await startCluster({
-      nodes: 3,
-      dir,
-      databaseUrl: database.url,
-      redisUrl: redis.url,
-      redisPrefix: 'sbweb:',
-      env: {
-        WEB_DIR: webRoot,
-        LIVENESS_INTERVAL_MS: '1000',
-        LIVENESS_TTL_MS: '3000',
-        SHUTDOWN_GRACE_MS: '5000',
-        LOG_LEVEL: 'warn',
-        ...env,
-      },
-    })
-  } catch (err) {
-    await redis?.stop()
-    await database.drop()
-    throw err
-  }
-  const c = cluster
-  const r = redis
-  return {
-    cluster: c,
-    async stop() {
-      await c.stop()
-      await r.stop()
-      await database.drop()
-    },
-  }
+export function startWebCluster(dir: string, webRoot: string, env: Record<string, string> = {}): Promise<WebCluster> {
+  return startTestCluster(dir, 'sbweb:', {
+    WEB_DIR: webRoot,
+    LIVENESS_INTERVAL_MS: '1000',
+    LIVENESS_TTL_MS: '3000',
+    SHUTDOWN_GRACE_MS: '5000',
+    ...env,
+  })
 }
 
 /** `X-Forwarded-For` value that nginx (realip from 127.0.0.1) uses as the client address for ip_hash. */
