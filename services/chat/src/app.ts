@@ -9,6 +9,7 @@ import type { Config } from './config.ts'
 import { MessagesService } from './domain/messages.service.ts'
 import { RoomsService } from './domain/rooms.service.ts'
 import { authPlugin } from './http/auth.ts'
+import { dashboardRoutes } from './http/dashboard.ts'
 import { devTokenRoutes } from './http/dev-token.ts'
 import { errorsPlugin } from './http/errors.ts'
 import { healthRoutes } from './http/health.ts'
@@ -32,6 +33,8 @@ export interface AppDeps {
   log: Logger
   db: Db
   cluster: Cluster
+  /** Created before the cluster so Redis errors are counted from the first connection. */
+  metrics?: Metrics
 }
 
 export interface App {
@@ -54,7 +57,7 @@ const webRoot = () => {
 }
 
 /** Builds the node from injected dependencies: tests build it exactly as server.ts does. */
-export async function buildApp({ config, log, db, cluster }: AppDeps): Promise<App> {
+export async function buildApp({ config, log, db, cluster, metrics = createMetrics(config.nodeId) }: AppDeps): Promise<App> {
   let draining = false
   // Presence clean-up still running for closed sockets: close() waits for it before Redis goes.
   const inFlight = new Set<Promise<unknown>>()
@@ -62,7 +65,6 @@ export async function buildApp({ config, log, db, cluster }: AppDeps): Promise<A
     inFlight.add(work)
     void work.finally(() => inFlight.delete(work))
   }
-  const metrics = createMetrics(config.nodeId)
   const tokens = new Tokens(config)
   const commits = new GroupCommit(db, log, {
     maxBatch: config.GROUP_COMMIT_MAX_BATCH,
@@ -99,6 +101,7 @@ export async function buildApp({ config, log, db, cluster }: AppDeps): Promise<A
       ringSize: 256,
       reconcileMs: cluster.shared ? 10_000 : 0,
       onRoomChanged: (roomId) => messages?.cache.invalidate(roomId),
+      onRecovered: (count) => metrics.feedGapFills.inc(count),
     },
   )
   cluster.onAdapterReconnect?.(() => void feed.reconcile())
@@ -120,6 +123,10 @@ export async function buildApp({ config, log, db, cluster }: AppDeps): Promise<A
   admin.on('admin:stats' as never, ((ack: (s: NodeStats) => void) => ack(localStats(io, config.nodeId, trackedRooms))) as never)
 
   cluster.liveness?.start({
+    onReap: (_deadNodeId, offline) => {
+      metrics.reaperRuns.inc()
+      metrics.reapedUsers.inc(offline)
+    },
     onOffline: (users, deadNodeId) => {
       log.info({ deadNodeId, users: users.length }, 'announcing users of a dead node offline')
       for (const user of users) {
@@ -146,6 +153,9 @@ export async function buildApp({ config, log, db, cluster }: AppDeps): Promise<A
   })
   await http.register(devTokenRoutes, { tokens, enabled: config.AUTH_DEV_TOKENS })
   await http.register(roomRoutes, { rooms, messages, historyLimit: config.HISTORY_LIMIT, onInvited: notifier.invited })
+  if (config.ADMIN_UI_USERNAME) {
+    await http.register(dashboardRoutes, { io: io as never, nodeId: config.nodeId, username: config.ADMIN_UI_USERNAME, passwordHash: config.ADMIN_UI_PASSWORD_HASH })
+  }
   const root = config.WEB_DIR || webRoot()
   if (root) await http.register(fastifyStatic, { root, prefix: '/', index: ['index.html'], maxAge: '1h' })
 

@@ -46,6 +46,8 @@ const configSchema = (production: boolean) => Type.Object({
 
   SHUTDOWN_GRACE_MS: Type.Integer({ default: 25000, minimum: 0 }),
   WEB_DIR: Type.String({ default: '' }),
+  ADMIN_UI_USERNAME: Type.String({ default: '' }),
+  ADMIN_UI_PASSWORD_HASH: Type.String({ default: '' }),
 })
 
 type RawConfig = Static<ReturnType<typeof configSchema>>
@@ -83,6 +85,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   }
   if (raw.LIVENESS_TTL_MS < 2 * raw.LIVENESS_INTERVAL_MS) {
     throw new Error('LIVENESS_TTL_MS must be at least twice LIVENESS_INTERVAL_MS')
+  }
+  if (raw.ADMIN_UI_USERNAME && !/^\$2[aby]\$\d\d\$.{53}$/.test(raw.ADMIN_UI_PASSWORD_HASH)) {
+    throw new Error('ADMIN_UI_PASSWORD_HASH must be a bcrypt hash when ADMIN_UI_USERNAME is set')
   }
   if (raw.JWT_JWKS_URL) new URL(raw.JWT_JWKS_URL) // throws on a malformed URL
   return Object.freeze({

@@ -32,6 +32,10 @@ export function createMetrics(nodeId: string) {
       registers: r,
     }),
     rateLimited: new Counter({ name: 'switchboard_rate_limited_total', help: 'Messages refused by the rate limit', registers: r }),
+    redisErrors: new Counter({ name: 'switchboard_redis_errors_total', help: 'Redis connection errors (adapter pub/sub and commands)', labelNames: ['client'], registers: r }),
+    reaperRuns: new Counter({ name: 'switchboard_presence_reaped_nodes_total', help: 'Dead nodes whose presence this node reaped', registers: r }),
+    reapedUsers: new Counter({ name: 'switchboard_presence_reaped_offline_total', help: 'Users announced offline after their node died', registers: r }),
+    feedGapFills: new Counter({ name: 'switchboard_feed_gap_fills_total', help: 'Messages read from Postgres because pub/sub did not deliver them', registers: r }),
   }
 }
 

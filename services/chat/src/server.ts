@@ -3,6 +3,7 @@ import { buildApp } from './app.ts'
 import { createCluster } from './cluster/cluster.ts'
 import { loadConfig } from './config.ts'
 import { createLogger } from './logger.ts'
+import { createMetrics } from './metrics.ts'
 import { createDb } from './store/db.ts'
 import { migrateToLatest } from './store/migrate.ts'
 
@@ -17,8 +18,9 @@ try {
 const log = createLogger(config.LOG_LEVEL, { node: config.nodeId })
 const db = await createDb(config, log)
 if (config.MIGRATE_ON_START || config.embeddedDatabase) await migrateToLatest(db, log)
-const cluster = await createCluster(config, log)
-const app = await buildApp({ config, log, db, cluster })
+const metrics = createMetrics(config.nodeId)
+const cluster = await createCluster(config, log, (client) => metrics.redisErrors.inc({ client }))
+const app = await buildApp({ config, log, db, cluster, metrics })
 
 // A hard deadline: whatever is still running after SHUTDOWN_GRACE_MS is abandoned (exit code 1).
 closeWithGrace({ delay: config.SHUTDOWN_GRACE_MS, logger: log }, async ({ signal, err }) => {

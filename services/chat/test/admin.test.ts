@@ -1,8 +1,20 @@
 import assert from 'node:assert/strict'
-import { describe, it } from 'node:test'
+import { after, before, describe, it } from 'node:test'
 import { SignJWT } from 'jose'
 import { io } from 'socket.io-client'
-import { ack, chatClient, devToken, next, TEST_SECRET, usersInRoom, useIsolatedNode } from './helpers.ts'
+import {
+  ack,
+  chatClient,
+  closeClients,
+  createTestDatabase,
+  devToken,
+  next,
+  startNode,
+  TEST_SECRET,
+  usersInRoom,
+  useIsolatedNode,
+  type TestNode,
+} from './helpers.ts'
 
 const adminToken = () =>
   new SignJWT({ name: 'Root', roles: ['admin'] }).setProtectedHeader({ alg: 'HS256' }).setSubject('admin-1').setExpirationTime('1h').sign(new TextEncoder().encode(TEST_SECRET))
@@ -76,5 +88,55 @@ describe('/admin and /notifications namespaces', () => {
     await ack(ann.socket, 'chat:message', { roomId: 'mentions', text: 'note to @ann self' })
     await new Promise((r) => setTimeout(r, 200))
     assert.equal(selfNotified, false, 'no notification for one’s own message')
+  })
+})
+
+describe('the Socket.IO admin dashboard at /dashboard/', async () => {
+  const bcrypt = (await import('bcryptjs')).default
+  // No Redis here: the dashboard's stats timer cannot be stopped and would publish after close.
+  let node: TestNode
+  let database: Awaited<ReturnType<typeof createTestDatabase>>
+  before(async () => {
+    database = await createTestDatabase()
+    node = await startNode({ DATABASE_URL: database.url, ADMIN_UI_USERNAME: 'ops', ADMIN_UI_PASSWORD_HASH: bcrypt.hashSync('s3cret-pass', 4) })
+  })
+  after(async () => {
+    closeClients()
+    await node?.close()
+    await database?.drop()
+  })
+  const basic = (user: string, pass: string) => `Basic ${Buffer.from(`${user}:${pass}`).toString('base64')}`
+
+  it('serves the UI from the node itself, only with credentials', async () => {
+    const anonymous = await fetch(`${node.url}/dashboard/`)
+    assert.equal(anonymous.status, 401)
+    assert.match(anonymous.headers.get('www-authenticate') ?? '', /^Basic/)
+    assert.equal((await fetch(`${node.url}/dashboard/`, { headers: { authorization: basic('ops', 'wrong') } })).status, 401)
+    const page = await fetch(`${node.url}/dashboard/`, { headers: { authorization: basic('ops', 's3cret-pass') } })
+    assert.equal(page.status, 200)
+    const html = await page.text()
+    assert.match(html, /<div id="?app"?/)
+    assert.doesNotMatch(html, /https?:\/\/(fonts\.googleapis|cdn\.jsdelivr)/, 'no third-party assets')
+    const script = /src="?(js\/app\.[^" >]+)/.exec(html)![1]
+    assert.equal((await fetch(`${node.url}/dashboard/${script}`)).status, 401)
+    assert.equal((await fetch(`${node.url}/dashboard/${script}`, { headers: { authorization: basic('ops', 's3cret-pass') } })).status, 200)
+  })
+
+  it('its /admin-ui namespace needs the same credentials and never collides with /admin', async () => {
+    const attempt = (auth: object) =>
+      new Promise<string>((resolve) => {
+        const s = io(`${node.url}/admin-ui`, { auth, transports: ['websocket'], forceNew: true, reconnection: false })
+        s.on('connect', () => (s.disconnect(), resolve('connected')))
+        s.on('connect_error', () => (s.disconnect(), resolve('refused')))
+      })
+    assert.equal(await attempt({ username: 'ops', password: 'nope' }), 'refused')
+    assert.equal(await attempt({ username: 'ops', password: 's3cret-pass' }), 'connected')
+    const { token } = await devToken(node.url, 'plain-user')
+    const adminNs = await new Promise<string>((resolve) => {
+      const s = io(`${node.url}/admin`, { auth: { token }, transports: ['websocket'], forceNew: true, reconnection: false })
+      s.on('connect', () => (s.disconnect(), resolve('connected')))
+      s.on('connect_error', (e) => (s.disconnect(), resolve(e.message)))
+    })
+    assert.equal(adminNs, 'Forbidden', '/admin keeps its own role check')
   })
 })

@@ -8,6 +8,7 @@ import { buildApp, type App } from '../src/app.ts'
 import { createCluster, type Cluster } from '../src/cluster/cluster.ts'
 import { loadConfig, type Config } from '../src/config.ts'
 import { createLogger } from '../src/logger.ts'
+import { createMetrics } from '../src/metrics.ts'
 import { createDb, type Db } from '../src/store/db.ts'
 import { migrateToLatest } from '../src/store/migrate.ts'
 
@@ -71,8 +72,9 @@ export async function startNode(env: Record<string, string>): Promise<TestNode> 
   const log = createLogger(config.LOG_LEVEL, { node: config.nodeId })
   const db = await createDb(config, log)
   await migrateToLatest(db, log)
-  const cluster = await createCluster(config, log)
-  const app = await buildApp({ config, log, db, cluster })
+  const metrics = createMetrics(config.nodeId)
+  const cluster = await createCluster(config, log, (client) => metrics.redisErrors.inc({ client }))
+  const app = await buildApp({ config, log, db, cluster, metrics })
   await app.http.listen({ port: 0, host: '127.0.0.1' })
   const port = (app.http.server.address() as net.AddressInfo).port
   return {

@@ -92,6 +92,11 @@ describe('dependency loss is loud, and the node recovers by itself', () => {
       return r.code === 'UNAVAILABLE'
     }, 5000, 'UNAVAILABLE')
     assert.equal(await ready(), 503)
+    await eventually(
+      async () => /switchboard_redis_errors_total\{client="(command|pub|sub)"[^}]*\} [1-9]/.test(await (await fetch(`${node.url}/metrics`)).text()),
+      5000,
+      'the outage shows in switchboard_redis_errors_total',
+    )
 
     redisProxy.restore()
     await eventually(async () => (await ready()) === 200, 15_000, '/readyz 200 again')

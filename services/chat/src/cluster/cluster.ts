@@ -24,7 +24,8 @@ export interface Cluster {
   close(): Promise<void>
 }
 
-export async function createCluster(config: Config, log: Logger): Promise<Cluster> {
+/** `onRedisError(client)` counts connection errors per client (metrics). */
+export async function createCluster(config: Config, log: Logger, onRedisError?: (client: 'command' | 'pub' | 'sub') => void): Promise<Cluster> {
   const limitPrefix = `${config.REDIS_PREFIX}rl:msg`
   if (!config.REDIS_URL) {
     return {
@@ -35,9 +36,9 @@ export async function createCluster(config: Config, log: Logger): Promise<Cluste
       close: async () => {},
     }
   }
-  const command = createRedis(config.REDIS_URL, `${config.nodeId}:cmd`, log, false)
-  const pub = createRedis(config.REDIS_URL, `${config.nodeId}:pub`, log, true)
-  const sub = createRedis(config.REDIS_URL, `${config.nodeId}:sub`, log, true)
+  const command = createRedis(config.REDIS_URL, `${config.nodeId}:cmd`, log, false, () => onRedisError?.('command'))
+  const pub = createRedis(config.REDIS_URL, `${config.nodeId}:pub`, log, true, () => onRedisError?.('pub'))
+  const sub = createRedis(config.REDIS_URL, `${config.nodeId}:sub`, log, true, () => onRedisError?.('sub'))
   await Promise.all([command, pub, sub].map((c) => connectWithin(c, 3000)))
   const clients: Redis[] = [command, pub, sub]
   const presence = new RedisPresence(command, config.REDIS_PREFIX, config.nodeId)

@@ -6,7 +6,7 @@ import type { Logger } from '../logger.ts'
  * disconnected (`offlineQueue: false`) so callers answer UNAVAILABLE instead of hanging; the
  * adapter's pub/sub clients keep the queue so subscriptions are restored on reconnect.
  */
-export function createRedis(url: string, name: string, log: Logger, offlineQueue: boolean): Redis {
+export function createRedis(url: string, name: string, log: Logger, offlineQueue: boolean, onError?: () => void): Redis {
   const client = new Redis(url, {
     connectionName: name,
     lazyConnect: true,
@@ -19,6 +19,7 @@ export function createRedis(url: string, name: string, log: Logger, offlineQueue
   })
   let down = false
   client.on('error', (err) => {
+    onError?.()
     if (!down) log.warn({ err: err.message, client: name }, 'redis connection error')
     down = true
   })

@@ -42,6 +42,7 @@ export function handle<S extends TSchema>(
         // No child logger per socket (memory on idle connections): name the socket on each line.
         const where = { event, socketId: socket.id, userId: socket.data.identity?.userId }
         metrics.ackSeconds.observe({ event, status: e.code }, (performance.now() - started) / 1000)
+        if (e.code === 'RATE_LIMITED') metrics.rateLimited.inc()
         if (e.code === 'INTERNAL') log.error({ err, ...where }, 'handler failed')
         else if (e.code === 'UNAVAILABLE') log.warn({ err: (err as Error).message, ...where }, 'dependency unavailable')
         else log.debug({ ...where, code: e.code }, e.message)

@@ -39,6 +39,8 @@ export interface FeedOptions {
   reconcileMs: number
   /** Called for every change to any room, on whichever node it happened (cache invalidation). */
   onRoomChanged?: (roomId: string) => void
+  /** Messages read from the database because pub/sub did not bring them (metrics). */
+  onRecovered?: (count: number) => void
 }
 
 export interface Subscription {
@@ -107,7 +109,10 @@ export class RoomFeed {
         const head = heads.get(roomId)
         if (head === undefined || head < st.next || this.rooms.get(roomId) !== st) continue
         const missing = await this.source.range(roomId, st.next - 1, head, head - st.next + 1)
-        if (missing.length > 0) this.log.warn({ roomId, from: st.next, to: head }, 'feed reconciled messages that never arrived')
+        if (missing.length > 0) {
+          this.log.warn({ roomId, from: st.next, to: head }, 'feed reconciled messages that never arrived')
+          this.opts.onRecovered?.(missing.length)
+        }
         for (const m of missing) this.accept(roomId, st, m)
       }
     } catch (err) {
@@ -269,6 +274,7 @@ export class RoomFeed {
     try {
       const missing = await this.source.range(roomId, st.next - 1, first - 1, first - st.next)
       this.log.info({ roomId, from: st.next, to: first - 1, found: missing.length }, 'feed gap filled from the database')
+      this.opts.onRecovered?.(missing.length)
       for (const m of missing) this.accept(roomId, st, m)
       if (missing.length === 0 && st.next < first) {
         this.log.error({ roomId, from: st.next, to: first - 1 }, 'feed gap not in the database; skipping it')
