@@ -1,4 +1,5 @@
-import { readdirSync, readFileSync } from 'node:fs'
+import { readdirSync } from 'node:fs'
+import { statFields } from './proc.ts'
 
 /** `pid` and every process below it (nginx workers, Postgres backends), from /proc. */
 export function withDescendants(pid: number): number[] {
@@ -6,8 +7,7 @@ export function withDescendants(pid: number): number[] {
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue
     try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8')
-      parent.set(Number(entry), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]))
+      parent.set(Number(entry), Number(statFields(Number(entry))[1]))
     } catch {
       // gone
     }

@@ -2,30 +2,35 @@ import { readFileSync } from 'node:fs'
 
 const TICKS = 100 // USER_HZ on Linux
 
-/** CPU seconds (user + system) a process has used so far, from /proc/<pid>/stat. */
-export function cpuSeconds(pid: number): number {
+/**
+ * The fields of /proc/<pid>/stat after the command name (which may contain spaces, so they
+ * start after the last ')'): [0] state, [1] ppid, … [11] utime, [12] stime, [13] cutime, [14] cstime.
+ */
+export function statFields(pid: number): string[] {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
-  // Fields after the command name (which may contain spaces) start after the last ')'.
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-  return (Number(fields[11]) + Number(fields[12])) / TICKS // utime, stime
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ')
 }
 
-/**
- * CPU seconds of a process and everything it ever started: its own time, its reaped children's
- * (cutime/cstime), and that of the children still running — stable while backends come and go.
- */
-export function treeCpuSeconds(pids: number[]): number {
+/** Σ over `pids` of `of(fields)`; a process that has exited counts 0. */
+function sumOver(pids: number[], of: (f: string[]) => number): number {
   let sum = 0
   for (const pid of pids) {
     try {
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
-      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-      sum += (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) / TICKS
+      sum += of(statFields(pid))
     } catch {
-      // exited: its time is in its parent's cutime
+      // exited
     }
   }
   return sum
+}
+
+/**
+ * CPU seconds of processes and everything they ever started: their own time, their reaped
+ * children's (cutime/cstime), and, listed separately, the children still running — stable while
+ * backends come and go (an exited one's time is in its parent's cutime).
+ */
+export function treeCpuSeconds(pids: number[]): number {
+  return sumOver(pids, (f) => (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) / TICKS)
 }
 
 /** Resident set size in bytes, from /proc/<pid>/status. */
@@ -34,15 +39,7 @@ export function rssBytes(pid: number): number {
   return m ? Number(m[1]) * 1024 : 0
 }
 
-/** Total CPU seconds of several processes (missing ones count 0). */
+/** Total CPU seconds (user + system) of several processes (missing ones count 0). */
 export function totalCpu(pids: number[]): number {
-  let sum = 0
-  for (const pid of pids) {
-    try {
-      sum += cpuSeconds(pid)
-    } catch {
-      // exited
-    }
-  }
-  return sum
+  return sumOver(pids, (f) => (Number(f[11]) + Number(f[12])) / TICKS)
 }
