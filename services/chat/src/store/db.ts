@@ -26,8 +26,14 @@ export async function createDb(config: Config, log: Logger): Promise<Db> {
       keepAlive: true,
       application_name: `switchboard:${config.nodeId}`,
     })
-    // An idle client losing its connection must not crash the process; the pool replaces it.
+    // A client losing its connection must never crash the process. The pool listens while a
+    // client is idle; a checked-out client (between two statements of a transaction) emits
+    // 'error' with no listener unless we add one. Its pending query fails (UNAVAILABLE) and the
+    // pool drops it on release.
     pool.on('error', (err: Error & { code?: string }) => log.warn({ err: err.message, code: err.code }, 'postgres idle client error'))
+    pool.on('connect', (client) =>
+      client.on('error', (err: Error & { code?: string }) => log.warn({ err: err.message, code: err.code }, 'postgres connection lost')),
+    )
     return new Kysely<Database>({ dialect: new PostgresDialect({ pool }) })
   }
   const { PGlite } = await import('@electric-sql/pglite')
