@@ -5,6 +5,7 @@ import pg from 'pg'
 import { pino } from 'pino'
 import { newMessageId } from '../src/ids.ts'
 import { migrateToLatest } from '../src/store/migrate.ts'
+import { GroupCommit } from '../src/store/group-commit.ts'
 import { commitBatch, commitBatchCarefully, type Draft } from '../src/store/messages.repository.ts'
 import * as rooms from '../src/store/rooms.repository.ts'
 import type { Database } from '../src/store/schema.ts'
@@ -32,7 +33,7 @@ describe('group-commit SQL against real Postgres', () => {
     a = open(database.url)
     b = open(database.url)
     await migrateToLatest(a, pino({ level: 'silent' }))
-    for (const id of ['r1', 'r2', 'race']) await rooms.insertRoom(a, { id, name: id, isPrivate: false, createdBy: 'u' })
+    for (const id of ['r1', 'r2', 'race', 'gated', 'gated-fail']) await rooms.insertRoom(a, { id, name: id, isPrivate: false, createdBy: 'u' })
   })
   after(async () => {
     await a?.destroy()
@@ -69,5 +70,47 @@ describe('group-commit SQL against real Postgres', () => {
 
   it('refuses a room that does not exist instead of inventing one', async () => {
     await assert.rejects(commitBatch(a, [draft('no-such-room', 'u', null)], new Date()), /vanished/)
+  })
+
+  describe('GroupCommit with gates (the rate-limit check overlapping the wait)', () => {
+    const gate = () => {
+      let open!: () => void
+      let refuse!: (e: Error) => void
+      const p = new Promise<void>((res, rej) => ((open = res), (refuse = rej)))
+      return { p, open, refuse }
+    }
+    const stored = async (roomId: string) =>
+      (await a.selectFrom('messages').select(['seq', 'text']).where('room_id', '=', roomId).orderBy('seq').execute()).map((r) => [Number(r.seq), r.text])
+
+    it('holds a draft until its gate opens, while later ready drafts commit; order follows the batches', async () => {
+      const batches: number[] = []
+      const gc = new GroupCommit(a, pino({ level: 'silent' }), { maxBatch: 256, maxWaitMs: 2, onBatch: (n) => batches.push(n) })
+      const slow = gate()
+      const first = gc.submit(draft('gated', 'u1', null, 'slow'), slow.p)
+      const second = gc.submit(draft('gated', 'u2', null, 'fast'))
+      const fast = await second
+      assert.equal(fast.seq, 1, 'the ready draft did not wait for the closed gate')
+      assert.equal(gc.depth, 1, 'the gated draft is still queued')
+      slow.open()
+      assert.equal((await first).seq, 2)
+      await gc.flush()
+      assert.deepEqual(await stored('gated'), [[1, 'fast'], [2, 'slow']])
+      assert.deepEqual(batches, [1, 1])
+    })
+
+    it('a refused gate stores nothing and leaves no gap; its neighbours commit', async () => {
+      const gc = new GroupCommit(a, pino({ level: 'silent' }), { maxBatch: 256, maxWaitMs: 2 })
+      const g = gate()
+      const refusedOne = gc.submit(draft('gated-fail', 'u1', 'k-refused', 'refused'), g.p)
+      const ok = gc.submit(draft('gated-fail', 'u2', null, 'ok'), Promise.resolve())
+      g.refuse(new Error('RATE_LIMITED here'))
+      await assert.rejects(refusedOne, /RATE_LIMITED here/)
+      assert.equal((await ok).seq, 1)
+      // A resend of the refused message while nothing is pending is a fresh draft: it can be stored.
+      assert.equal((await gc.submit(draft('gated-fail', 'u1', 'k-refused', 'refused'), Promise.resolve())).seq, 2)
+      await gc.flush()
+      assert.equal(gc.depth, 0)
+      assert.deepEqual(await stored('gated-fail'), [[1, 'ok'], [2, 'refused']])
+    })
   })
 })

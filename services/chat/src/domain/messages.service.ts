@@ -68,7 +68,8 @@ export class MessagesService {
       if (!a || a.room_id !== input.roomId || a.user_id !== who.userId) throw new AppError('NOT_FOUND', 'Attachment not found')
       attachment = { id: a.id, fileName: a.file_name, mimeType: a.mime_type, size: a.size, url: `/api/attachments/${a.id}` }
     }
-    await this.limit.consume(who.userId)
+    // The rate-limit check runs while the draft waits for its batch; a refusal stores nothing.
+    const allowed = this.limit.consume(who.userId)
     const draft: messages.Draft = {
       id: newMessageId(),
       roomId: input.roomId,
@@ -79,7 +80,7 @@ export class MessagesService {
       clientMsgId: input.clientMsgId ?? null,
       attachmentId: input.attachmentId ?? null,
     }
-    const c = await this.commits.submit(draft)
+    const c = await this.commits.submit(draft, allowed)
     if (!c.duplicate) {
       const m: Message = {
         id: c.id,

@@ -120,13 +120,16 @@ export class RoomFeed {
     }
   }
 
-  /** A message this node committed: deliver locally and send to the other nodes (one publish per tick). */
+  /**
+   * A message this node committed: send it to the other nodes and deliver it locally. Both
+   * happen on the next tick, for everything committed in this one: the batch's acks go out
+   * first (one small write each), then one publish for the other nodes, then the local fan-out —
+   * so no sender's ack waits behind a room's worth of deliveries.
+   */
   publish(m: Message): void {
-    if (this.opts.shared) {
-      if (this.outbox.length === 0) queueMicrotask(() => this.flushOutbox())
-      this.outbox.push(m)
-    }
-    this.receive(m)
+    this.opts.onRoomChanged?.(m.roomId) // this node's history cache: stale from the ack on
+    if (this.outbox.length === 0) process.nextTick(() => this.flushOutbox())
+    this.outbox.push(m)
   }
 
   /** Something other than a new message changed in a room (edit, delete, reaction): tell every node. */
@@ -297,6 +300,7 @@ export class RoomFeed {
   private flushOutbox(): void {
     const batch = this.outbox
     this.outbox = []
-    this.nsp.serverSideEmit('feed:messages', batch)
+    if (this.opts.shared) this.nsp.serverSideEmit('feed:messages', batch)
+    for (const m of batch) this.receive(m)
   }
 }

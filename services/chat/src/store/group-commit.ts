@@ -15,15 +15,24 @@ interface Pending {
   draft: Draft
   resolve: (c: Committed) => void
   reject: (e: unknown) => void
+  /** False while the draft's gate (its rate-limit check) is still out. */
+  ready: boolean
 }
 
 /**
  * Batches drafts from every socket into few transactions, one in flight at a time, and
  * resolves each draft only after its transaction committed (SPEC §5.1). Drafts queue while a
  * batch is in flight, so batches grow with load and latency stays one commit when idle.
+ *
+ * A draft may come with a gate (the cluster-wide rate-limit check, a Redis round trip): it
+ * queues at once and joins the first batch that starts after its gate opened; a gate that
+ * fails takes the draft out, unwritten, with the gate's error. So the check overlaps the wait
+ * for the batch in flight instead of adding to it. A user's drafts keep their order: their
+ * gates resolve in order (one Redis connection) and batches take ready drafts in queue order.
  */
 export class GroupCommit {
   private queue: Pending[] = []
+  private readyCount = 0
   private inFlight: Promise<void> | null = null
   private timer: NodeJS.Timeout | null = null
   /** Same (room, user, clientMsgId) queued twice on this node: the second waits for the first. */
@@ -39,15 +48,33 @@ export class GroupCommit {
     return this.queue.length
   }
 
-  submit(draft: Draft): Promise<Committed> {
+  submit(draft: Draft, gate?: Promise<unknown>): Promise<Committed> {
     const key = draft.clientMsgId === null ? null : dedupeKey(draft.roomId, draft.userId, draft.clientMsgId)
     if (key !== null) {
       const prior = this.waiting.get(key)
-      if (prior) return prior.then((c) => ({ ...c, duplicate: true }))
+      if (prior) return (gate ?? Promise.resolve()).then(() => prior.then((c) => ({ ...c, duplicate: true })))
     }
     const p = new Promise<Committed>((resolve, reject) => {
-      this.queue.push({ draft, resolve, reject })
-      this.schedule()
+      const pending: Pending = { draft, resolve, reject, ready: gate === undefined }
+      this.queue.push(pending)
+      if (!gate) {
+        this.readyCount++
+        this.schedule()
+        return
+      }
+      gate.then(
+        () => {
+          if (!this.queue.includes(pending)) return
+          pending.ready = true
+          this.readyCount++
+          this.schedule()
+        },
+        (err: unknown) => {
+          const i = this.queue.indexOf(pending)
+          if (i >= 0) this.queue.splice(i, 1)
+          reject(err)
+        },
+      )
     })
     if (key !== null) {
       this.waiting.set(key, p)
@@ -70,8 +97,8 @@ export class GroupCommit {
   }
 
   private schedule(): void {
-    if (this.inFlight || this.timer) return
-    if (this.queue.length >= this.opts.maxBatch || this.opts.maxWaitMs === 0) {
+    if (this.inFlight || this.timer || this.readyCount === 0) return
+    if (this.readyCount >= this.opts.maxBatch || this.opts.maxWaitMs === 0) {
       this.timer = setTimeout(() => this.run(), 0)
     } else {
       this.timer = setTimeout(() => this.run(), this.opts.maxWaitMs)
@@ -80,15 +107,17 @@ export class GroupCommit {
 
   private run(): void {
     this.timer = null
-    if (this.inFlight || this.queue.length === 0) return
-    const batch = this.queue.splice(0, this.opts.maxBatch)
+    if (this.inFlight || this.readyCount === 0) return
+    const batch: Pending[] = []
+    const rest: Pending[] = []
+    for (const p of this.queue) (p.ready && batch.length < this.opts.maxBatch ? batch : rest).push(p)
+    this.queue = rest
+    this.readyCount -= batch.length
     this.inFlight = this.commit(batch).finally(() => {
       this.inFlight = null
-      if (this.queue.length > 0) {
-        // Under load the next batch is already waiting: go at once.
-        if (this.queue.length >= this.opts.maxBatch || this.opts.maxWaitMs === 0) this.run()
-        else this.schedule()
-      }
+      // Under load the next batch gathered while this one was in flight: it has waited long
+      // enough, go at once.
+      if (this.readyCount > 0) this.run()
     })
   }
 
