@@ -40,7 +40,7 @@ const configSchema = (production: boolean) => Type.Object({
   TYPING_THROTTLE_MS: Type.Integer({ default: 1000, minimum: 0 }),
 
   GROUP_COMMIT_MAX_BATCH: Type.Integer({ default: 256, minimum: 1, maximum: 5000 }),
-  GROUP_COMMIT_MAX_WAIT_MS: Type.Integer({ default: 2, minimum: 0, maximum: 1000 }),
+  GROUP_COMMIT_MAX_WAIT_MS: Type.Integer({ default: 0, minimum: 0, maximum: 1000 }),
   HISTORY_LIMIT: Type.Integer({ default: 50, minimum: 1, maximum: 500 }),
   SYNC_MAX_MESSAGES: Type.Integer({ default: 1000, minimum: 1, maximum: 100000 }),
 

@@ -1,10 +1,12 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
-import { Kysely, PostgresDialect } from 'kysely'
+import { Kysely, PostgresDialect, sql } from 'kysely'
 import pg from 'pg'
 import { pino } from 'pino'
 import { newMessageId } from '../src/ids.ts'
 import { migrateToLatest } from '../src/store/migrate.ts'
+import { loadConfig } from '../src/config.ts'
+import { createDb } from '../src/store/db.ts'
 import { GroupCommit } from '../src/store/group-commit.ts'
 import { commitBatch, commitBatchCarefully, type Draft } from '../src/store/messages.repository.ts'
 import * as rooms from '../src/store/rooms.repository.ts'
@@ -112,5 +114,24 @@ describe('group-commit SQL against real Postgres', () => {
       assert.equal(gc.depth, 0)
       assert.deepEqual(await stored('gated-fail'), [[1, 'ok'], [2, 'refused']])
     })
+  })
+
+  it('runs the commit statement as a prepared statement on the node\'s pool, and still answers right', async () => {
+    const config = loadConfig({ DATABASE_URL: database.url, DATABASE_POOL_MAX: '1', JWT_SECRET: 'x'.repeat(32) })
+    const db = await createDb(config, pino({ level: 'silent' }))
+    try {
+      await rooms.insertRoom(db, { id: 'prepared', name: 'prepared', isPrivate: false, createdBy: 'u' })
+      for (let i = 1; i <= 7; i++) {
+        // Past the fifth execution Postgres may switch to its generic plan: results must not change.
+        const [c] = await commitBatch(db, [draft('prepared', 'u1', `p${i}`)], new Date())
+        assert.deepEqual([c.seq, c.duplicate], [i, false])
+      }
+      const [again] = await commitBatch(db, [draft('prepared', 'u1', 'p3')], new Date())
+      assert.deepEqual([again.seq, again.duplicate], [3, true])
+      const prepared = await sql<{ name: string }>`select name from pg_prepared_statements`.execute(db)
+      assert.deepEqual(prepared.rows.map((r) => r.name), ['commit_batch'], 'one connection, one prepared statement')
+    } finally {
+      await db.destroy()
+    }
   })
 })

@@ -11,6 +11,27 @@ export type Db = Kysely<Database>
 // bigint (int8) as JS number: seqs stay far below 2^53.
 pg.types.setTypeParser(20, (v) => Number(v))
 
+/** Leading comment that marks a hot statement to run as a named prepared statement (pg only). */
+export const PREPARED = (name: string) => `/* prepared:${name} */`
+const preparedTag = /^\s*\/\* prepared:([a-z_]+) \*\//
+
+/**
+ * A pg client that runs statements starting with `PREPARED(name)` as named prepared statements:
+ * parsed and planned once per connection, then only bound and executed. The group commit's
+ * statement is a seven-step CTE whose parse and plan cost about as much Postgres CPU as running
+ * it (docs/decisions.md D35). Everything else goes through unchanged.
+ */
+class PreparingClient extends pg.Client {
+  override query(...args: unknown[]): never {
+    const [text, values] = args
+    if (typeof text === 'string' && (args.length === 2 || (args.length === 3 && typeof args[2] === 'function'))) {
+      const m = preparedTag.exec(text)
+      if (m) return (super.query as (...a: unknown[]) => never)({ name: m[1], text, values }, ...args.slice(2))
+    }
+    return (super.query as (...a: unknown[]) => never)(...args)
+  }
+}
+
 /**
  * Kysely over `pg` when DATABASE_URL is set, over embedded PGlite (data under DATA_DIR) otherwise.
  * Everything above this function is the same for both.
@@ -18,6 +39,7 @@ pg.types.setTypeParser(20, (v) => Number(v))
 export async function createDb(config: Config, log: Logger): Promise<Db> {
   if (!config.embeddedDatabase) {
     const pool = new pg.Pool({
+      Client: PreparingClient,
       connectionString: config.DATABASE_URL,
       max: config.DATABASE_POOL_MAX,
       connectionTimeoutMillis: config.DATABASE_TIMEOUT_MS,

@@ -34,7 +34,8 @@ export class GroupCommit {
   private queue: Pending[] = []
   private readyCount = 0
   private inFlight: Promise<void> | null = null
-  private timer: NodeJS.Timeout | null = null
+  /** The pending start of the next batch: a timer (max wait), or an immediate (full batch, or no wait). */
+  private timer: { cancel(): void } | null = null
   /** Same (room, user, clientMsgId) queued twice on this node: the second waits for the first. */
   private readonly waiting = new Map<string, Promise<Committed>>()
 
@@ -88,7 +89,7 @@ export class GroupCommit {
   async flush(): Promise<void> {
     while (this.queue.length > 0 || this.inFlight) {
       if (this.timer) {
-        clearTimeout(this.timer)
+        this.timer.cancel()
         this.timer = null
         this.run()
       }
@@ -99,9 +100,12 @@ export class GroupCommit {
   private schedule(): void {
     if (this.inFlight || this.timer || this.readyCount === 0) return
     if (this.readyCount >= this.opts.maxBatch || this.opts.maxWaitMs === 0) {
-      this.timer = setTimeout(() => this.run(), 0)
+      // After this turn's I/O: drafts that arrived in the same read join, and no timer wakes the loop.
+      const t = setImmediate(() => this.run())
+      this.timer = { cancel: () => clearImmediate(t) }
     } else {
-      this.timer = setTimeout(() => this.run(), this.opts.maxWaitMs)
+      const t = setTimeout(() => this.run(), this.opts.maxWaitMs)
+      this.timer = { cancel: () => clearTimeout(t) }
     }
   }
 

@@ -1,4 +1,5 @@
 import { sql, type Kysely } from 'kysely'
+import { PREPARED } from './db.ts'
 import type { Database, MessageRow } from './schema.ts'
 
 type Q = Kysely<Database>
@@ -134,7 +135,7 @@ export async function commitBatch(db: Q, drafts: readonly Draft[], now: Date): P
 
 async function commitBatchInOneStatement(db: Q, drafts: readonly Draft[], now: Date): Promise<Committed[]> {
   const col = <T>(f: (d: Draft) => T) => drafts.map(f)
-  const rows = await sql<{ kind: 'new' | 'dup'; ord: number; id: string; seq: number; created_at: Date }>`
+  const rows = await sql<{ kind: 'new' | 'dup'; ord: number; id: string; seq: number; created_at: Date }>`${sql.raw(PREPARED('commit_batch'))}
     with input as materialized (
       select * from unnest(
         ${col((d) => d.roomId)}::text[], ${col((d) => d.id)}::uuid[], ${col((d) => d.userId)}::text[],
