@@ -119,12 +119,29 @@ try {
       baselineCpuPer100k: median(pairs.map((p) => p.baselineCpu)),
       switchboardCpuPer100k: median(pairs.map((p) => p.switchboardCpu)),
     }
-    result.ramp = { pairs, summary, reports: ramps }
+    // CPU per delivery falls as the rate rises (fixed per-message costs spread over more
+    // deliveries), so also compare rate by rate: every step both measured, held or not.
+    const rates = [...new Set(ramps.switchboard.flatMap((r) => r.steps.map((st) => st.rate)))].sort((x, y) => x - y)
+    const byRate = rates
+      .map((rate) => {
+        const b = median(ramps.baseline.map((r) => cpuAt(r, rate)))
+        const s = median(ramps.switchboard.map((r) => cpuAt(r, rate)))
+        return { rate, baselineCpu: b, switchboardCpu: s, ratio: ratio(s, b) }
+      })
+      .filter((r) => Number.isFinite(r.baselineCpu) && Number.isFinite(r.switchboardCpu))
+    result.ramp = { pairs, summary, cpuByRate: byRate, reports: ramps }
     console.log(
       table(
         ['run', 'baseline max msg/s', 'switchboard max msg/s', 'CPU compared at', 'baseline cpu s/100k', 'switchboard cpu s/100k'],
         pairs.map((p) => [p.run, p.baselineMax, p.switchboardMax, p.cpuRate, p.baselineCpu, p.switchboardCpu]),
       ),
+    )
+    console.log(
+      '\n' +
+        table(
+          ['msg/s', 'baseline cpu s/100k (median)', 'switchboard cpu s/100k (median)', 'ratio'],
+          byRate.map((r) => [r.rate, r.baselineCpu, r.switchboardCpu, r.ratio]),
+        ),
     )
     console.log(
       `\nmedians: max rate baseline ${summary.baselineMaxRate} vs switchboard ${summary.switchboardMaxRate} msg/s (ratio ${ratio(summary.switchboardMaxRate, summary.baselineMaxRate)}); ` +
