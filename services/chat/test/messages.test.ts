@@ -50,6 +50,36 @@ for (const adapter of ['classic', 'sharded']) describe(`messages on one node (re
     assert.deepEqual((await historyC).messages.map((x: any) => x.id), [res.messageId])
   })
 
+  it('acks each sender before its message fans out (the ack does not wait behind deliveries)', async () => {
+    const senders = await Promise.all(['s1', 's2', 's3', 's4', 's5'].map(async (n) => chatClient(node.url, (await devToken(node.url, n)).token)))
+    for (const s of senders) await ack(s, 'room:join', 'ack-first')
+    const order = senders.map((s) => {
+      const seen: string[] = []
+      s.on('chat:message', (m: { id: string }) => seen.push(`message ${m.id}`))
+      return seen
+    })
+    // All at once, so they share batches: every sender's ack must still come before its echo.
+    // (An ack callback runs as its packet is read; a promise would resolve a tick later.)
+    const results = await Promise.all(
+      senders.map(
+        (s, i) =>
+          new Promise<{ status: string; messageId: string }>((resolve, reject) =>
+            s.timeout(5000).emit('chat:message', { roomId: 'ack-first', text: `hi ${i}` }, (err: Error | null, r: { status: string; messageId: string }) => {
+              if (err) return reject(err)
+              order[i].push(`ack ${r.messageId}`)
+              resolve(r)
+            }),
+          ),
+      ),
+    )
+    await eventually(() => order.every((seen) => seen.length === 1 + senders.length), 5000, 'every echo arrived')
+    results.forEach((r, i) => {
+      assert.equal(r.status, 'ok')
+      const seen = order[i]
+      assert.ok(seen.indexOf(`ack ${r.messageId}`) < seen.indexOf(`message ${r.messageId}`), `sender ${i}: ${seen.join(', ')}`)
+    })
+  })
+
   it('keeps seq gap-free and in order under 20 concurrent senders', async () => {
     const room = 'busy'
     const watcher = await chatClient(node.url, (await devToken(node.url, 'watcher')).token)
