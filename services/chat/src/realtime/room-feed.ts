@@ -77,7 +77,10 @@ export class RoomFeed {
     private readonly opts: FeedOptions,
   ) {
     nsp.on('feed:messages', (messages: Message[]) => {
-      for (const m of messages) this.receive(m)
+      for (const m of messages) {
+        opts.onRoomChanged?.(m.roomId)
+        this.receive(m)
+      }
     })
     nsp.on('feed:changed', (roomId: string) => opts.onRoomChanged?.(roomId))
     nsp.adapter.on('delete-room', (room: string) => {
@@ -233,8 +236,8 @@ export class RoomFeed {
     return st
   }
 
+  /** A committed message (its room's cache already invalidated): deliver it if this node follows the room. */
   private receive(m: Message): void {
-    this.opts.onRoomChanged?.(m.roomId)
     const st = this.rooms.get(m.roomId)
     if (!st) return // no local socket in this room
     if (Number.isNaN(st.next)) st.early.push(m)

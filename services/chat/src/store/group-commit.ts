@@ -65,7 +65,6 @@ export class GroupCommit {
       }
       gate.then(
         () => {
-          if (!this.queue.includes(pending)) return
           pending.ready = true
           this.readyCount++
           this.schedule()
