@@ -32,7 +32,8 @@ export interface RunMsg {
 
 export type ParentMsg = SetupMsg | RunMsg | { type: 'stop' }
 
-export interface StepResult {
+/** One step's counts; `H` is a latency histogram (µs): live in the worker, compressed in the result. */
+export interface StepCounts<H> {
   step: number
   sent: number
   acked: number
@@ -41,13 +42,15 @@ export interface StepResult {
   ackErrors: Record<string, number>
   /** Deliveries of this step's messages. */
   received: number
-  /** Delivery latency histogram (µs), compressed. */
-  latency: string
-  /** Ack latency histogram (µs), compressed. */
-  ack: string
-  /** Per second since the step started: deliveries and a compressed latency histogram. */
-  perSecond: { deliveries: number; latency: string }[]
+  /** Delivery latency. */
+  latency: H
+  /** Ack latency. */
+  ack: H
+  /** Per second since the step started: deliveries and their latency. */
+  perSecond: { deliveries: number; latency: H }[]
 }
+
+export type StepResult = StepCounts<string>
 
 export type WorkerMsg =
   | { type: 'progress'; connected: number; failed: number; sent: number; received: number }

@@ -1,7 +1,7 @@
 import http from 'node:http'
 import { io, type Socket } from 'socket.io-client'
 import { encode, newHistogram, recordMs, type Histogram } from '../lib/histogram.ts'
-import type { ClientSpec, ParentMsg, RunMsg, SetupMsg, StepResult, WorkerMsg } from './protocol.ts'
+import type { ClientSpec, ParentMsg, RunMsg, SetupMsg, StepCounts, StepResult, WorkerMsg } from './protocol.ts'
 
 // One load-generator process: opens its share of clients, sends at the offered rate, and
 // measures send→receive latency (timestamps travel in the message text) and ack latency.
@@ -23,17 +23,8 @@ let failed = 0
 let progressSent = 0
 let progressReceived = 0
 
-interface StepState {
-  step: number
+interface StepState extends StepCounts<Histogram> {
   startedAt: number
-  sent: number
-  acked: number
-  ackedByRoom: Record<string, number>
-  ackErrors: Record<string, number>
-  received: number
-  latency: Histogram
-  ack: Histogram
-  perSecond: { deliveries: number; latency: Histogram }[]
 }
 
 function newStep(step: number): StepState {
