@@ -37,6 +37,7 @@ const configSchema = (production: boolean) => Type.Object({
 
   RATE_LIMIT_MESSAGES: Type.Integer({ default: 10, minimum: 1 }),
   RATE_LIMIT_WINDOW_SECONDS: Type.Integer({ default: 10, minimum: 1 }),
+  RATE_LIMIT_LEASE_MAX: Type.Integer({ default: 100, minimum: 1, maximum: 10000 }),
   TYPING_THROTTLE_MS: Type.Integer({ default: 1000, minimum: 0 }),
 
   GROUP_COMMIT_MAX_BATCH: Type.Integer({ default: 256, minimum: 1, maximum: 5000 }),

@@ -5,7 +5,7 @@ import type { Logger } from '../logger.ts'
 import { NodeLiveness } from './liveness.ts'
 import { MemoryPresence, type PresenceStore } from './presence.ts'
 import { RedisPresence } from './presence.redis.ts'
-import { RateLimit } from './rate-limit.ts'
+import { LeasedRedisRateLimit, leaseCap, MemoryRateLimit, type RateLimit } from './rate-limit.ts'
 import { connectWithin, createRedis } from './redis.ts'
 
 /** What nodes share: broadcasts, presence, rate-limit counters. In-process when embedded. */
@@ -31,7 +31,7 @@ export async function createCluster(config: Config, log: Logger, onRedisError?: 
     return {
       shared: false,
       presence: new MemoryPresence(),
-      messageLimit: RateLimit.memory(config.RATE_LIMIT_MESSAGES, config.RATE_LIMIT_WINDOW_SECONDS, limitPrefix),
+      messageLimit: new MemoryRateLimit(config.RATE_LIMIT_MESSAGES, config.RATE_LIMIT_WINDOW_SECONDS, limitPrefix),
       ping: async () => {},
       close: async () => {},
     }
@@ -58,7 +58,10 @@ export async function createCluster(config: Config, log: Logger, onRedisError?: 
         dropped = false
       })
     },
-    messageLimit: RateLimit.redis(command, config.RATE_LIMIT_MESSAGES, config.RATE_LIMIT_WINDOW_SECONDS, limitPrefix),
+    messageLimit: new LeasedRedisRateLimit(command, config.RATE_LIMIT_MESSAGES, config.RATE_LIMIT_WINDOW_SECONDS, limitPrefix, {
+      maxLease: leaseCap(config.RATE_LIMIT_MESSAGES, config.RATE_LIMIT_LEASE_MAX),
+      storeReady: () => command.status === 'ready',
+    }),
     adapter:
       config.REDIS_ADAPTER === 'sharded'
         ? createShardedAdapter(pub, sub, { channelPrefix: `${config.REDIS_PREFIX}socket.io`, subscriptionMode: 'dynamic' })
