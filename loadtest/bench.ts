@@ -18,13 +18,13 @@ import { formatReport, runSockets, type SocketLoadReport } from './sockets/run.t
 
 const { values: a } = parseArgs({
   options: {
-    runs: { type: 'string', default: '3' },
+    runs: { type: 'string', default: '5' },
     nodes: { type: 'string', default: '2' },
     clients: { type: 'string', default: '1000' },
     rooms: { type: 'string', default: '10' },
     senders: { type: 'string', default: '10' },
     start: { type: 'string', default: '100' },
-    step: { type: 'string', default: '100' },
+    step: { type: 'string', default: '50' },
     'max-rate': { type: 'string', default: '3000' },
     duration: { type: 'string', default: '8' },
     warmup: { type: 'string', default: '4' },
