@@ -160,6 +160,11 @@ try {
     const count = n('connections')
     const conn: Record<string, SocketLoadReport> = {}
     for (const [name, cluster] of [['baseline', base], ['switchboard', sb]] as const) {
+      // A fresh process for each: after the ramps a node's heap is grown (or just shrunk) by
+      // whatever the ramps left, which moved "RSS before" by 100 MiB between runs.
+      await cluster.nodes[0].proc.stop('SIGTERM', 30_000)
+      await cluster.restartNode(0)
+      await new Promise((r) => setTimeout(r, 3000))
       const node = cluster.nodes[0]
       conn[name] = await runSockets({
         scenario: 'connections',

@@ -16,13 +16,13 @@ import { healthRoutes } from './http/health.ts'
 import { roomRoutes } from './http/rooms/rooms.ts'
 import type { Logger } from './logger.ts'
 import { createMetrics, type Metrics } from './metrics.ts'
-import { registerChatHandlers } from './realtime/chat.handlers.ts'
-import type { ChatServer } from './realtime/events.ts'
+import { armExpiry, chatRouter } from './realtime/chat.handlers.ts'
+import type { ChatServer, ChatSocket } from './realtime/events.ts'
 import { gateWhileDraining } from './realtime/drain-gate.ts'
 import { createIo, engineClients } from './realtime/io.ts'
-import { localStats, registerAdminHandlers, type NodeStats } from './realtime/admin.handlers.ts'
+import { adminRouter, localStats, type NodeStats } from './realtime/admin.handlers.ts'
 import { createNotifier } from './realtime/notifications.ts'
-import { announcePresence, registerPresence } from './realtime/presence.handlers.ts'
+import { announcePresence, presenceTracker } from './realtime/presence.handlers.ts'
 import { createRoomEvents } from './realtime/room-events.ts'
 import { RoomFeed } from './realtime/room-feed.ts'
 import { pingDb, type Db } from './store/db.ts'
@@ -108,17 +108,27 @@ export async function buildApp({ config, log, db, cluster, metrics = createMetri
   messages = new MessagesService(db, commits, rooms, cluster.messageLimit, createRoomEvents(chat, feed, metrics, notifier))
   const typingLimit = new RateLimiterMemory({ points: 1, duration: Math.max(config.TYPING_THROTTLE_MS, 1) / 1000 })
 
+  // One router and one disconnect listener for every socket: an idle connection holds no
+  // closures of its own (D37).
+  const chatEvents = chatRouter(chat, { config, log, metrics, tokens, rooms, messages, feed, typingLimit })
+  const presenceOf = presenceTracker(chat, cluster.presence, rooms, log, track, () => draining)
+  const onChatDisconnect = function (this: ChatSocket, reason: string) {
+    log.debug({ socketId: this.id, userId: this.data.identity.userId, reason }, 'socket disconnected')
+    clearTimeout(this.data.expiry)
+    presenceOf.disconnected(this)
+  }
   chat.on('connection', (socket) => {
-    const { userId } = socket.data.identity
-    log.debug({ socketId: socket.id, userId, transport: socket.conn.transport.name }, 'socket connected')
-    socket.on('disconnect', (reason) => log.debug({ socketId: socket.id, userId, reason }, 'socket disconnected'))
-    registerChatHandlers(chat, socket, { config, log, metrics, tokens, rooms, messages, presence: cluster.presence, feed, typingLimit })
-    registerPresence(chat, socket, cluster.presence, rooms, log, track, () => draining)
+    log.debug({ socketId: socket.id, userId: socket.data.identity.userId, transport: socket.conn.transport.name }, 'socket connected')
+    socket.onAny(chatEvents.listener)
+    armExpiry(socket, log)
+    presenceOf.connected(socket)
+    socket.on('disconnect', onChatDisconnect)
   })
 
   const admin = io.of('/admin')
   const trackedRooms = () => feed.trackedRooms
-  admin.on('connection', (socket) => registerAdminHandlers(io, socket, { nodeId: config.nodeId, shared: cluster.shared, log, metrics, trackedRooms }))
+  const adminEvents = adminRouter(io, { nodeId: config.nodeId, shared: cluster.shared, log, metrics, trackedRooms })
+  admin.on('connection', (socket) => void socket.onAny(adminEvents.listener))
   // Other nodes asking for this node's share of admin:stats.
   admin.on('admin:stats' as never, ((ack: (s: NodeStats) => void) => ack(localStats(io, config.nodeId, trackedRooms))) as never)
 

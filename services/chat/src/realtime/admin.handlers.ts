@@ -2,8 +2,8 @@ import type { Namespace } from 'socket.io'
 import Type from 'typebox'
 import type { Logger } from '../logger.ts'
 import type { Metrics } from '../metrics.ts'
-import { handle } from './handle.ts'
-import { userRoom, type ChatServer, type ChatSocket } from './events.ts'
+import { EventRouter } from './handle.ts'
+import { userRoom, type ChatServer } from './events.ts'
 
 export const KickPayload = Type.Object({ userId: Type.String({ minLength: 1, maxLength: 128 }) })
 export const AnnouncePayload = Type.Object({ text: Type.String({ minLength: 1, maxLength: 2000 }) })
@@ -29,15 +29,13 @@ export function localStats(io: ChatServer, nodeId: string, trackedRooms: () => n
  * `admin:kick {userId}` disconnects the user's sockets on every node, `admin:announce {text}`
  * reaches every /chat socket of the cluster.
  */
-export function registerAdminHandlers(
+export function adminRouter(
   io: ChatServer,
-  socket: ChatSocket,
   deps: { nodeId: string; shared: boolean; log: Logger; metrics: Metrics; trackedRooms: () => number },
-) {
-  const on = <T extends Parameters<typeof handle>[4]>(event: string, schema: T, fn: Parameters<typeof handle<T>>[5]) =>
-    handle(socket, deps.log, deps.metrics, event, schema, fn)
+): EventRouter {
+  const router = new EventRouter(deps.log, deps.metrics)
 
-  on('admin:stats', Type.Any(), async () => {
+  router.on('admin:stats', Type.Any(), async () => {
     // The other nodes answer through the adapter (the embedded node has none to ask).
     const admin = io.of('/admin') as unknown as Namespace
     const others = deps.shared ? ((await admin.serverSideEmitWithAck('admin:stats').catch(() => [])) as NodeStats[]) : []
@@ -46,14 +44,15 @@ export function registerAdminHandlers(
     return { nodes, sockets: { '/chat': total('/chat'), '/notifications': total('/notifications'), '/admin': total('/admin') } }
   })
 
-  on('admin:kick', KickPayload, async ({ userId }) => {
+  router.on('admin:kick', KickPayload, async (socket, { userId }) => {
     deps.log.warn({ by: socket.data.identity.userId, userId }, 'admin kick')
     io.of('/chat').in(userRoom(userId)).disconnectSockets(true)
     io.of('/notifications').in(userRoom(userId)).disconnectSockets(true)
   })
 
-  on('admin:announce', AnnouncePayload, async ({ text }) => {
+  router.on('admin:announce', AnnouncePayload, async (socket, { text }) => {
     const { userId, username } = socket.data.identity
     io.of('/chat').emit('admin:announce', { text, from: { userId, username }, timestamp: new Date().toISOString() })
   })
+  return router
 }

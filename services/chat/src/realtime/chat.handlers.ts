@@ -1,6 +1,5 @@
 import type { RateLimiterMemory } from 'rate-limiter-flexible'
 import type { Tokens } from '../auth/tokens.ts'
-import type { PresenceStore } from '../cluster/presence.ts'
 import type { Config } from '../config.ts'
 import type { MessagesService } from '../domain/messages.service.ts'
 import type { RoomsService } from '../domain/rooms.service.ts'
@@ -10,7 +9,7 @@ import { AppError, toAppError } from '../errors.ts'
 import type { Logger } from '../logger.ts'
 import type { Metrics } from '../metrics.ts'
 import { userRoom, type ChatNamespace, type ChatSocket } from './events.ts'
-import { handle } from './handle.ts'
+import { EventRouter } from './handle.ts'
 import type { RoomFeed, Subscription } from './room-feed.ts'
 
 export interface ChatDeps {
@@ -20,55 +19,55 @@ export interface ChatDeps {
   tokens: Tokens
   rooms: RoomsService
   messages: MessagesService
-  presence: PresenceStore
   feed: RoomFeed
   typingLimit: RateLimiterMemory
 }
 
 const MAX_TIMER_MS = 2 ** 31 - 1
 
-/** /chat: rooms, messages, typing, receipts, sync, token refresh (SPEC §4). */
-export function registerChatHandlers(nsp: ChatNamespace, socket: ChatSocket, deps: ChatDeps): void {
-  const { config, metrics, rooms, messages, feed } = deps
-  const who = () => socket.data.identity
-  const log = deps.log
-  const on = <T extends Parameters<typeof handle>[4]>(event: string, schema: T, fn: Parameters<typeof handle<T>>[5]) =>
-    handle(socket, log, metrics, event, schema, fn)
+/**
+ * /chat: rooms, messages, typing, receipts, sync, token refresh (SPEC §4). Built once per
+ * node; each socket gets `router.listener` (see `EventRouter`).
+ */
+export function chatRouter(nsp: ChatNamespace, deps: ChatDeps): EventRouter {
+  const { config, rooms, messages, feed } = deps
+  const who = (socket: ChatSocket) => socket.data.identity
+  const router = new EventRouter(deps.log, deps.metrics)
 
-  on('room:join', S.JoinPayload, async (p) => {
+  router.on('room:join', S.JoinPayload, async (socket, p) => {
     const { roomId, lastSeq } = typeof p === 'string' ? { roomId: p, lastSeq: undefined } : p
     const wasIn = socket.rooms.has(roomId)
-    await rooms.join(who(), roomId)
+    await rooms.join(who(socket), roomId)
     const state = await rooms.roomState(roomId)
     const limit = lastSeq === undefined ? config.HISTORY_LIMIT : config.SYNC_MAX_MESSAGES
     const sub = await feed.subscribe(socket, roomId, lastSeq, limit)
     socket.emit('room:history', { roomId, messages: sub.messages, reads: state.reads, hasMore: sub.hasMore })
     sub.join()
     if (!wasIn) {
-      const { userId, username } = who()
+      const { userId, username } = who(socket)
       nsp.to(roomId).except(userRoom(userId)).emit('room:user-joined', { userId, username, roomId })
     }
     return { roomId, lastSeq: sub.lastSeq, online: state.online }
   })
 
-  on('room:leave', S.LeavePayload, async (p) => {
+  router.on('room:leave', S.LeavePayload, async (socket, p) => {
     const roomId = typeof p === 'string' ? p : p.roomId
-    const { userId, username } = who()
-    await rooms.leave(who(), roomId)
+    const { userId, username } = who(socket)
+    await rooms.leave(who(socket), roomId)
     // Membership is per user: every device of the user leaves, on whichever node.
     nsp.in(userRoom(userId)).socketsLeave(roomId)
     nsp.to(roomId).except(userRoom(userId)).emit('room:user-left', { userId, username, roomId })
   })
 
-  on('chat:message', S.SendPayload, (p) => messages.send(who(), p, socket.rooms.has(p.roomId)))
-  on('chat:edit', S.EditPayload, (p) => messages.edit(who(), p))
-  on('chat:delete', S.DeletePayload, (p) => messages.delete(who(), p))
-  on('chat:react', S.ReactPayload, (p) => messages.react(who(), p))
-  on('chat:read', S.ReadPayload, (p) => messages.markRead(who(), p))
+  router.on('chat:message', S.SendPayload, (socket, p) => messages.send(who(socket), p, socket.rooms.has(p.roomId)))
+  router.on('chat:edit', S.EditPayload, (socket, p) => messages.edit(who(socket), p))
+  router.on('chat:delete', S.DeletePayload, (socket, p) => messages.delete(who(socket), p))
+  router.on('chat:react', S.ReactPayload, (socket, p) => messages.react(who(socket), p))
+  router.on('chat:read', S.ReadPayload, (socket, p) => messages.markRead(who(socket), p))
 
-  on('chat:typing', S.TypingPayload, async (p) => {
+  router.on('chat:typing', S.TypingPayload, async (socket, p) => {
     if (!socket.rooms.has(p.roomId)) throw new AppError('FORBIDDEN', 'Join the room first')
-    const { userId, username } = who()
+    const { userId, username } = who(socket)
     // Throttled per user, room and state; a throttled event is dropped, not an error.
     const allowed = await deps.typingLimit.consume(`${userId}:${p.roomId}:${p.isTyping}`).then(
       () => true,
@@ -77,7 +76,7 @@ export function registerChatHandlers(nsp: ChatNamespace, socket: ChatSocket, dep
     if (allowed) nsp.to(p.roomId).except(userRoom(userId)).emit('chat:typing', { userId, username, roomId: p.roomId, isTyping: p.isTyping })
   })
 
-  on('chat:sync', S.SyncPayload, async (p, ctx) => {
+  router.on('chat:sync', S.SyncPayload, async (socket, p, ctx) => {
     const out: Record<string, Message[]> = {}
     const errors: Record<string, string> = {}
     const hasMore: string[] = []
@@ -85,7 +84,7 @@ export function registerChatHandlers(nsp: ChatNamespace, socket: ChatSocket, dep
     try {
       for (const [roomId, lastSeq] of Object.entries(p.rooms)) {
         try {
-          await rooms.requireMember(who(), roomId)
+          await rooms.requireMember(who(socket), roomId)
           const sub = await feed.subscribe(socket, roomId, lastSeq, config.SYNC_MAX_MESSAGES)
           subs.push(sub)
           out[roomId] = sub.messages
@@ -105,28 +104,32 @@ export function registerChatHandlers(nsp: ChatNamespace, socket: ChatSocket, dep
     for (const s of subs) s.join()
   })
 
-  on('auth:refresh', S.RefreshPayload, async (p) => {
+  router.on('auth:refresh', S.RefreshPayload, async (socket, p) => {
     const next = await deps.tokens.verify(p.token)
-    if (next.userId !== who().userId) throw new AppError('FORBIDDEN', 'The new token is for another user')
+    if (next.userId !== who(socket).userId) throw new AppError('FORBIDDEN', 'The new token is for another user')
     socket.data.identity = next
-    armExpiry()
+    armExpiry(socket, deps.log)
     return { expiresAt: next.exp === undefined ? null : new Date(next.exp * 1000).toISOString() }
   })
 
-  // A socket whose token expires is disconnected at expiry unless it refreshed (SPEC §2).
-  let expiry: NodeJS.Timeout | undefined
-  function armExpiry(): void {
-    clearTimeout(expiry)
-    const exp = who().exp
-    if (exp === undefined) return
-    const ms = exp * 1000 - Date.now()
-    expiry = setTimeout(() => {
-      if ((who().exp ?? Infinity) * 1000 <= Date.now()) {
-        log.info({ socketId: socket.id, userId: who().userId }, 'token expired; disconnecting')
-        socket.disconnect(true)
-      } else armExpiry()
-    }, Math.max(0, Math.min(ms, MAX_TIMER_MS)))
-  }
-  armExpiry()
-  socket.on('disconnect', () => clearTimeout(expiry))
+  return router
+}
+
+/**
+ * A socket whose token expires is disconnected at expiry unless it refreshed (SPEC §2). The
+ * timer takes the socket as an argument rather than a closure (memory per idle connection).
+ */
+export function armExpiry(socket: ChatSocket, log: Logger): void {
+  clearTimeout(socket.data.expiry)
+  const exp = socket.data.identity.exp
+  if (exp === undefined) return
+  const ms = exp * 1000 - Date.now()
+  socket.data.expiry = setTimeout(onExpiry, Math.max(0, Math.min(ms, MAX_TIMER_MS)), socket, log)
+}
+
+function onExpiry(socket: ChatSocket, log: Logger): void {
+  if ((socket.data.identity.exp ?? Infinity) * 1000 <= Date.now()) {
+    log.info({ socketId: socket.id, userId: socket.data.identity.userId }, 'token expired; disconnecting')
+    socket.disconnect(true)
+  } else armExpiry(socket, log)
 }

@@ -56,6 +56,10 @@ export interface InterServerEvents {
 
 export interface SocketData {
   identity: Identity
+  /** Disconnects the socket when its token expires (chat.handlers.ts). */
+  expiry?: NodeJS.Timeout
+  /** Settles when this socket's presence was recorded; its removal waits for it. */
+  presence?: Promise<void>
 }
 
 export type ChatServer = Server<ClientToServerEvents, ServerToClientEvents, InterServerEvents, SocketData>

@@ -6,22 +6,45 @@ import { parse } from '../validation.ts'
 import type { ChatSocket } from './events.ts'
 
 /** `ack` lets a handler answer at a moment of its choosing (then its return value is not sent). */
-type Handler<S extends TSchema> = (payload: Static<S>, ctx: { ack(result: object): void }) => Promise<object | void>
+export type Handler<S extends TSchema> = (socket: ChatSocket, payload: Static<S>, ctx: { ack(result: object): void }) => Promise<object | void>
+
+interface Route {
+  schema: TSchema
+  fn: Handler<TSchema>
+}
 
 /**
- * Registers one client event: validate → run → ack `{status:"ok",...}` or
+ * A namespace's client events: validate → run → ack `{status:"ok",...}` or
  * `{status:"error",code,error}`. Nothing thrown inside reaches Socket.IO, so no payload can
- * crash the node or disconnect the socket.
+ * crash the node or disconnect the socket. Events nobody handles are ignored, as Socket.IO does.
+ *
+ * Built once per namespace; every socket gets the same `listener` through `socket.onAny`, so an
+ * idle connection carries no handler closures of its own (decision D37: memory per connection).
  */
-export function handle<S extends TSchema>(
-  socket: ChatSocket,
-  log: Logger,
-  metrics: Metrics,
-  event: string,
-  schema: S,
-  fn: Handler<S>,
-): void {
-  ;(socket as unknown as { on(e: string, l: (...args: unknown[]) => void): void }).on(event, (...args) => {
+export class EventRouter {
+  private readonly routes = new Map<string, Route>()
+  /** For `socket.onAny`: Socket.IO calls it with the socket as `this`. */
+  readonly listener: (this: ChatSocket, event: string, ...args: unknown[]) => void
+
+  constructor(
+    private readonly log: Logger,
+    private readonly metrics: Metrics,
+  ) {
+    const router = this
+    this.listener = function (this: ChatSocket, event: string, ...args: unknown[]) {
+      router.dispatch(this, event, args)
+    }
+  }
+
+  on<S extends TSchema>(event: string, schema: S, fn: Handler<S>): this {
+    this.routes.set(event, { schema, fn: fn as unknown as Handler<TSchema> })
+    return this
+  }
+
+  private dispatch(socket: ChatSocket, event: string, args: unknown[]): void {
+    const route = this.routes.get(event)
+    if (!route) return
+    const { log, metrics } = this
     const ack = typeof args[args.length - 1] === 'function' ? (args.pop() as (res: object) => void) : undefined
     metrics.eventsIn.inc({ event })
     const started = performance.now()
@@ -32,7 +55,7 @@ export function handle<S extends TSchema>(
       metrics.ackSeconds.observe({ event, status: 'ok' }, (performance.now() - started) / 1000)
       ack?.({ status: 'ok', ...(result ?? {}) })
     }
-    const run = async () => fn(parse(schema, args[0]), { ack: ok })
+    const run = async () => route.fn(socket, parse(route.schema, args[0]), { ack: ok })
     run().then(
       (result) => ok(result),
       (err: unknown) => {
@@ -49,5 +72,5 @@ export function handle<S extends TSchema>(
         ack?.({ status: 'error', code: e.code, error: e.message, ...e.details })
       },
     )
-  })
+  }
 }

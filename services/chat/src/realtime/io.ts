@@ -46,9 +46,10 @@ export function createIo(server: HttpServer, config: Config, cluster: Cluster, t
 
   for (const name of ['/chat', '/notifications', '/admin']) {
     const nsp = io.of(name)
+    const gone = () => metrics.socketsConnected.dec({ namespace: name }) // one function for all sockets
     nsp.on('connection', (socket) => {
       metrics.socketsConnected.inc({ namespace: name })
-      socket.on('disconnect', () => metrics.socketsConnected.dec({ namespace: name }))
+      socket.on('disconnect', gone)
     })
   }
   return io

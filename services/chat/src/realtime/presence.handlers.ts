@@ -19,38 +19,42 @@ export async function announcePresence(
  * Multi-device presence (SPEC §4): `presence:online` when a user's first socket anywhere
  * connects, `presence:offline` when the last one anywhere is gone, both to the rooms the user
  * belongs to; `presence:list` to each new socket. Presence failures are logged, never fatal.
+ * Built once per node: `connected(socket)` at connection, `disconnected(socket)` from the
+ * socket's disconnect listener (no closures kept per socket).
  */
-export function registerPresence(
+export function presenceTracker(
   nsp: ChatNamespace,
-  socket: ChatSocket,
   presence: PresenceStore,
   rooms: RoomsService,
   log: Logger,
   track: (work: Promise<unknown>) => void,
   isDraining: () => boolean,
-): void {
-  const user = { userId: socket.data.identity.userId, username: socket.data.identity.username }
-  void socket.join(userRoom(user.userId))
-
-  const announce = (event: 'presence:online' | 'presence:offline') => announcePresence(nsp, rooms, user, event)
-
-  // Ordered per socket: a quick disconnect must not be processed before its connect.
-  const added: Promise<void> = presence
-    .add(user, socket.id)
-    .then(async (online) => {
-      if (online) await announce('presence:online')
-      socket.emit('presence:list', await rooms.onlineRoomMates(user.userId))
-    })
-    .catch((err: unknown) => log.warn({ err, socketId: socket.id, userId: user.userId }, 'presence add failed'))
-
-  socket.on('disconnect', () => {
-    // A drain leaves its sockets registered so users who reconnect elsewhere never look
-    // offline; the drain reaps whoever did not come back (app.ts).
-    if (isDraining()) return
-    track(added
-      .then(() => presence.remove(user, socket.id))
-      .then((offline) => (offline ? announce('presence:offline') : undefined))
-      .catch((err: unknown) => log.warn({ err, socketId: socket.id, userId: user.userId }, 'presence remove failed')),
-    )
-  })
+): { connected(socket: ChatSocket): void; disconnected(socket: ChatSocket): void } {
+  const userOf = (socket: ChatSocket): OnlineUser => ({ userId: socket.data.identity.userId, username: socket.data.identity.username })
+  return {
+    connected(socket) {
+      const user = userOf(socket)
+      void socket.join(userRoom(user.userId))
+      // Ordered per socket: a quick disconnect must not be processed before its connect.
+      socket.data.presence = presence
+        .add(user, socket.id)
+        .then(async (online) => {
+          if (online) await announcePresence(nsp, rooms, user, 'presence:online')
+          socket.emit('presence:list', await rooms.onlineRoomMates(user.userId))
+        })
+        .catch((err: unknown) => log.warn({ err, socketId: socket.id, userId: user.userId }, 'presence add failed'))
+    },
+    disconnected(socket) {
+      // A drain leaves its sockets registered so users who reconnect elsewhere never look
+      // offline; the drain reaps whoever did not come back (app.ts).
+      if (isDraining()) return
+      const user = userOf(socket)
+      track(
+        (socket.data.presence ?? Promise.resolve())
+          .then(() => presence.remove(user, socket.id))
+          .then((offline) => (offline ? announcePresence(nsp, rooms, user, 'presence:offline') : undefined))
+          .catch((err: unknown) => log.warn({ err, socketId: socket.id, userId: user.userId }, 'presence remove failed')),
+      )
+    },
+  }
 }
