@@ -40,6 +40,8 @@ export interface SocketLoadOptions {
   ackTimeoutMs?: number
   label?: string
   quiet?: boolean
+  /** Called as each measured step starts and ends (to sample other processes over the same window). */
+  onStep?: (phase: 'start' | 'end', rate: number) => void
 }
 
 export interface StepReport {
@@ -171,12 +173,14 @@ export async function runSockets(o: SocketLoadOptions): Promise<SocketLoadReport
     for (const [step, rate] of rates.entries()) {
       log(`${o.label ?? o.scenario}: step ${step + 1}/${rates.length}: ${rate} msg/s for ${o.durationSec} s …\n`)
       const cpu0 = o.pids ? totalCpu(o.pids) : 0
+      o.onStep?.('start', rate)
       const results = waitAll('result')
       procs.forEach((p) =>
         p.send({ type: 'run', step, ratePerSender: totalSenders ? rate / totalSenders : 0, durationMs: o.durationSec * 1000, drainMs: 2000 }),
       )
       const stepResults = (await results).map((r) => r.result)
       const cpu = o.pids ? totalCpu(o.pids) - cpu0 : undefined
+      o.onStep?.('end', rate)
       const s = stepReport(rate, o.durationSec, stepResults, joined, cpu)
       report.steps.push(s)
       log(`  → ${fmt(s.deliveriesPerSec)} deliveries/s, p99 ${s.latency.p99} ms, loss ${s.loss}, ack p99 ${s.ack.p99} ms\n`)

@@ -78,6 +78,33 @@ describe('RoomFeed ordering (real Socket.IO, in-memory source)', () => {
   }
   const msg = (seq: number): Message => ({ id: `m${seq}`, roomId: 'r', seq, userId: 'u', username: 'u', text: `${seq}`, timestamp: new Date().toISOString() })
 
+  it("sends a batch of one room's messages to each WebSocket member in one write", async () => {
+    const t = await setup([])
+    try {
+      // Count what reaches the kernel: each _write/_writev of the member's TCP socket is one system call.
+      const raw = (t.server.conn.transport as unknown as { socket: { _socket: { _write: Function; _writev: Function } } }).socket._socket
+      let writes = 0
+      for (const k of ['_write', '_writev'] as const) {
+        const orig = raw[k].bind(raw)
+        raw[k] = (...args: unknown[]) => (writes++, orig(...args))
+      }
+      for (const s of [1, 2, 3, 4, 5]) t.feed.publish(msg(s)) // committed together: one batch
+      await eventually(() => t.got.length >= 5)
+      assert.deepEqual(t.got, [1, 2, 3, 4, 5])
+      assert.equal(writes, 1, 'five frames, one write')
+      // The same messages one batch each: one write apiece (the counter does count).
+      writes = 0
+      for (const s of [6, 7, 8]) {
+        t.feed.publish(msg(s))
+        await eventually(() => t.got.at(-1) === s)
+      }
+      assert.deepEqual(t.got, [1, 2, 3, 4, 5, 6, 7, 8])
+      assert.equal(writes, 3)
+    } finally {
+      await t.close()
+    }
+  })
+
   it('holds an early message until its predecessor arrives, and drops duplicates', async () => {
     const t = await setup([])
     for (const s of [1, 3, 2, 2, 1, 4]) t.feed.publish(msg(s))

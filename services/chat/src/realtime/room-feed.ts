@@ -1,6 +1,7 @@
 import type { Message } from '../domain/types.ts'
 import type { Logger } from '../logger.ts'
 import type { ChatNamespace, ChatSocket } from './events.ts'
+import { repeatedRooms, withWritesHeld } from './write-hold.ts'
 
 /** Where the feed reads what it did not see live. */
 export interface FeedSource {
@@ -77,10 +78,8 @@ export class RoomFeed {
     private readonly opts: FeedOptions,
   ) {
     nsp.on('feed:messages', (messages: Message[]) => {
-      for (const m of messages) {
-        opts.onRoomChanged?.(m.roomId)
-        this.receive(m)
-      }
+      for (const m of messages) opts.onRoomChanged?.(m.roomId)
+      this.receiveAll(messages)
     })
     nsp.on('feed:changed', (roomId: string) => opts.onRoomChanged?.(roomId))
     nsp.adapter.on('delete-room', (room: string) => {
@@ -304,6 +303,15 @@ export class RoomFeed {
     const batch = this.outbox
     this.outbox = []
     if (this.opts.shared) this.nsp.serverSideEmit('feed:messages', batch)
-    for (const m of batch) this.receive(m)
+    this.receiveAll(batch)
+  }
+
+  /** A batch of committed messages: each member's frames go out in one write (see `withWritesHeld`). */
+  private receiveAll(batch: Message[]): void {
+    const rooms = repeatedRooms(batch)
+    if (rooms.length === 0) for (const m of batch) this.receive(m)
+    else withWritesHeld(this.nsp, rooms, () => {
+      for (const m of batch) this.receive(m)
+    })
   }
 }
