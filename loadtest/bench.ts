@@ -150,9 +150,16 @@ try {
 
     // 2. Durable-ack latency at half of Switchboard's highest rate.
     const half = Math.max(n('start'), Math.round(summary.switchboardMaxRate / 2 / 10) * 10)
-    const ack = await runSockets({ ...common, scenario: 'ack', rate: half, durationSec: Math.max(10, n('duration')), url: sb.url, jwtSecret: secret, pids: pidsOf(sb), label: `switchboard durable ack @ ${half} msg/s` })
+    // The baseline's (non-durable) ack at the same rate beside it: what this machine's load alone
+    // costs an ack round trip, so a figure from a busy machine can be read against its floor.
+    const ackRun = (name: 'baseline' | 'switchboard', c: RunningCluster) =>
+      runSockets({ ...common, scenario: 'ack', rate: half, durationSec: Math.max(10, n('duration')), url: c.url, jwtSecret: name === 'switchboard' ? secret : undefined, pids: pidsOf(c), label: `${name} ${name === 'switchboard' ? 'durable ' : ''}ack @ ${half} msg/s` })
+    const baseAck = await ackRun('baseline', base)
+    console.log(formatReport(baseAck) + '\n')
+    const ack = await ackRun('switchboard', sb)
     console.log(formatReport(ack) + '\n')
-    result.ack = { rate: half, latency: ack.steps[0]?.ack, report: ack }
+    result.ack = { rate: half, latency: ack.steps[0]?.ack, baselineLatency: baseAck.steps[0]?.ack, report: ack, baselineReport: baseAck }
+    console.log(`ack p99 @ ${half} msg/s: switchboard (durable) ${fmt(ack.steps[0]?.ack.p99 ?? NaN)} ms, baseline (nothing stored) ${fmt(baseAck.steps[0]?.ack.p99 ?? NaN)} ms\n`)
   }
 
   // 3. Idle connections on one node: RSS per connection, baseline vs Switchboard.
