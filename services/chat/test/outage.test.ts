@@ -12,7 +12,9 @@ import {
   redisPrefix,
   startNode,
   tcpProxy,
+  sleep,
   type TestNode,
+  useIsolatedNode,
 } from './helpers.ts'
 
 /**
@@ -103,5 +105,29 @@ describe('dependency loss is loud, and the node recovers by itself', () => {
     await eventually(async () => (await ack(s, 'chat:message', { roomId: 'outage-r', text: 'after' })).status === 'ok', 5000, 'send ok')
     const rows = await node.db.selectFrom('messages').select('text').where('room_id', '=', 'outage-r').execute()
     assert.deepEqual(rows.map((r) => r.text), ['before', 'after'])
+  })
+})
+
+describe('sharded adapter: a room created or emptied while its Redis connection is closed', () => {
+  const node = useIsolatedNode({ REDIS_ADAPTER: 'sharded' })
+
+  it('is no unhandled rejection (which would end the node)', async () => {
+    const { token } = await devToken(node.url, 'shard-user')
+    await chatClient(node.url, token)
+    const nsp = node.app.io.of('/chat')
+    const socket = [...nsp.sockets.values()][0]
+    const unhandled: unknown[] = []
+    const onUnhandled = (err: unknown) => unhandled.push(err)
+    process.on('unhandledRejection', onUnhandled)
+    try {
+      const sub = (nsp.adapter as unknown as { subClient: { quit(): Promise<unknown> } }).subClient
+      await sub.quit()
+      await socket.join('made-while-closed') // SSUBSCRIBE on a closed connection
+      await socket.leave('made-while-closed') // SUNSUBSCRIBE
+      await sleep(200)
+      assert.deepEqual(unhandled.map((e) => (e as Error).message), [])
+    } finally {
+      process.off('unhandledRejection', onUnhandled)
+    }
   })
 })

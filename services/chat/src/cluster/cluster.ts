@@ -40,6 +40,7 @@ export async function createCluster(config: Config, log: Logger, onRedisError?: 
   const pub = createRedis(config.REDIS_URL, `${config.nodeId}:pub`, log, true, () => onRedisError?.('pub'))
   const sub = createRedis(config.REDIS_URL, `${config.nodeId}:sub`, log, true, () => onRedisError?.('sub'))
   await Promise.all([command, pub, sub].map((c) => connectWithin(c, 3000)))
+  guardRoomSubscriptions(sub, log)
   const clients: Redis[] = [command, pub, sub]
   const presence = new RedisPresence(command, config.REDIS_PREFIX, config.nodeId)
   const liveness = new NodeLiveness(command, presence, config.REDIS_PREFIX, config.nodeId, log, {
@@ -73,5 +74,24 @@ export async function createCluster(config: Config, log: Logger, onRedisError?: 
       await liveness.stop()
       await Promise.all(clients.map((c) => c.quit().catch(() => c.disconnect())))
     },
+  }
+}
+
+/**
+ * The sharded adapter (un)subscribes a channel whenever a room is created or emptied and drops
+ * the promise: if the connection is closed at that moment (shutdown, or a request that ran out of
+ * retries in an outage) the rejection is unhandled, which ends a Node 20 process. Give those
+ * promises a handler; the adapter subscribes its rooms again when the connection is back.
+ */
+function guardRoomSubscriptions(sub: Redis, log: Logger): void {
+  for (const name of ['ssubscribe', 'sunsubscribe'] as const) {
+    const original = (sub[name] as (...args: unknown[]) => Promise<unknown>).bind(sub)
+    Object.assign(sub, {
+      [name]: (...args: unknown[]) => {
+        const p = original(...args)
+        p.catch((err: Error) => log.debug({ err: err.message, command: name }, 'room subscription change failed'))
+        return p
+      },
+    })
   }
 }
