@@ -19,6 +19,7 @@ import { formatReport, runSockets, type SocketLoadReport } from './sockets/run.t
 const { values: a } = parseArgs({
   options: {
     runs: { type: 'string', default: '5' },
+    'ack-runs': { type: 'string', default: '3' },
     nodes: { type: 'string', default: '2' },
     clients: { type: 'string', default: '1000' },
     rooms: { type: 'string', default: '10' },
@@ -154,12 +155,29 @@ try {
     // costs an ack round trip, so a figure from a busy machine can be read against its floor.
     const ackRun = (name: 'baseline' | 'switchboard', c: RunningCluster) =>
       runSockets({ ...common, scenario: 'ack', rate: half, durationSec: Math.max(10, n('duration')), url: c.url, jwtSecret: name === 'switchboard' ? secret : undefined, pids: pidsOf(c), label: `${name} ${name === 'switchboard' ? 'durable ' : ''}ack @ ${half} msg/s` })
-    const baseAck = await ackRun('baseline', base)
-    console.log(formatReport(baseAck) + '\n')
-    const ack = await ackRun('switchboard', sb)
-    console.log(formatReport(ack) + '\n')
-    result.ack = { rate: half, latency: ack.steps[0]?.ack, baselineLatency: baseAck.steps[0]?.ack, report: ack, baselineReport: baseAck }
-    console.log(`ack p99 @ ${half} msg/s: switchboard (durable) ${fmt(ack.steps[0]?.ack.p99 ?? NaN)} ms, baseline (nothing stored) ${fmt(baseAck.steps[0]?.ack.p99 ?? NaN)} ms\n`)
+    // Alternating pairs, medians: one ack run on this machine moves by ±30 %.
+    const acks: { baseline: SocketLoadReport[]; switchboard: SocketLoadReport[] } = { baseline: [], switchboard: [] }
+    for (let run = 1; run <= n('ack-runs'); run++) {
+      for (const [name, c] of [['baseline', base], ['switchboard', sb]] as const) {
+        const r = await ackRun(name, c)
+        console.log(formatReport(r) + '\n')
+        acks[name].push(r)
+      }
+    }
+    const p99s = (rs: SocketLoadReport[]) => rs.map((r) => r.steps[0]?.ack.p99 ?? NaN)
+    const p50s = (rs: SocketLoadReport[]) => rs.map((r) => r.steps[0]?.ack.p50 ?? NaN)
+    result.ack = {
+      rate: half,
+      p99: median(p99s(acks.switchboard)),
+      p50: median(p50s(acks.switchboard)),
+      baselineP99: median(p99s(acks.baseline)),
+      baselineP50: median(p50s(acks.baseline)),
+      runs: acks,
+    }
+    console.log(
+      `ack @ ${half} msg/s, median of ${n('ack-runs')}: switchboard (durable) p50 ${fmt(median(p50s(acks.switchboard)))} / p99 ${fmt(median(p99s(acks.switchboard)))} ms ` +
+        `[p99s ${p99s(acks.switchboard).join(', ')}]; baseline (nothing stored) p50 ${fmt(median(p50s(acks.baseline)))} / p99 ${fmt(median(p99s(acks.baseline)))} ms [p99s ${p99s(acks.baseline).join(', ')}]\n`,
+    )
   }
 
   // 3. Idle connections on one node: RSS per connection, baseline vs Switchboard.
