@@ -308,9 +308,7 @@ export class RoomFeed {
 
   /** A batch of committed messages: each member's frames go out in one write (see `withWritesHeld`). */
   private receiveAll(batch: Message[]): void {
-    const rooms = repeatedRooms(batch)
-    if (rooms.length === 0) for (const m of batch) this.receive(m)
-    else withWritesHeld(this.nsp, rooms, () => {
+    withWritesHeld(this.nsp, repeatedRooms(batch), () => {
       for (const m of batch) this.receive(m)
     })
   }

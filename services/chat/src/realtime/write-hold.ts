@@ -43,7 +43,7 @@ export function withWritesHeld(nsp: ChatNamespace, rooms: Iterable<string>, fanO
   }
 }
 
-/** Rooms that occur more than once in `messages` (only their members have frames to merge). */
+/** Rooms that occur more than once in `messages` (only their members have frames to merge; none: nothing is held). */
 export function repeatedRooms(messages: readonly { roomId: string }[]): string[] {
   if (messages.length < 2) return []
   const seen = new Set<string>()
