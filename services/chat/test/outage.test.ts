@@ -108,26 +108,30 @@ describe('dependency loss is loud, and the node recovers by itself', () => {
   })
 })
 
-describe('sharded adapter: a room created or emptied while its Redis connection is closed', () => {
-  const node = useIsolatedNode({ REDIS_ADAPTER: 'sharded' })
+for (const adapter of ['classic', 'sharded']) {
+  describe(`${adapter} adapter: rooms and broadcasts while its Redis connections are closed`, () => {
+    const node = useIsolatedNode({ REDIS_ADAPTER: adapter })
 
-  it('is no unhandled rejection (which would end the node)', async () => {
-    const { token } = await devToken(node.url, 'shard-user')
-    await chatClient(node.url, token)
-    const nsp = node.app.io.of('/chat')
-    const socket = [...nsp.sockets.values()][0]
-    const unhandled: unknown[] = []
-    const onUnhandled = (err: unknown) => unhandled.push(err)
-    process.on('unhandledRejection', onUnhandled)
-    try {
-      const sub = (nsp.adapter as unknown as { subClient: { quit(): Promise<unknown> } }).subClient
-      await sub.quit()
-      await socket.join('made-while-closed') // SSUBSCRIBE on a closed connection
-      await socket.leave('made-while-closed') // SUNSUBSCRIBE
-      await sleep(200)
-      assert.deepEqual(unhandled.map((e) => (e as Error).message), [])
-    } finally {
-      process.off('unhandledRejection', onUnhandled)
-    }
+    it('are no unhandled rejection (which would end the node)', async () => {
+      const { token } = await devToken(node.url, 'shard-user')
+      await chatClient(node.url, token)
+      const nsp = node.app.io.of('/chat')
+      const socket = [...nsp.sockets.values()][0]
+      const unhandled: unknown[] = []
+      const onUnhandled = (err: unknown) => unhandled.push(err)
+      process.on('unhandledRejection', onUnhandled)
+      try {
+        const clients = nsp.adapter as unknown as { pubClient: { quit(): Promise<unknown> }; subClient: { quit(): Promise<unknown> } }
+        await clients.subClient.quit()
+        await clients.pubClient.quit()
+        await socket.join('made-while-closed') // sharded: SSUBSCRIBE on a closed connection
+        nsp.to('made-while-closed').emit('admin:announce', { text: 'x', from: { userId: 'u', username: 'u' }, timestamp: '' }) // PUBLISH
+        await socket.leave('made-while-closed') // sharded: SUNSUBSCRIBE
+        await sleep(200)
+        assert.deepEqual(unhandled.map((e) => (e as Error).message), [])
+      } finally {
+        process.off('unhandledRejection', onUnhandled)
+      }
+    })
   })
-})
+}

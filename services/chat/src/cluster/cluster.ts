@@ -40,7 +40,7 @@ export async function createCluster(config: Config, log: Logger, onRedisError?: 
   const pub = createRedis(config.REDIS_URL, `${config.nodeId}:pub`, log, true, () => onRedisError?.('pub'))
   const sub = createRedis(config.REDIS_URL, `${config.nodeId}:sub`, log, true, () => onRedisError?.('sub'))
   await Promise.all([command, pub, sub].map((c) => connectWithin(c, 3000)))
-  guardRoomSubscriptions(sub, log)
+  for (const c of [pub, sub]) handleFireAndForget(c, log)
   const clients: Redis[] = [command, pub, sub]
   const presence = new RedisPresence(command, config.REDIS_PREFIX, config.nodeId)
   const liveness = new NodeLiveness(command, presence, config.REDIS_PREFIX, config.nodeId, log, {
@@ -78,18 +78,24 @@ export async function createCluster(config: Config, log: Logger, onRedisError?: 
 }
 
 /**
- * The sharded adapter (un)subscribes a channel whenever a room is created or emptied and drops
- * the promise: if the connection is closed at that moment (shutdown, or a request that ran out of
- * retries in an outage) the rejection is unhandled, which ends a Node 20 process. Give those
- * promises a handler; the adapter subscribes its rooms again when the connection is back.
+ * `@socket.io/redis-adapter` (classic and sharded) sends many commands on its two connections
+ * without handling the promise: broadcasts and cluster requests (`PUBLISH`), room subscriptions
+ * (`SSUBSCRIBE`/`SUNSUBSCRIBE`). If the connection is closed at that moment (shutdown, or a
+ * command out of retries in an outage) the rejection is unhandled, which ends a Node 20 process.
+ * Every command on these two connections gets a handler here; callers that await a command still
+ * see its rejection, and the adapter subscribes again when the connection is back.
  */
-function guardRoomSubscriptions(sub: Redis, log: Logger): void {
-  for (const name of ['ssubscribe', 'sunsubscribe'] as const) {
-    const original = (sub[name] as (...args: unknown[]) => Promise<unknown>).bind(sub)
-    Object.assign(sub, {
+const ADAPTER_COMMANDS = ['publish', 'spublish', 'subscribe', 'psubscribe', 'unsubscribe', 'punsubscribe', 'ssubscribe', 'sunsubscribe'] as const
+
+function handleFireAndForget(client: Redis, log: Logger): void {
+  // Per method, not in `sendCommand`: with auto-pipelining the promise a caller gets is not the
+  // one `sendCommand` returns.
+  for (const name of ADAPTER_COMMANDS) {
+    const original = (client[name] as (...args: unknown[]) => Promise<unknown>).bind(client)
+    Object.assign(client, {
       [name]: (...args: unknown[]) => {
         const p = original(...args)
-        p.catch((err: Error) => log.debug({ err: err.message, command: name }, 'room subscription change failed'))
+        p.catch((err: Error) => log.debug({ err: err.message, command: name }, 'adapter Redis command failed'))
         return p
       },
     })
