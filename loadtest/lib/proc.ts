@@ -43,3 +43,17 @@ export function rssBytes(pid: number): number {
 export function totalCpu(pids: number[]): number {
   return sumOver(pids, (f) => (Number(f[11]) + Number(f[12])) / TICKS)
 }
+
+/** Jiffies of all CPUs from /proc/stat: busy (everything but idle and iowait) and total. */
+export function machineCpuTicks(): { busy: number; total: number } {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1, 9).map(Number)
+  const total = f.reduce((a, b) => a + b, 0)
+  return { busy: total - f[3] - f[4], total }
+}
+
+/** Share of the whole machine's CPU time (all cores) that was busy since `from`, in percent. */
+export function machineBusyPct(from: { busy: number; total: number }): number {
+  const now = machineCpuTicks()
+  const total = now.total - from.total
+  return total > 0 ? Math.round(((now.busy - from.busy) / total) * 1000) / 10 : 0
+}

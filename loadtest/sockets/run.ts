@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { SignJWT } from 'jose'
 import { decode, merge, summarize, type LatencySummary } from '../lib/histogram.ts'
-import { rssBytes, totalCpu } from '../lib/proc.ts'
+import { machineBusyPct, machineCpuTicks, rssBytes, totalCpu } from '../lib/proc.ts'
 import { fmt, latencySvg, table, writeJson } from '../lib/report.ts'
 import type { ClientSpec, StepResult, WorkerMsg } from './protocol.ts'
 
@@ -58,6 +58,11 @@ export interface StepReport {
   ack: LatencySummary
   serverCpuSec?: number
   cpuSecPer100kDeliveries?: number
+  /**
+   * How busy the whole machine was over the step (all cores, every process: load generator,
+   * nginx, nodes, Redis, Postgres), in percent. Near 100, latency measures CPU queueing.
+   */
+  machineBusyPct: number
   timeline: { t: number; deliveries: number; p50: number; p99: number }[]
 }
 
@@ -173,6 +178,7 @@ export async function runSockets(o: SocketLoadOptions): Promise<SocketLoadReport
     for (const [step, rate] of rates.entries()) {
       log(`${o.label ?? o.scenario}: step ${step + 1}/${rates.length}: ${rate} msg/s for ${o.durationSec} s …\n`)
       const cpu0 = o.pids ? totalCpu(o.pids) : 0
+      const machine0 = machineCpuTicks()
       o.onStep?.('start', rate)
       const results = waitAll('result')
       procs.forEach((p) =>
@@ -181,9 +187,9 @@ export async function runSockets(o: SocketLoadOptions): Promise<SocketLoadReport
       const stepResults = (await results).map((r) => r.result)
       const cpu = o.pids ? totalCpu(o.pids) - cpu0 : undefined
       o.onStep?.('end', rate)
-      const s = stepReport(rate, o.durationSec, stepResults, joined, cpu)
+      const s = stepReport(rate, o.durationSec, stepResults, joined, machineBusyPct(machine0), cpu)
       report.steps.push(s)
-      log(`  → ${fmt(s.deliveriesPerSec)} deliveries/s, p99 ${s.latency.p99} ms, loss ${s.loss}, ack p99 ${s.ack.p99} ms\n`)
+      log(`  → ${fmt(s.deliveriesPerSec)} deliveries/s, p99 ${s.latency.p99} ms, loss ${s.loss}, ack p99 ${s.ack.p99} ms, machine ${s.machineBusyPct} % busy\n`)
       if (o.scenario === 'ramp') {
         const holds = s.loss === 0 && s.latency.p99 <= (o.p99BoundMs ?? 250) && s.acked === s.sent
         if (holds) report.maxGoodRate = rate
@@ -207,7 +213,7 @@ function rampRates(o: SocketLoadOptions): number[] {
   return out
 }
 
-function stepReport(rate: number, durationSec: number, results: StepResult[], joined: Record<string, number>, cpu?: number): StepReport {
+function stepReport(rate: number, durationSec: number, results: StepResult[], joined: Record<string, number>, machineBusy: number, cpu?: number): StepReport {
   const sent = results.reduce((s, r) => s + r.sent, 0)
   const acked = results.reduce((s, r) => s + r.acked, 0)
   const received = results.reduce((s, r) => s + r.received, 0)
@@ -236,6 +242,7 @@ function stepReport(rate: number, durationSec: number, results: StepResult[], jo
     ack: summarize(merge(results.map((r) => decode(r.ack)))),
     serverCpuSec: cpu === undefined ? undefined : Math.round(cpu * 100) / 100,
     cpuSecPer100kDeliveries: cpu === undefined || received === 0 ? undefined : Math.round((cpu / received) * 100_000 * 100) / 100,
+    machineBusyPct: machineBusy,
     timeline,
   }
 }
@@ -261,8 +268,9 @@ export function formatReport(r: SocketLoadReport): string {
     s.ack.p50,
     s.ack.p99,
     s.cpuSecPer100kDeliveries ?? '-',
+    s.machineBusyPct,
   ])
-  const t = table(['msg/s', 'sent', 'acked', 'expected', 'received', 'loss', 'deliv/s', 'p50 ms', 'p95 ms', 'p99 ms', 'max ms', 'ack p50', 'ack p99', 'cpu s/100k'], rows)
+  const t = table(['msg/s', 'sent', 'acked', 'expected', 'received', 'loss', 'deliv/s', 'p50 ms', 'p95 ms', 'p99 ms', 'max ms', 'ack p50', 'ack p99', 'cpu s/100k', 'machine busy %'], rows)
   const errors = r.steps.flatMap((s) => Object.entries(s.ackErrors).map(([k, v]) => `${s.rate} msg/s: ${v} × ${k}`))
   return [head, t, r.maxGoodRate !== undefined ? `highest rate that held: ${r.maxGoodRate} msg/s` : '', errors.length ? `ack errors: ${errors.join('; ')}` : '']
     .filter(Boolean)

@@ -46,6 +46,8 @@ describe('load-test harness (a few clients, a second)', () => {
     assertConsistent(r, 6, 3)
     assert.equal(r.steps.length, 1)
     assert.ok((r.steps[0].serverCpuSec ?? -1) >= 0)
+    // The test itself keeps a core busy (six clients, a node, Postgres): above 0, at most 100.
+    assert.ok(r.steps[0].machineBusyPct > 0 && r.steps[0].machineBusyPct <= 100, `machine busy ${r.steps[0].machineBusyPct} %`)
   })
 
   it('ramp against the baseline: steps until the bound, reports the last rate that held', async () => {
