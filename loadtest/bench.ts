@@ -1,4 +1,4 @@
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
@@ -236,7 +236,7 @@ try {
 
   const out = a.out ?? `loadtest/results/bench-${new Date().toISOString().replace(/[:.]/g, '-')}.json`
   writeJson(out, result)
-  writeFileSync('loadtest/results/bench-latest.json', JSON.stringify(result, null, 2))
+  writeJson('loadtest/results/bench-latest.json', result) // creates the folder (a fresh clone with --out has none)
   console.log(`report: ${out}`)
 } finally {
   await stopAll()

@@ -59,8 +59,9 @@ export interface StepReport {
   serverCpuSec?: number
   cpuSecPer100kDeliveries?: number
   /**
-   * How busy the whole machine was over the step (all cores, every process: load generator,
-   * nginx, nodes, Redis, Postgres), in percent. Near 100, latency measures CPU queueing.
+   * How busy the whole machine was while the step sent (all cores, every process: load
+   * generator, nginx, nodes, Redis, Postgres), in percent. Near 100, latency measures CPU
+   * queueing more than any one process.
    */
   machineBusyPct: number
   timeline: { t: number; deliveries: number; p50: number; p99: number }[]
@@ -178,16 +179,21 @@ export async function runSockets(o: SocketLoadOptions): Promise<SocketLoadReport
     for (const [step, rate] of rates.entries()) {
       log(`${o.label ?? o.scenario}: step ${step + 1}/${rates.length}: ${rate} msg/s for ${o.durationSec} s …\n`)
       const cpu0 = o.pids ? totalCpu(o.pids) : 0
+      // Over the sending window only (the drain after it is mostly idle).
       const machine0 = machineCpuTicks()
+      let machineBusy = NaN
+      const sampleMachine = setTimeout(() => (machineBusy = machineBusyPct(machine0)), o.durationSec * 1000)
       o.onStep?.('start', rate)
       const results = waitAll('result')
       procs.forEach((p) =>
         p.send({ type: 'run', step, ratePerSender: totalSenders ? rate / totalSenders : 0, durationMs: o.durationSec * 1000, drainMs: 2000 }),
       )
       const stepResults = (await results).map((r) => r.result)
+      clearTimeout(sampleMachine)
+      if (Number.isNaN(machineBusy)) machineBusy = machineBusyPct(machine0)
       const cpu = o.pids ? totalCpu(o.pids) - cpu0 : undefined
       o.onStep?.('end', rate)
-      const s = stepReport(rate, o.durationSec, stepResults, joined, machineBusyPct(machine0), cpu)
+      const s = stepReport(rate, o.durationSec, stepResults, joined, machineBusy, cpu)
       report.steps.push(s)
       log(`  → ${fmt(s.deliveriesPerSec)} deliveries/s, p99 ${s.latency.p99} ms, loss ${s.loss}, ack p99 ${s.ack.p99} ms, machine ${s.machineBusyPct} % busy\n`)
       if (o.scenario === 'ramp') {
