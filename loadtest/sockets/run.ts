@@ -40,8 +40,6 @@ export interface SocketLoadOptions {
   ackTimeoutMs?: number
   label?: string
   quiet?: boolean
-  /** Called as each measured step starts and ends (to sample other processes over the same window). */
-  onStep?: (phase: 'start' | 'end', rate: number) => void
 }
 
 export interface StepReport {
@@ -183,7 +181,6 @@ export async function runSockets(o: SocketLoadOptions): Promise<SocketLoadReport
       const machine0 = machineCpuTicks()
       let machineBusy = NaN
       const sampleMachine = setTimeout(() => (machineBusy = machineBusyPct(machine0)), o.durationSec * 1000)
-      o.onStep?.('start', rate)
       const results = waitAll('result')
       procs.forEach((p) =>
         p.send({ type: 'run', step, ratePerSender: totalSenders ? rate / totalSenders : 0, durationMs: o.durationSec * 1000, drainMs: 2000 }),
@@ -192,7 +189,6 @@ export async function runSockets(o: SocketLoadOptions): Promise<SocketLoadReport
       clearTimeout(sampleMachine)
       if (Number.isNaN(machineBusy)) machineBusy = machineBusyPct(machine0)
       const cpu = o.pids ? totalCpu(o.pids) - cpu0 : undefined
-      o.onStep?.('end', rate)
       const s = stepReport(rate, o.durationSec, stepResults, joined, machineBusy, cpu)
       report.steps.push(s)
       log(`  → ${fmt(s.deliveriesPerSec)} deliveries/s, p99 ${s.latency.p99} ms, loss ${s.loss}, ack p99 ${s.ack.p99} ms, machine ${s.machineBusyPct} % busy\n`)
