@@ -27,6 +27,8 @@ export interface SocketLoadOptions {
   durationSec: number
   /** A discarded first step at the starting rate (JIT, caches, connection pools warm up). */
   warmupSec?: number
+  /** After each step's sending window, how long late deliveries still count for it (default 2 s). */
+  drainSec?: number
   size: number
   /** Share of clients on long-polling (0..1). */
   pollingShare?: number
@@ -112,16 +114,27 @@ export async function runSockets(o: SocketLoadOptions): Promise<SocketLoadReport
       procs.map(
         (p) =>
           new Promise<Extract<WorkerMsg, { type: T }>>((resolve, reject) => {
+            // Both listeners go once this step is settled: a ramp waits on every worker many times.
+            const done = () => {
+              p.off('message', on)
+              p.off('exit', exited)
+            }
             const on = (m: WorkerMsg) => {
               if (m.type === 'progress') progress.set(p, m)
-              else if (m.type === 'error') reject(new Error(m.message))
-              else if (m.type === type) {
-                p.off('message', on)
+              else if (m.type === 'error') {
+                done()
+                reject(new Error(m.message))
+              } else if (m.type === type) {
+                done()
                 resolve(m as Extract<WorkerMsg, { type: T }>)
               }
             }
+            const exited = (code: number | null) => {
+              done()
+              reject(new Error(`load worker exited (${code})`))
+            }
             p.on('message', on)
-            p.once('exit', (code) => reject(new Error(`load worker exited (${code})`)))
+            p.once('exit', exited)
           }),
       ),
     )
@@ -183,7 +196,7 @@ export async function runSockets(o: SocketLoadOptions): Promise<SocketLoadReport
       const sampleMachine = setTimeout(() => (machineBusy = machineBusyPct(machine0)), o.durationSec * 1000)
       const results = waitAll('result')
       procs.forEach((p) =>
-        p.send({ type: 'run', step, ratePerSender: totalSenders ? rate / totalSenders : 0, durationMs: o.durationSec * 1000, drainMs: 2000 }),
+        p.send({ type: 'run', step, ratePerSender: totalSenders ? rate / totalSenders : 0, durationMs: o.durationSec * 1000, drainMs: (o.drainSec ?? 2) * 1000 }),
       )
       const stepResults = (await results).map((r) => r.result)
       clearTimeout(sampleMachine)
@@ -294,6 +307,7 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
       'p99-bound': { type: 'string', default: '250' },
       duration: { type: 'string', default: '10' },
       warmup: { type: 'string', default: '0' },
+      drain: { type: 'string', default: '2' },
       size: { type: 'string', default: '128' },
       polling: { type: 'string', default: '0' },
       addresses: { type: 'string', default: '50' },
@@ -317,6 +331,7 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
     p99BoundMs: Number(a['p99-bound']),
     durationSec: Number(a.duration),
     warmupSec: Number(a.warmup),
+    drainSec: Number(a.drain),
     size: Number(a.size),
     pollingShare: Number(a.polling),
     addresses: Number(a.addresses),
