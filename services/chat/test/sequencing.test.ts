@@ -59,7 +59,7 @@ describe('RoomFeed ordering (real Socket.IO, in-memory source)', () => {
     const source: FeedSource = {
       lastSeq: async () => 0,
       lastSeqs: async (ids) => new Map(ids.map((id) => [id, stored.length])),
-      range: async (_room, after, upTo, limit) => stored.filter((m) => m.seq > after && m.seq <= upTo).slice(0, limit),
+      range: async (room, after, upTo, limit) => stored.filter((m) => m.seq > after && m.seq <= upTo).slice(0, limit).map((m) => ({ ...m, roomId: room })),
       latest: async (_room, upTo, limit) => stored.filter((m) => m.seq <= upTo).slice(-limit),
     }
     const feed = new RoomFeed(nsp, source, pino({ level: 'silent' }), { shared: false, gapWaitMs: 50, ringSize: 4, reconcileMs })
@@ -70,11 +70,12 @@ describe('RoomFeed ordering (real Socket.IO, in-memory source)', () => {
         void feed.subscribe(s, 'r', 0, 100).then((sub) => (sub.join(), resolve()))
       }),
     )
-    const client = connect(`http://127.0.0.1:${(http.address() as AddressInfo).port}/chat`, { transports: ['websocket'] })
+    const url = `http://127.0.0.1:${(http.address() as AddressInfo).port}`
+    const client = connect(`${url}/chat`, { transports: ['websocket'] })
     const got: number[] = []
     client.on('chat:message', (m: Message) => got.push(m.seq))
     await joined
-    return { feed, got, client, server: server!, close: () => (feed.close(), client.disconnect(), new Promise((r) => io.close(r))) }
+    return { feed, got, client, url, server: server!, close: () => (feed.close(), client.disconnect(), new Promise((r) => io.close(r))) }
   }
   const msg = (seq: number): Message => ({ id: `m${seq}`, roomId: 'r', seq, userId: 'u', username: 'u', text: `${seq}`, timestamp: new Date().toISOString() })
 
@@ -151,5 +152,40 @@ describe('RoomFeed ordering (real Socket.IO, in-memory source)', () => {
     await eventually(() => order.length >= 3, 2000, 'replayed and live')
     assert.deepEqual(order, ['live 1', 'live 2', 'live 3'])
     await t.close()
+  })
+
+  it('a socket ahead of this node (moved from a node that died) gets nothing twice; the feed catches up from the store', async () => {
+    // Messages 1-3 of r3 are committed and were delivered by the node the moving client was on;
+    // this node has delivered none of them yet (their pub/sub messages are in flight or lost).
+    const t = await setup([1, 2, 3, 4].map(msg))
+    const r3 = (seq: number): Message => ({ ...msg(seq), roomId: 'r3' })
+    const moved: number[] = []
+    t.client.on('chat:message', (m: Message) => m.roomId === 'r3' && moved.push(m.seq))
+    // A member of r3 that was on this node all along.
+    const other = connect(`${t.url}/chat`, { transports: ['websocket'] })
+    const local: number[] = []
+    other.on('chat:message', (m: Message) => m.roomId === 'r3' && local.push(m.seq))
+    try {
+      await new Promise<void>((r) => other.once('connect', () => r()))
+      const otherOnServer = [...t.server.nsp.sockets.values()].find((s) => s.id !== t.server.id)!
+      const localSub = await t.feed.subscribe(otherOnServer, 'r3', undefined, 100)
+      assert.equal(localSub.lastSeq, 0, "this node's feed of r3 is at 0")
+      localSub.join()
+
+      // The moved socket syncs from 3, the last seq it saw on its old node.
+      const sub = await t.feed.subscribe(t.server, 'r3', 3, 100)
+      assert.deepEqual(sub.messages, [], 'nothing after 3 yet')
+      assert.equal(sub.lastSeq, 3, 'the feed caught up with what the socket had seen')
+      sub.join()
+      // The copies in flight arrive late, then the next message.
+      for (const s of [1, 2, 3, 4]) t.feed.publish(r3(s))
+      await eventually(() => moved.length >= 1 && local.length >= 4, 2000, 'live 4 delivered')
+      await sleep(100)
+      assert.deepEqual(moved, [4], 'the moved socket sees no repeat')
+      assert.deepEqual(local, [1, 2, 3, 4], 'the local member got 1-3 from the catch-up, once each')
+    } finally {
+      other.disconnect()
+      await t.close()
+    }
   })
 })

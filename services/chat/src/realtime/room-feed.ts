@@ -15,6 +15,9 @@ export interface FeedSource {
   latest(roomId: string, upToSeq: number, limit: number): Promise<Message[]>
 }
 
+/** At most this many messages are read to catch a room's feed up with a socket that is ahead of it. */
+const CATCH_UP_MAX = 1000
+
 interface RoomState {
   /** The next seq to deliver to this node's sockets; NaN until the room's head is known. */
   next: number
@@ -160,6 +163,11 @@ export class RoomFeed {
     const st = await this.track(roomId)
     let handedOver = false
     try {
+      // The socket has seen more of the room than this node has delivered: it comes from a node
+      // whose last messages have not reached this one (still in flight, or lost when it died).
+      // Catch the feed up from the database first; otherwise they would reach the socket again
+      // as live messages once they arrive or a gap fill reads them.
+      if (afterSeq !== undefined && afterSeq >= st.next) await this.catchUp(roomId, st, afterSeq)
       let covered = st.next - 1
       let messages: Message[]
       let hasMore = false
@@ -233,6 +241,14 @@ export class RoomFeed {
       throw err
     }
     return st
+  }
+
+  /** Delivers what the database holds up to `upTo` that this node has not delivered yet (to the room's current members). */
+  private async catchUp(roomId: string, st: RoomState, upTo: number): Promise<void> {
+    const count = Math.min(upTo - st.next + 1, CATCH_UP_MAX)
+    const missing = await this.source.range(roomId, st.next - 1, st.next - 1 + count, count)
+    if (missing.length > 0) this.opts.onRecovered?.(missing.length)
+    for (const m of missing) this.accept(roomId, st, m)
   }
 
   /** A committed message (its room's cache already invalidated): deliver it if this node follows the room. */
