@@ -113,12 +113,8 @@ export class RoomFeed {
       for (const [roomId, st] of tracked) {
         const head = heads.get(roomId)
         if (head === undefined || head < st.next || this.rooms.get(roomId) !== st) continue
-        const missing = await this.source.range(roomId, st.next - 1, head, head - st.next + 1)
-        if (missing.length > 0) {
-          this.log.warn({ roomId, from: st.next, to: head }, 'feed reconciled messages that never arrived')
-          this.opts.onRecovered?.(missing.length)
-        }
-        for (const m of missing) this.accept(roomId, st, m)
+        const { from, missing } = await this.deliverFromStore(roomId, st, head)
+        if (missing.length > 0) this.log.warn({ roomId, from, to: head }, 'feed reconciled messages that never arrived')
       }
     } catch (err) {
       this.log.warn({ err: (err as Error).message }, 'feed reconcile failed')
@@ -167,7 +163,7 @@ export class RoomFeed {
       // whose last messages have not reached this one (still in flight, or lost when it died).
       // Catch the feed up from the database first; otherwise they would reach the socket again
       // as live messages once they arrive or a gap fill reads them.
-      if (afterSeq !== undefined && afterSeq >= st.next) await this.catchUp(roomId, st, afterSeq)
+      if (afterSeq !== undefined && afterSeq >= st.next) await this.deliverFromStore(roomId, st, Math.min(afterSeq, st.next - 1 + CATCH_UP_MAX))
       let covered = st.next - 1
       let messages: Message[]
       let hasMore = false
@@ -243,12 +239,17 @@ export class RoomFeed {
     return st
   }
 
-  /** Delivers what the database holds up to `upTo` that this node has not delivered yet (to the room's current members). */
-  private async catchUp(roomId: string, st: RoomState, upTo: number): Promise<void> {
-    const count = Math.min(upTo - st.next + 1, CATCH_UP_MAX)
-    const missing = await this.source.range(roomId, st.next - 1, st.next - 1 + count, count)
+  /**
+   * Reads from the database what this node has not delivered of the room, up to `upTo`, and
+   * delivers it to the room's current members (gap fill, reconcile, catch-up). Returns where the
+   * read started and what it found.
+   */
+  private async deliverFromStore(roomId: string, st: RoomState, upTo: number): Promise<{ from: number; missing: Message[] }> {
+    const missing = await this.source.range(roomId, st.next - 1, upTo, upTo - st.next + 1)
+    const from = st.next
     if (missing.length > 0) this.opts.onRecovered?.(missing.length)
     for (const m of missing) this.accept(roomId, st, m)
+    return { from, missing }
   }
 
   /** A committed message (its room's cache already invalidated): deliver it if this node follows the room. */
@@ -293,10 +294,8 @@ export class RoomFeed {
     if (this.rooms.get(roomId) !== st || st.pending.size === 0) return
     const first = Math.min(...st.pending.keys())
     try {
-      const missing = await this.source.range(roomId, st.next - 1, first - 1, first - st.next)
-      this.log.info({ roomId, from: st.next, to: first - 1, found: missing.length }, 'feed gap filled from the database')
-      this.opts.onRecovered?.(missing.length)
-      for (const m of missing) this.accept(roomId, st, m)
+      const { from, missing } = await this.deliverFromStore(roomId, st, first - 1)
+      this.log.info({ roomId, from, to: first - 1, found: missing.length }, 'feed gap filled from the database')
       if (missing.length === 0 && st.next < first) {
         this.log.error({ roomId, from: st.next, to: first - 1 }, 'feed gap not in the database; skipping it')
         const m = st.pending.get(first)!
