@@ -167,6 +167,7 @@ try {
     const p99s = (rs: SocketLoadReport[]) => rs.map((r) => r.steps[0]?.ack.p99 ?? NaN)
     const p50s = (rs: SocketLoadReport[]) => rs.map((r) => r.steps[0]?.ack.p50 ?? NaN)
     const busy = (rs: SocketLoadReport[]) => rs.map((r) => r.steps[0]?.machineBusyPct ?? NaN)
+    const lag = (rs: SocketLoadReport[]) => rs.map((r) => r.steps[0]?.generatorLagP99Ms ?? NaN)
     const ackSummary = {
       rate: half,
       p99: median(p99s(acks.switchboard)),
@@ -176,12 +177,16 @@ try {
       // Near 100 %, both figures measure the machine's CPU queue more than either server.
       machineBusyPct: median(busy(acks.switchboard)),
       baselineMachineBusyPct: median(busy(acks.baseline)),
+      // The load generator's own event-loop delay p99: part of every latency it measured.
+      generatorLagP99Ms: median(lag(acks.switchboard)),
+      baselineGeneratorLagP99Ms: median(lag(acks.baseline)),
     }
     result.ack = { ...ackSummary, runs: acks }
     console.log(
       `ack @ ${half} msg/s, median of ${n('ack-runs')}: switchboard (durable) p50 ${fmt(ackSummary.p50)} / p99 ${fmt(ackSummary.p99)} ms ` +
         `[p99s ${p99s(acks.switchboard).join(', ')}]; baseline (nothing stored) p50 ${fmt(ackSummary.baselineP50)} / p99 ${fmt(ackSummary.baselineP99)} ms [p99s ${p99s(acks.baseline).join(', ')}]; ` +
-        `machine busy ${fmt(ackSummary.machineBusyPct)} % / ${fmt(ackSummary.baselineMachineBusyPct)} %\n`,
+        `machine busy ${fmt(ackSummary.machineBusyPct)} % / ${fmt(ackSummary.baselineMachineBusyPct)} %; ` +
+        `load generator's own event-loop delay p99 ${fmt(ackSummary.generatorLagP99Ms)} / ${fmt(ackSummary.baselineGeneratorLagP99Ms)} ms\n`,
     )
   }
 

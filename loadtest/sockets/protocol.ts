@@ -46,6 +46,11 @@ export interface StepCounts<H> {
   latency: H
   /** Ack latency. */
   ack: H
+  /**
+   * This worker's own event-loop delay over the sending window (ms): how long a ready socket
+   * could wait before the load generator read it. Every latency it measures includes this.
+   */
+  loopDelayMs: { p50: number; p99: number; max: number }
   /** Per second since the step started: deliveries and their latency. */
   perSecond: { deliveries: number; latency: H }[]
 }

@@ -64,6 +64,11 @@ export interface StepReport {
    * queueing more than any one process.
    */
   machineBusyPct: number
+  /**
+   * The load generator's own event-loop delay p99 over the sending window (ms), the worst of
+   * its workers: a floor under every latency it measured in this step.
+   */
+  generatorLagP99Ms: number
   timeline: { t: number; deliveries: number; p50: number; p99: number }[]
 }
 
@@ -105,6 +110,7 @@ export async function runSockets(o: SocketLoadOptions): Promise<SocketLoadReport
   }
 
   const rssBefore = o.pids?.reduce((s, p) => s + rssBytes(p), 0) ?? 0
+  const specsOf = (w: number) => specs.filter((_, i) => i % workers === w)
   const procs: ChildProcess[] = Array.from({ length: workers }, () =>
     fork(workerPath, [], { execArgv: ['--import', 'tsx', '--max-old-space-size=4096'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }),
   )
@@ -147,7 +153,7 @@ export async function runSockets(o: SocketLoadOptions): Promise<SocketLoadReport
     log(`${o.label ?? o.scenario}: connecting ${o.clients} clients through ${o.url} from ${Math.min(addresses, o.clients)} source addresses …\n`)
     const ready = waitAll('ready')
     procs.forEach((p, w) =>
-      p.send({ type: 'setup', url: o.url, namespace: o.namespace ?? '/chat', clients: specs.filter((_, i) => i % workers === w), size: o.size, ackTimeoutMs: o.ackTimeoutMs ?? 10_000, connectConcurrency: 100 }),
+      p.send({ type: 'setup', url: o.url, namespace: o.namespace ?? '/chat', clients: specsOf(w), size: o.size, ackTimeoutMs: o.ackTimeoutMs ?? 10_000, connectConcurrency: 100 }),
     )
     const readies = await ready
     const connected = readies.reduce((s, r) => s + r.connected, 0)
@@ -178,7 +184,7 @@ export async function runSockets(o: SocketLoadOptions): Promise<SocketLoadReport
     }
 
     // Senders per worker, to split the offered rate evenly across all senders.
-    const sendersOf = procs.map((_, w) => specs.filter((s, i) => i % workers === w && s.sender).length)
+    const sendersOf = procs.map((_, w) => specsOf(w).filter((s) => s.sender).length)
     const totalSenders = sendersOf.reduce((a, b) => a + b, 0)
     const rates = o.scenario === 'ramp' ? rampRates(o) : [o.rate]
     if (o.warmupSec) {
@@ -204,7 +210,7 @@ export async function runSockets(o: SocketLoadOptions): Promise<SocketLoadReport
       const cpu = o.pids ? totalCpu(o.pids) - cpu0 : undefined
       const s = stepReport(rate, o.durationSec, stepResults, joined, machineBusy, cpu)
       report.steps.push(s)
-      log(`  → ${fmt(s.deliveriesPerSec)} deliveries/s, p99 ${s.latency.p99} ms, loss ${s.loss}, ack p99 ${s.ack.p99} ms, machine ${s.machineBusyPct} % busy\n`)
+      log(`  → ${fmt(s.deliveriesPerSec)} deliveries/s, p99 ${s.latency.p99} ms, loss ${s.loss}, ack p99 ${s.ack.p99} ms, machine ${s.machineBusyPct} % busy, generator lag p99 ${s.generatorLagP99Ms} ms\n`)
       if (o.scenario === 'ramp') {
         const holds = s.loss === 0 && s.latency.p99 <= (o.p99BoundMs ?? 250) && s.acked === s.sent
         if (holds) report.maxGoodRate = rate
@@ -258,6 +264,7 @@ function stepReport(rate: number, durationSec: number, results: StepResult[], jo
     serverCpuSec: cpu === undefined ? undefined : Math.round(cpu * 100) / 100,
     cpuSecPer100kDeliveries: cpu === undefined || received === 0 ? undefined : Math.round((cpu / received) * 100_000 * 100) / 100,
     machineBusyPct: machineBusy,
+    generatorLagP99Ms: Math.max(...results.map((r) => r.loopDelayMs.p99)),
     timeline,
   }
 }
@@ -284,8 +291,9 @@ export function formatReport(r: SocketLoadReport): string {
     s.ack.p99,
     s.cpuSecPer100kDeliveries ?? '-',
     s.machineBusyPct,
+    s.generatorLagP99Ms,
   ])
-  const t = table(['msg/s', 'sent', 'acked', 'expected', 'received', 'loss', 'deliv/s', 'p50 ms', 'p95 ms', 'p99 ms', 'max ms', 'ack p50', 'ack p99', 'cpu s/100k', 'machine busy %'], rows)
+  const t = table(['msg/s', 'sent', 'acked', 'expected', 'received', 'loss', 'deliv/s', 'p50 ms', 'p95 ms', 'p99 ms', 'max ms', 'ack p50', 'ack p99', 'cpu s/100k', 'machine busy %', 'generator lag p99 ms'], rows)
   const errors = r.steps.flatMap((s) => Object.entries(s.ackErrors).map(([k, v]) => `${s.rate} msg/s: ${v} × ${k}`))
   return [head, t, r.maxGoodRate !== undefined ? `highest rate that held: ${r.maxGoodRate} msg/s` : '', errors.length ? `ack errors: ${errors.join('; ')}` : '']
     .filter(Boolean)

@@ -1,4 +1,5 @@
 import http from 'node:http'
+import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { io, type Socket } from 'socket.io-client'
 import { encode, newHistogram, recordMs, type Histogram } from '../lib/histogram.ts'
 import type { ClientSpec, ParentMsg, RunMsg, SetupMsg, StepCounts, StepResult, WorkerMsg } from './protocol.ts'
@@ -23,7 +24,7 @@ let failed = 0
 let progressSent = 0
 let progressReceived = 0
 
-interface StepState extends StepCounts<Histogram> {
+interface StepState extends Omit<StepCounts<Histogram>, 'loopDelayMs'> {
   startedAt: number
 }
 
@@ -134,6 +135,8 @@ async function doRun(msg: RunMsg): Promise<void> {
     })
   }
   const progress = setInterval(() => send({ type: 'progress', connected, failed, sent: progressSent, received: progressReceived }), 1000)
+  const loop = monitorEventLoopDelay({ resolution: 5 })
+  loop.enable()
   await new Promise<void>((resolve) => {
     const timer = setInterval(() => {
       const t = now()
@@ -153,6 +156,9 @@ async function doRun(msg: RunMsg): Promise<void> {
       }
     }, tickMs)
   })
+  loop.disable()
+  const ns = (v: number) => Math.round(v / 10_000) / 100
+  const loopDelayMs = { p50: ns(loop.percentile(50)), p99: ns(loop.percentile(99)), max: ns(loop.max) }
   // Let in-flight messages land; later deliveries still count for this step.
   late.set(st.step, st)
   current = undefined
@@ -168,9 +174,22 @@ async function doRun(msg: RunMsg): Promise<void> {
     received: st.received,
     latency: encode(st.latency),
     ack: encode(st.ack),
+    loopDelayMs,
     perSecond: st.perSecond.map((p) => ({ deliveries: p.deliveries, latency: encode(p.latency) })),
   }
   send({ type: 'result', result })
+}
+
+/**
+ * Resolves once no HTTP request is in flight on any agent, or after `ms`. A websocket client's
+ * disconnect is written at once; a long-polling client's goes out as a POST (and its pending
+ * GET is answered by the server). Exiting before they complete left those sessions on the
+ * server until its heartbeat timed them out.
+ */
+async function flushed(ms: number): Promise<void> {
+  const until = Date.now() + ms
+  const busy = () => [...agents.values()].some((a) => Object.values(a.sockets).some((list) => (list?.length ?? 0) > 0))
+  while (busy() && Date.now() < until) await new Promise((r) => setTimeout(r, 20))
 }
 
 process.on('message', (msg: ParentMsg) => {
@@ -180,6 +199,7 @@ process.on('message', (msg: ParentMsg) => {
     else if (msg.type === 'stop') {
       for (const c of clients) c.socket.disconnect()
       clients = []
+      await flushed(3000)
       for (const a of agents.values()) a.destroy()
       process.exit(0)
     }

@@ -3,7 +3,12 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { after, before, describe, it } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { freePort, waitFor, answers } from '../../infra/processes.ts'
-import { TEST_SECRET, useIsolatedNode } from '../../services/chat/test/helpers.ts'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { startCluster, type RunningCluster } from '../../infra/cluster.ts'
+import { startRedis, type LocalRedis } from '../../infra/services.ts'
+import { createTestDatabase, TEST_SECRET, useIsolatedNode } from '../../services/chat/test/helpers.ts'
 import { formatReport, runSockets, type SocketLoadReport } from '../sockets/run.ts'
 
 const root = fileURLToPath(new URL('../..', import.meta.url))
@@ -21,6 +26,7 @@ function assertConsistent(r: SocketLoadReport, clients: number, roomSize: number
     assert.equal(s.latency.count, s.received, 'one latency sample per delivery')
     assert.equal(s.ack.count, s.acked, 'one ack sample per ack')
     assert.equal(s.timeline.reduce((a, t) => a + t.deliveries, 0), s.received, 'the timeline adds up')
+    assert.ok(Number.isFinite(s.generatorLagP99Ms) && s.generatorLagP99Ms > 0, `generator lag p99 ${s.generatorLagP99Ms} ms`)
   }
   assert.match(formatReport(r), /msg\/s/)
 }
@@ -74,5 +80,40 @@ describe('load-test harness (a few clients, a second)', () => {
     assert.equal(r.clients.connected, 6)
     assert.ok(r.connections && r.connections.rssAfterBytes > 0)
     assert.deepEqual(r.steps, [])
+  })
+})
+
+describe('load-test harness through nginx', () => {
+  let dir: string
+  let database: Awaited<ReturnType<typeof createTestDatabase>> | undefined
+  let redis: LocalRedis | undefined
+  let cluster: RunningCluster | undefined
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'sb-harness-'))
+    database = await createTestDatabase()
+    redis = await startRedis(join(dir, 'redis'))
+    cluster = await startCluster({ nodes: 1, dir, databaseUrl: database.url, redisUrl: redis.url, redisPrefix: 'harness:', env: { JWT_SECRET: TEST_SECRET, LOG_LEVEL: 'warn', RATE_LIMIT_MESSAGES: '100000' } })
+  })
+  after(async () => {
+    await cluster?.stop()
+    await redis?.stop()
+    await database?.drop()
+    rmSync(dir, { recursive: true, force: true })
+  })
+
+  it('long-polling clients leave the server when the run ends, not at its heartbeat timeout', async () => {
+    const node = cluster!.nodes[0].url
+    const sessions = async () => {
+      const text = await (await fetch(`${node}/metrics`)).text()
+      return Number(/^switchboard_sockets_connected\{[^}]*namespace="\/chat"[^}]*\} (\d+)/m.exec(text)?.[1] ?? NaN)
+    }
+    const idle = await sessions()
+    assert.ok(Number.isNaN(idle) || idle === 0, `${idle} sessions before the run`) // no sample until the first connection
+    const r = await runSockets({ clients: 20, rooms: 2, senders: 2, rate: 20, durationSec: 1, size: 64, workers: 2, addresses: 3, quiet: true, scenario: 'fanout', url: cluster!.url, jwtSecret: TEST_SECRET, pollingShare: 0.5 })
+    assertConsistent(r, 20, 10)
+    // Ten clients polled through nginx. Their sessions must end with the run: a worker that
+    // exits before its polling disconnect is sent leaves them open until the server's heartbeat
+    // gives up on them (45 s or more).
+    await waitFor('the polling sessions to close', async () => (await sessions()) === 0, 5000)
   })
 })
