@@ -7,6 +7,8 @@ import { startCluster, type RunningCluster } from '../infra/cluster.ts'
 import { startRedis } from '../infra/services.ts'
 import { withDescendants } from './lib/descendants.ts'
 import { treeCpuSeconds } from './lib/proc.ts'
+import { bucketDelta, buckets, quantile, samples, scrape } from './lib/prom.ts'
+import { EVENT_LOOP_RESOLUTION_MS } from '../services/chat/src/metrics.ts'
 import { fmt, table, writeJson } from './lib/report.ts'
 import { formatHttp, loadToken, runHttp, seedRoom, type HttpResult } from './http/run.ts'
 import { formatReport, runSockets, type SocketLoadReport } from './sockets/run.ts'
@@ -40,6 +42,8 @@ const { values: a } = parseArgs({
   },
 })
 const n = (k: keyof typeof a) => Number(a[k])
+/** An ack run; Switchboard's also carries its nodes' own view of it. */
+type AckReport = SocketLoadReport & { nodeSide?: { acks: number; ackP50Ms: number; ackP99Ms: number; eventLoopLagP99Ms: number } }
 const median = (xs: number[]) => {
   const s = xs.filter((x) => Number.isFinite(x)).sort((x, y) => x - y)
   return s.length ? (s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2) : NaN
@@ -153,10 +157,33 @@ try {
     const half = Math.max(n('start'), Math.round(summary.switchboardMaxRate / 2 / 10) * 10)
     // The baseline's (non-durable) ack at the same rate beside it: what this machine's load alone
     // costs an ack round trip, so a figure from a busy machine can be read against its floor.
-    const ackRun = (name: 'baseline' | 'switchboard', c: RunningCluster) =>
-      runSockets({ ...common, scenario: 'ack', rate: half, durationSec: Math.max(10, n('duration')), url: c.url, jwtSecret: name === 'switchboard' ? secret : undefined, pids: pidsOf(c), label: `${name} ${name === 'switchboard' ? 'durable ' : ''}ack @ ${half} msg/s` })
+    // Switchboard's nodes also say how long they took themselves (event in → ack out, from their
+    // own histogram) and how late their event loops ran: what of the figure is the server's.
+    const ackRun = async (name: 'baseline' | 'switchboard', c: RunningCluster): Promise<AckReport> => {
+      const scrapeAll = () => Promise.all(c.nodes.map((x) => scrape(x.url)))
+      const before = name === 'switchboard' ? await scrapeAll() : []
+      const r: AckReport = await runSockets({ ...common, scenario: 'ack', rate: half, durationSec: Math.max(10, n('duration')), url: c.url, jwtSecret: name === 'switchboard' ? secret : undefined, pids: pidsOf(c), label: `${name} ${name === 'switchboard' ? 'durable ' : ''}ack @ ${half} msg/s` })
+      if (name === 'switchboard') {
+        const after = await scrapeAll()
+        const match = { event: 'chat:message', status: 'ok' }
+        const d = bucketDelta(buckets(after, 'switchboard_ack_seconds', match), buckets(before, 'switchboard_ack_seconds', match))
+        const ms = (x: number) => Math.round(x * 10_000) / 10
+        r.nodeSide = {
+          acks: d.get(Infinity) ?? 0,
+          ackP50Ms: ms(quantile(d, 0.5)),
+          ackP99Ms: ms(quantile(d, 0.99)),
+          // The gauge includes the 20 ms sampling tick itself: the delay is what is beyond it.
+          eventLoopLagP99Ms: Math.max(0, ms(Math.max(...after.flatMap((t) => samples(t, 'switchboard_nodejs_eventloop_lag_p99_seconds').map((x) => x.value)))) - EVENT_LOOP_RESOLUTION_MS),
+        }
+        console.log(
+          `  node side (warm-up included, from the nodes' own histograms): ${r.nodeSide.acks} acks, event → ack p50 ${fmt(r.nodeSide.ackP50Ms)} / p99 ${fmt(r.nodeSide.ackP99Ms)} ms; ` +
+            `event-loop delay p99 ${fmt(r.nodeSide.eventLoopLagP99Ms)} ms (worst node)`,
+        )
+      }
+      return r
+    }
     // Alternating pairs, medians: one ack run on this machine moves by ±30 %.
-    const acks: { baseline: SocketLoadReport[]; switchboard: SocketLoadReport[] } = { baseline: [], switchboard: [] }
+    const acks: { baseline: AckReport[]; switchboard: AckReport[] } = { baseline: [], switchboard: [] }
     for (let run = 1; run <= n('ack-runs'); run++) {
       for (const [name, c] of [['baseline', base], ['switchboard', sb]] as const) {
         const r = await ackRun(name, c)
@@ -180,13 +207,18 @@ try {
       // The load generator's own event-loop delay p99: part of every latency it measured.
       generatorLagP99Ms: median(lag(acks.switchboard)),
       baselineGeneratorLagP99Ms: median(lag(acks.baseline)),
+      // Switchboard's nodes' own view (bucketed histogram, interpolated).
+      nodeAckP50Ms: median(acks.switchboard.map((r) => r.nodeSide?.ackP50Ms ?? NaN)),
+      nodeAckP99Ms: median(acks.switchboard.map((r) => r.nodeSide?.ackP99Ms ?? NaN)),
+      nodeEventLoopLagP99Ms: median(acks.switchboard.map((r) => r.nodeSide?.eventLoopLagP99Ms ?? NaN)),
     }
     result.ack = { ...ackSummary, runs: acks }
     console.log(
       `ack @ ${half} msg/s, median of ${n('ack-runs')}: switchboard (durable) p50 ${fmt(ackSummary.p50)} / p99 ${fmt(ackSummary.p99)} ms ` +
         `[p99s ${p99s(acks.switchboard).join(', ')}]; baseline (nothing stored) p50 ${fmt(ackSummary.baselineP50)} / p99 ${fmt(ackSummary.baselineP99)} ms [p99s ${p99s(acks.baseline).join(', ')}]; ` +
         `machine busy ${fmt(ackSummary.machineBusyPct)} % / ${fmt(ackSummary.baselineMachineBusyPct)} %; ` +
-        `load generator's own event-loop delay p99 ${fmt(ackSummary.generatorLagP99Ms)} / ${fmt(ackSummary.baselineGeneratorLagP99Ms)} ms\n`,
+        `load generator's own event-loop delay p99 ${fmt(ackSummary.generatorLagP99Ms)} / ${fmt(ackSummary.baselineGeneratorLagP99Ms)} ms; ` +
+        `switchboard node side: event → ack p50 ${fmt(ackSummary.nodeAckP50Ms)} / p99 ${fmt(ackSummary.nodeAckP99Ms)} ms, event-loop delay p99 ${fmt(ackSummary.nodeEventLoopLagP99Ms)} ms\n`,
     )
   }
 

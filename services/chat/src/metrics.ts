@@ -1,10 +1,16 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
 
+/**
+ * How often the event-loop delay is sampled. Node's monitor records the whole interval between
+ * two ticks, so `switchboard_nodejs_eventloop_lag_*` include this much on top of the real delay.
+ */
+export const EVENT_LOOP_RESOLUTION_MS = 20
+
 /** Prometheus metrics, one prefix (`switchboard_`), base units. */
 export function createMetrics(nodeId: string) {
   const registry = new Registry()
   registry.setDefaultLabels({ node: nodeId })
-  collectDefaultMetrics({ register: registry, prefix: 'switchboard_', eventLoopMonitoringPrecision: 20 })
+  collectDefaultMetrics({ register: registry, prefix: 'switchboard_', eventLoopMonitoringPrecision: EVENT_LOOP_RESOLUTION_MS })
   const r = [registry]
   return {
     registry,
