@@ -36,6 +36,9 @@ const { values: a } = parseArgs({
     workers: { type: 'string', default: '2' },
     connections: { type: 'string', default: '19000' },
     'skip-ramp': { type: 'boolean', default: false },
+    // The durable-ack pairs' rate; by default half of Switchboard's highest rate in the ramps.
+    // Given with --skip-ramp, the ack pairs run alone.
+    'ack-rate': { type: 'string' },
     'skip-connections': { type: 'boolean', default: false },
     'skip-http': { type: 'boolean', default: false },
     out: { type: 'string' },
@@ -94,6 +97,7 @@ try {
 
   // 1. Fan-out ramp, alternating baseline (A) and Switchboard (B).
   const ramps: { baseline: SocketLoadReport[]; switchboard: SocketLoadReport[] } = { baseline: [], switchboard: [] }
+  let ackRate: number | undefined
   if (!a['skip-ramp']) {
     for (let run = 1; run <= n('runs'); run++) {
       for (const [name, cluster] of [['baseline', base], ['switchboard', sb]] as const) {
@@ -153,16 +157,24 @@ try {
         `server CPU per 100k deliveries baseline ${fmt(summary.baselineCpuPer100k)} s vs switchboard ${fmt(summary.switchboardCpuPer100k)} s (ratio ${ratio(summary.switchboardCpuPer100k, summary.baselineCpuPer100k)})\n`,
     )
 
-    // 2. Durable-ack latency at half of Switchboard's highest rate.
-    const half = Math.max(n('start'), Math.round(summary.switchboardMaxRate / 2 / 10) * 10)
+    ackRate = Math.max(n('start'), Math.round(summary.switchboardMaxRate / 2 / 10) * 10)
+  }
+
+  // 2. Durable-ack latency at half of Switchboard's highest rate (or at --ack-rate).
+  if (a['ack-rate']) ackRate = n('ack-rate')
+  if (ackRate !== undefined) {
+    const ackAt: number = ackRate
     // The baseline's (non-durable) ack at the same rate beside it: what this machine's load alone
     // costs an ack round trip, so a figure from a busy machine can be read against its floor.
     // Switchboard's nodes also say how long they took themselves (event in → ack out, from their
     // own histogram) and how late their event loops ran: what of the figure is the server's.
     const ackRun = async (name: 'baseline' | 'switchboard', c: RunningCluster): Promise<AckReport> => {
       const scrapeAll = () => Promise.all(c.nodes.map((x) => scrape(x.url)))
-      const before = name === 'switchboard' ? await scrapeAll() : []
-      const r: AckReport = await runSockets({ ...common, scenario: 'ack', rate: half, durationSec: Math.max(10, n('duration')), url: c.url, jwtSecret: name === 'switchboard' ? secret : undefined, pids: pidsOf(c), label: `${name} ${name === 'switchboard' ? 'durable ' : ''}ack @ ${half} msg/s` })
+      // Scraped as the measured step starts: the histogram's counts so far, and the event-loop
+      // gauges start over (prom-client resets them on every scrape). Connecting and warm-up are out.
+      let before: string[] = []
+      const beforeStep = async () => void (before = await scrapeAll())
+      const r: AckReport = await runSockets({ ...common, scenario: 'ack', rate: ackAt, durationSec: Math.max(10, n('duration')), url: c.url, jwtSecret: name === 'switchboard' ? secret : undefined, pids: pidsOf(c), label: `${name} ${name === 'switchboard' ? 'durable ' : ''}ack @ ${ackAt} msg/s`, beforeStep: name === 'switchboard' ? beforeStep : undefined })
       if (name === 'switchboard') {
         const after = await scrapeAll()
         const match = { event: 'chat:message', status: 'ok' }
@@ -176,7 +188,7 @@ try {
           eventLoopLagP99Ms: Math.max(0, ms(Math.max(...after.flatMap((t) => samples(t, 'switchboard_nodejs_eventloop_lag_p99_seconds').map((x) => x.value)))) - EVENT_LOOP_RESOLUTION_MS),
         }
         console.log(
-          `  node side (warm-up included, from the nodes' own histograms): ${r.nodeSide.acks} acks, event → ack p50 ${fmt(r.nodeSide.ackP50Ms)} / p99 ${fmt(r.nodeSide.ackP99Ms)} ms; ` +
+          `  node side (from the nodes' own histograms, the measured step and its drain): ${r.nodeSide.acks} acks, event → ack p50 ${fmt(r.nodeSide.ackP50Ms)} / p99 ${fmt(r.nodeSide.ackP99Ms)} ms; ` +
             `event-loop delay p99 ${fmt(r.nodeSide.eventLoopLagP99Ms)} ms (worst node)`,
         )
       }
@@ -196,7 +208,7 @@ try {
     const busy = (rs: SocketLoadReport[]) => rs.map((r) => r.steps[0]?.machineBusyPct ?? NaN)
     const lag = (rs: SocketLoadReport[]) => rs.map((r) => r.steps[0]?.generatorLagP99Ms ?? NaN)
     const ackSummary = {
-      rate: half,
+      rate: ackAt,
       p99: median(p99s(acks.switchboard)),
       p50: median(p50s(acks.switchboard)),
       baselineP99: median(p99s(acks.baseline)),
@@ -214,7 +226,7 @@ try {
     }
     result.ack = { ...ackSummary, runs: acks }
     console.log(
-      `ack @ ${half} msg/s, median of ${n('ack-runs')}: switchboard (durable) p50 ${fmt(ackSummary.p50)} / p99 ${fmt(ackSummary.p99)} ms ` +
+      `ack @ ${ackAt} msg/s, median of ${n('ack-runs')}: switchboard (durable) p50 ${fmt(ackSummary.p50)} / p99 ${fmt(ackSummary.p99)} ms ` +
         `[p99s ${p99s(acks.switchboard).join(', ')}]; baseline (nothing stored) p50 ${fmt(ackSummary.baselineP50)} / p99 ${fmt(ackSummary.baselineP99)} ms [p99s ${p99s(acks.baseline).join(', ')}]; ` +
         `machine busy ${fmt(ackSummary.machineBusyPct)} % / ${fmt(ackSummary.baselineMachineBusyPct)} %; ` +
         `load generator's own event-loop delay p99 ${fmt(ackSummary.generatorLagP99Ms)} / ${fmt(ackSummary.baselineGeneratorLagP99Ms)} ms; ` +

@@ -40,6 +40,8 @@ export interface SocketLoadOptions {
   /** Server processes to measure: CPU seconds per step, RSS for `connections`. */
   pids?: number[]
   ackTimeoutMs?: number
+  /** Called just before each measured step starts sending (after connecting and warming up). */
+  beforeStep?: (rate: number) => Promise<void>
   label?: string
   quiet?: boolean
 }
@@ -195,6 +197,7 @@ export async function runSockets(o: SocketLoadOptions): Promise<SocketLoadReport
     }
     for (const [step, rate] of rates.entries()) {
       log(`${o.label ?? o.scenario}: step ${step + 1}/${rates.length}: ${rate} msg/s for ${o.durationSec} s …\n`)
+      await o.beforeStep?.(rate)
       const cpu0 = o.pids ? totalCpu(o.pids) : 0
       // Over the sending window only (the drain after it is mostly idle).
       const machine0 = machineCpuTicks()

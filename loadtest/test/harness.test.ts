@@ -77,10 +77,17 @@ describe('load-test harness (a few clients, a second)', () => {
   const small = { clients: 6, rooms: 2, senders: 2, rate: 20, durationSec: 1, size: 64, workers: 2, addresses: 3, quiet: true }
 
   it('fanout against Switchboard: sent, acked, expected, received and loss are consistent', async () => {
-    const before = await scrape(node.url)
-    const r = await runSockets({ ...small, scenario: 'fanout', url: node.url, jwtSecret: TEST_SECRET, pids: [process.pid] })
+    let before = ''
+    let calls = 0
+    const beforeStep = async () => {
+      calls++
+      before = await scrape(node.url)
+    }
+    const r = await runSockets({ ...small, scenario: 'fanout', url: node.url, jwtSecret: TEST_SECRET, pids: [process.pid], warmupSec: 0.5, beforeStep })
     assertConsistent(r, 6, 3)
-    // The node's own ack histogram (what the bench reads as the node side) saw exactly these acks.
+    assert.equal(calls, 1, 'called once, for the one measured step')
+    // The node's own ack histogram (what the bench reads as the node side), scraped as the step
+    // started, saw exactly this step's acks: none of the warm-up's.
     const match = { event: 'chat:message', status: 'ok' }
     const seen = bucketDelta(buckets([await scrape(node.url)], 'switchboard_ack_seconds', match), buckets([before], 'switchboard_ack_seconds', match))
     assert.equal(seen.get(Infinity), r.steps[0].acked)
