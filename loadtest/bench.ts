@@ -6,12 +6,13 @@ import { cpus } from 'node:os'
 import { startCluster, type RunningCluster } from '../infra/cluster.ts'
 import { startRedis } from '../infra/services.ts'
 import { withDescendants } from './lib/descendants.ts'
+import { pin, pinTree, splitCpus } from './lib/pin.ts'
 import { treeCpuSeconds } from './lib/proc.ts'
 import { bucketDelta, buckets, quantile, samples, scrape } from './lib/prom.ts'
 import { EVENT_LOOP_RESOLUTION_MS } from '../services/chat/src/metrics.ts'
 import { fmt, table, writeJson } from './lib/report.ts'
 import { formatHttp, loadToken, runHttp, seedRoom, type HttpResult } from './http/run.ts'
-import { formatReport, runSockets, type SocketLoadReport } from './sockets/run.ts'
+import { ackHeldRate, formatReport, runSockets, type SocketLoadReport } from './sockets/run.ts'
 
 // `npm run bench`: the same fan-out ramp against a bare Socket.IO cluster (the baseline) and
 // against Switchboard — same node count, same nginx, same Redis, same load client — alternating
@@ -32,6 +33,8 @@ const { values: a } = parseArgs({
     duration: { type: 'string', default: '8' },
     warmup: { type: 'string', default: '4' },
     'p99-bound': { type: 'string', default: '250' },
+    // The durable-ack bound of issue 4: each ramp also reports up to which rate its ack p99 stayed within it.
+    'ack-bound': { type: 'string', default: '50' },
     size: { type: 'string', default: '128' },
     workers: { type: 'string', default: '2' },
     connections: { type: 'string', default: '19000' },
@@ -41,6 +44,8 @@ const { values: a } = parseArgs({
     'ack-rate': { type: 'string' },
     'skip-connections': { type: 'boolean', default: false },
     'skip-http': { type: 'boolean', default: false },
+    // Servers on the first half of the CPUs, load generator on the other half (loadtest/lib/pin.ts).
+    pin: { type: 'boolean', default: false },
     out: { type: 'string' },
   },
 })
@@ -68,7 +73,13 @@ const stopAll = async () => {
 process.once('SIGINT', () => void stopAll().then(() => process.exit(130)))
 
 try {
-  console.log(`machine: ${cpus().length} × ${cpus()[0]?.model}; load generator, nginx, nodes, Redis and Postgres all share it`)
+  const cpuSets = a.pin ? splitCpus() : undefined
+  console.log(
+    `machine: ${cpus().length} × ${cpus()[0]?.model}; ` +
+      (cpuSets
+        ? `nginx, nodes, Redis and Postgres pinned to CPU ${cpuSets.server}, the load generator to CPU ${cpuSets.generator}`
+        : 'load generator, nginx, nodes, Redis and Postgres all share it'),
+  )
   sb = await startCluster({
     nodes: n('nodes'),
     dir: join(dir, 'switchboard'),
@@ -77,6 +88,13 @@ try {
     env: { JWT_SECRET: secret, RATE_LIMIT_MESSAGES: '100000000', LOG_LEVEL: 'warn', AUTH_DEV_TOKENS: 'false' },
   })
   base = await startCluster({ nodes: n('nodes'), dir: join(dir, 'baseline'), redisUrl: redis.url, redisPrefix: 'bench-base:', nodeScript: 'loadtest/baseline/server.ts' })
+  // Everything started so far is a server; the bench and the load workers it forks are the generator.
+  const pinServers = () => {
+    if (!cpuSets) return
+    pinTree(process.pid, cpuSets.server, { exceptRoot: true })
+    pin(process.pid, cpuSets.generator)
+  }
+  pinServers()
   const pidsOf = (c: RunningCluster) => c.nodes.map((x) => x.proc.child.pid!)
   const infraPids = () => [...withDescendants(redis.proc.child.pid!), ...(sb?.postgres ? withDescendants(sb.postgres.proc.child.pid!) : [])]
 
@@ -93,7 +111,7 @@ try {
     size: n('size'),
     workers: n('workers'),
   }
-  const result: Record<string, unknown> = { startedAt: new Date().toISOString(), options: a, cpus: cpus().length }
+  const result: Record<string, unknown> = { startedAt: new Date().toISOString(), options: a, cpus: cpus().length, cpuModel: cpus()[0]?.model, pinned: cpuSets ?? null }
 
   // 1. Fan-out ramp, alternating baseline (A) and Switchboard (B).
   const ramps: { baseline: SocketLoadReport[]; switchboard: SocketLoadReport[] } = { baseline: [], switchboard: [] }
@@ -120,13 +138,26 @@ try {
     const pairs = ramps.baseline.map((b, i) => {
       const s = ramps.switchboard[i]
       const rate = Math.min(b.maxGoodRate ?? 0, s.maxGoodRate ?? 0)
-      return { run: i + 1, baselineMax: b.maxGoodRate ?? 0, switchboardMax: s.maxGoodRate ?? 0, cpuRate: rate, baselineCpu: cpuAt(b, rate), switchboardCpu: cpuAt(s, rate) }
+      return {
+        run: i + 1,
+        baselineMax: b.maxGoodRate ?? 0,
+        switchboardMax: s.maxGoodRate ?? 0,
+        cpuRate: rate,
+        baselineCpu: cpuAt(b, rate),
+        switchboardCpu: cpuAt(s, rate),
+        baselineAckHeld: ackHeldRate(b, n('ack-bound')),
+        switchboardAckHeld: ackHeldRate(s, n('ack-bound')),
+      }
     })
     const summary = {
       baselineMaxRate: median(pairs.map((p) => p.baselineMax)),
       switchboardMaxRate: median(pairs.map((p) => p.switchboardMax)),
       baselineCpuPer100k: median(pairs.map((p) => p.baselineCpu)),
       switchboardCpuPer100k: median(pairs.map((p) => p.switchboardCpu)),
+      // Up to which rate every step's ack p99 stayed within --ack-bound (Switchboard's ack is durable).
+      ackBoundMs: n('ack-bound'),
+      baselineAckHeldRate: median(pairs.map((p) => p.baselineAckHeld)),
+      switchboardAckHeldRate: median(pairs.map((p) => p.switchboardAckHeld)),
     }
     // CPU per delivery falls as the rate rises (fixed per-message costs spread over more
     // deliveries), so also compare rate by rate: every step both measured, held or not.
@@ -141,8 +172,8 @@ try {
     result.ramp = { pairs, summary, cpuByRate: byRate, reports: ramps }
     console.log(
       table(
-        ['run', 'baseline max msg/s', 'switchboard max msg/s', 'CPU compared at', 'baseline cpu s/100k', 'switchboard cpu s/100k'],
-        pairs.map((p) => [p.run, p.baselineMax, p.switchboardMax, p.cpuRate, p.baselineCpu, p.switchboardCpu]),
+        ['run', 'baseline max msg/s', 'switchboard max msg/s', 'CPU compared at', 'baseline cpu s/100k', 'switchboard cpu s/100k', `baseline ack p99 ≤ ${n('ack-bound')} ms up to`, `switchboard ack p99 ≤ ${n('ack-bound')} ms up to`],
+        pairs.map((p) => [p.run, p.baselineMax, p.switchboardMax, p.cpuRate, p.baselineCpu, p.switchboardCpu, p.baselineAckHeld, p.switchboardAckHeld]),
       ),
     )
     console.log(
@@ -154,7 +185,8 @@ try {
     )
     console.log(
       `\nmedians: max rate baseline ${summary.baselineMaxRate} vs switchboard ${summary.switchboardMaxRate} msg/s (ratio ${ratio(summary.switchboardMaxRate, summary.baselineMaxRate)}); ` +
-        `server CPU per 100k deliveries baseline ${fmt(summary.baselineCpuPer100k)} s vs switchboard ${fmt(summary.switchboardCpuPer100k)} s (ratio ${ratio(summary.switchboardCpuPer100k, summary.baselineCpuPer100k)})\n`,
+        `server CPU per 100k deliveries baseline ${fmt(summary.baselineCpuPer100k)} s vs switchboard ${fmt(summary.switchboardCpuPer100k)} s (ratio ${ratio(summary.switchboardCpuPer100k, summary.baselineCpuPer100k)}); ` +
+        `ack p99 ≤ ${summary.ackBoundMs} ms up to baseline ${summary.baselineAckHeldRate} vs switchboard (durable) ${summary.switchboardAckHeldRate} msg/s\n`,
     )
 
     ackRate = Math.max(n('start'), Math.round(summary.switchboardMaxRate / 2 / 10) * 10)
@@ -207,6 +239,7 @@ try {
     const p50s = (rs: SocketLoadReport[]) => rs.map((r) => r.steps[0]?.ack.p50 ?? NaN)
     const busy = (rs: SocketLoadReport[]) => rs.map((r) => r.steps[0]?.machineBusyPct ?? NaN)
     const lag = (rs: SocketLoadReport[]) => rs.map((r) => r.steps[0]?.generatorLagP99Ms ?? NaN)
+    const perCpu = (rs: SocketLoadReport[]) => (rs[0]?.steps[0]?.cpuBusyPct ?? []).map((_, i) => median(rs.map((r) => r.steps[0]?.cpuBusyPct[i] ?? NaN)))
     const ackSummary = {
       rate: ackAt,
       p99: median(p99s(acks.switchboard)),
@@ -216,6 +249,9 @@ try {
       // Near 100 %, both figures measure the machine's CPU queue more than either server.
       machineBusyPct: median(busy(acks.switchboard)),
       baselineMachineBusyPct: median(busy(acks.baseline)),
+      // Each CPU's (with --pin: the servers' and the generator's).
+      cpuBusyPct: perCpu(acks.switchboard),
+      baselineCpuBusyPct: perCpu(acks.baseline),
       // The load generator's own event-loop delay p99: part of every latency it measured.
       generatorLagP99Ms: median(lag(acks.switchboard)),
       baselineGeneratorLagP99Ms: median(lag(acks.baseline)),
@@ -228,7 +264,7 @@ try {
     console.log(
       `ack @ ${ackAt} msg/s, median of ${n('ack-runs')}: switchboard (durable) p50 ${fmt(ackSummary.p50)} / p99 ${fmt(ackSummary.p99)} ms ` +
         `[p99s ${p99s(acks.switchboard).join(', ')}]; baseline (nothing stored) p50 ${fmt(ackSummary.baselineP50)} / p99 ${fmt(ackSummary.baselineP99)} ms [p99s ${p99s(acks.baseline).join(', ')}]; ` +
-        `machine busy ${fmt(ackSummary.machineBusyPct)} % / ${fmt(ackSummary.baselineMachineBusyPct)} %; ` +
+        `machine busy ${fmt(ackSummary.machineBusyPct)} % / ${fmt(ackSummary.baselineMachineBusyPct)} % (per CPU ${ackSummary.cpuBusyPct.join(' / ')} / ${ackSummary.baselineCpuBusyPct.join(' / ')}); ` +
         `load generator's own event-loop delay p99 ${fmt(ackSummary.generatorLagP99Ms)} / ${fmt(ackSummary.baselineGeneratorLagP99Ms)} ms; ` +
         `switchboard node side: event → ack p50 ${fmt(ackSummary.nodeAckP50Ms)} / p99 ${fmt(ackSummary.nodeAckP99Ms)} ms, event-loop delay p99 ${fmt(ackSummary.nodeEventLoopLagP99Ms)} ms\n`,
     )
@@ -243,6 +279,7 @@ try {
       // whatever the ramps left, which moved "RSS before" by 100 MiB between runs.
       await cluster.nodes[0].proc.stop('SIGTERM', 30_000)
       await cluster.restartNode(0)
+      pinServers()
       await new Promise((r) => setTimeout(r, 3000))
       const node = cluster.nodes[0]
       conn[name] = await runSockets({

@@ -44,16 +44,22 @@ export function totalCpu(pids: number[]): number {
   return sumOver(pids, (f) => (Number(f[11]) + Number(f[12])) / TICKS)
 }
 
-/** Jiffies of all CPUs from /proc/stat: busy (everything but idle and iowait) and total. */
-export function machineCpuTicks(): { busy: number; total: number } {
-  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1, 9).map(Number)
-  const total = f.reduce((a, b) => a + b, 0)
-  return { busy: total - f[3] - f[4], total }
+/** Jiffies from /proc/stat, busy (everything but idle and iowait) and total: [0] all CPUs, then cpu0, cpu1, … */
+export function machineCpuTicks(): { busy: number; total: number }[] {
+  return readFileSync('/proc/stat', 'utf8')
+    .split('\n')
+    .filter((line) => /^cpu\d* /.test(line))
+    .map((line) => {
+      const f = line.trim().split(/\s+/).slice(1, 9).map(Number)
+      const total = f.reduce((a, b) => a + b, 0)
+      return { busy: total - f[3] - f[4], total }
+    })
 }
 
-/** Share of the whole machine's CPU time (all cores) that was busy since `from`, in percent. */
-export function machineBusyPct(from: { busy: number; total: number }): number {
-  const now = machineCpuTicks()
-  const total = now.total - from.total
-  return total > 0 ? Math.round(((now.busy - from.busy) / total) * 1000) / 10 : 0
+/** Share of CPU time that was busy since `from`, in percent: [0] the whole machine (all cores), then each CPU. */
+export function machineBusyPct(from: { busy: number; total: number }[]): number[] {
+  return machineCpuTicks().map((now, i) => {
+    const total = now.total - (from[i]?.total ?? 0)
+    return total > 0 ? Math.round(((now.busy - from[i].busy) / total) * 1000) / 10 : 0
+  })
 }

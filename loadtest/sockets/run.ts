@@ -66,6 +66,8 @@ export interface StepReport {
    * queueing more than any one process.
    */
   machineBusyPct: number
+  /** The same for each CPU (cpu0, cpu1, …): with `npm run bench -- --pin`, the servers' and the load generator's own. */
+  cpuBusyPct: number[]
   /**
    * The load generator's own event-loop delay p99 over the sending window (ms), the worst of
    * its workers: a floor under every latency it measured in this step.
@@ -201,7 +203,7 @@ export async function runSockets(o: SocketLoadOptions): Promise<SocketLoadReport
       const cpu0 = o.pids ? totalCpu(o.pids) : 0
       // Over the sending window only (the drain after it is mostly idle).
       const machine0 = machineCpuTicks()
-      let machineBusy = NaN
+      let machineBusy: number[] | undefined
       const sampleMachine = setTimeout(() => (machineBusy = machineBusyPct(machine0)), o.durationSec * 1000)
       const results = waitAll('result')
       procs.forEach((p) =>
@@ -209,11 +211,11 @@ export async function runSockets(o: SocketLoadOptions): Promise<SocketLoadReport
       )
       const stepResults = (await results).map((r) => r.result)
       clearTimeout(sampleMachine)
-      if (Number.isNaN(machineBusy)) machineBusy = machineBusyPct(machine0)
+      machineBusy ??= machineBusyPct(machine0)
       const cpu = o.pids ? totalCpu(o.pids) - cpu0 : undefined
       const s = stepReport(rate, o.durationSec, stepResults, joined, machineBusy, cpu)
       report.steps.push(s)
-      log(`  → ${fmt(s.deliveriesPerSec)} deliveries/s, p99 ${s.latency.p99} ms, loss ${s.loss}, ack p99 ${s.ack.p99} ms, machine ${s.machineBusyPct} % busy, generator lag p99 ${s.generatorLagP99Ms} ms\n`)
+      log(`  → ${fmt(s.deliveriesPerSec)} deliveries/s, p99 ${s.latency.p99} ms, loss ${s.loss}, ack p99 ${s.ack.p99} ms, machine ${s.machineBusyPct} % busy (per CPU ${s.cpuBusyPct.join(" / ")}), generator lag p99 ${s.generatorLagP99Ms} ms\n`)
       if (o.scenario === 'ramp') {
         const holds = s.loss === 0 && s.latency.p99 <= (o.p99BoundMs ?? 250) && s.acked === s.sent
         if (holds) report.maxGoodRate = rate
@@ -231,13 +233,27 @@ export async function runSockets(o: SocketLoadOptions): Promise<SocketLoadReport
   }
 }
 
+/**
+ * The highest rate of a ramp up to which every step also kept its ack p99 within `boundMs`
+ * (and held: no loss, every send acked); 0 if the first step did not. Contiguous from the
+ * start, like the ramp's own bound: a step over it ends the count.
+ */
+export function ackHeldRate(r: SocketLoadReport, boundMs: number): number {
+  let held = 0
+  for (const s of r.steps) {
+    if (s.loss !== 0 || s.acked !== s.sent || !(s.ack.p99 <= boundMs)) break
+    held = s.rate
+  }
+  return held
+}
+
 function rampRates(o: SocketLoadOptions): number[] {
   const out: number[] = []
   for (let r = o.rate; r <= (o.maxRate ?? o.rate * 10); r += o.step ?? o.rate) out.push(r)
   return out
 }
 
-function stepReport(rate: number, durationSec: number, results: StepResult[], joined: Record<string, number>, machineBusy: number, cpu?: number): StepReport {
+function stepReport(rate: number, durationSec: number, results: StepResult[], joined: Record<string, number>, machineBusy: number[], cpu?: number): StepReport {
   const sent = results.reduce((s, r) => s + r.sent, 0)
   const acked = results.reduce((s, r) => s + r.acked, 0)
   const received = results.reduce((s, r) => s + r.received, 0)
@@ -266,7 +282,8 @@ function stepReport(rate: number, durationSec: number, results: StepResult[], jo
     ack: summarize(merge(results.map((r) => decode(r.ack)))),
     serverCpuSec: cpu === undefined ? undefined : Math.round(cpu * 100) / 100,
     cpuSecPer100kDeliveries: cpu === undefined || received === 0 ? undefined : Math.round((cpu / received) * 100_000 * 100) / 100,
-    machineBusyPct: machineBusy,
+    machineBusyPct: machineBusy[0],
+    cpuBusyPct: machineBusy.slice(1),
     generatorLagP99Ms: Math.max(...results.map((r) => r.loopDelayMs.p99)),
     timeline,
   }
@@ -294,9 +311,10 @@ export function formatReport(r: SocketLoadReport): string {
     s.ack.p99,
     s.cpuSecPer100kDeliveries ?? '-',
     s.machineBusyPct,
+    s.cpuBusyPct.join(' / '),
     s.generatorLagP99Ms,
   ])
-  const t = table(['msg/s', 'sent', 'acked', 'expected', 'received', 'loss', 'deliv/s', 'p50 ms', 'p95 ms', 'p99 ms', 'max ms', 'ack p50', 'ack p99', 'cpu s/100k', 'machine busy %', 'generator lag p99 ms'], rows)
+  const t = table(['msg/s', 'sent', 'acked', 'expected', 'received', 'loss', 'deliv/s', 'p50 ms', 'p95 ms', 'p99 ms', 'max ms', 'ack p50', 'ack p99', 'cpu s/100k', 'machine busy %', 'per CPU %', 'generator lag p99 ms'], rows)
   const errors = r.steps.flatMap((s) => Object.entries(s.ackErrors).map(([k, v]) => `${s.rate} msg/s: ${v} × ${k}`))
   return [head, t, r.maxGoodRate !== undefined ? `highest rate that held: ${r.maxGoodRate} msg/s` : '', errors.length ? `ack errors: ${errors.join('; ')}` : '']
     .filter(Boolean)

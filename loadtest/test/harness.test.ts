@@ -4,12 +4,14 @@ import { after, before, describe, it } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { freePort, waitFor, answers } from '../../infra/processes.ts'
 import { mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { cpus, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { TEST_SECRET, useIsolatedNode } from '../../services/chat/test/helpers.ts'
 import { startTestCluster, type TestCluster } from '../../test/cluster/helpers.ts'
+import { withDescendants } from '../lib/descendants.ts'
+import { affinity, pin, pinTree, splitCpus } from '../lib/pin.ts'
 import { bucketDelta, buckets, quantile, samples, scrape } from '../lib/prom.ts'
-import { formatReport, runSockets, type SocketLoadReport } from '../sockets/run.ts'
+import { ackHeldRate, formatReport, runSockets, type SocketLoadReport, type StepReport } from '../sockets/run.ts'
 
 const root = fileURLToPath(new URL('../..', import.meta.url))
 
@@ -30,6 +32,49 @@ function assertConsistent(r: SocketLoadReport, clients: number, roomSize: number
   }
   assert.match(formatReport(r), /msg\/s/)
 }
+
+describe('pinning the bench (--pin)', () => {
+  it('splits the CPUs: servers on the first half, the load generator on the rest', () => {
+    assert.deepEqual(splitCpus(2), { server: '0', generator: '1' })
+    assert.deepEqual(splitCpus(4), { server: '0-1', generator: '2-3' })
+    assert.deepEqual(splitCpus(3), { server: '0', generator: '1-2' })
+    assert.throws(() => splitCpus(1), /at least 2 CPUs/)
+  })
+
+  it('pins a running process tree, and what it starts afterwards inherits the pin', async () => {
+    // A shell with a child of its own; on a signal it starts another child and reports its pid.
+    const sh = spawn('sh', ['-c', 'trap \'sleep 30 & echo $!\' USR1; sleep 30 & while :; do wait; done'], { stdio: ['ignore', 'pipe', 'inherit'] })
+    try {
+      await waitFor('the shell and its child', async () => withDescendants(sh.pid!).length === 2, 5000)
+      const [, child] = withDescendants(sh.pid!)
+      assert.notEqual(affinity(child), '0', 'not pinned yet (every CPU of a machine with two or more)')
+      assert.deepEqual(pinTree(sh.pid!, '0', { exceptRoot: true }), [child])
+      assert.equal(affinity(child), '0')
+      assert.notEqual(affinity(sh.pid!), '0', 'the root was left alone')
+      assert.deepEqual(pinTree(sh.pid!, '0'), [sh.pid!, child])
+      const later = new Promise<number>((resolve) => sh.stdout!.once('data', (d: Buffer) => resolve(Number(String(d).trim()))))
+      sh.kill('SIGUSR1')
+      assert.equal(affinity(await later), '0', 'a process started after the pin inherits it')
+      assert.equal(pin(2 ** 22 + 1, '0'), false, 'a pid that does not exist is skipped')
+    } finally {
+      for (const p of withDescendants(sh.pid!).reverse()) process.kill(p, 'SIGKILL')
+    }
+  })
+})
+
+describe('summing up a ramp', () => {
+  it('ackHeldRate: the highest rate up to which every step kept its ack p99 within the bound', () => {
+    const step = (rate: number, ackP99: number, extra: Partial<StepReport> = {}) =>
+      ({ rate, sent: 10, acked: 10, loss: 0, ack: { p99: ackP99 }, ...extra }) as StepReport
+    const ramp = (...steps: StepReport[]) => ({ steps }) as SocketLoadReport
+    assert.equal(ackHeldRate(ramp(step(100, 10), step(150, 20), step(200, 60), step(250, 30)), 50), 150, 'a step over the bound ends it, even if a later one is under')
+    assert.equal(ackHeldRate(ramp(step(100, 10), step(150, 50)), 50), 150, 'the bound itself holds')
+    assert.equal(ackHeldRate(ramp(step(100, 60)), 50), 0)
+    assert.equal(ackHeldRate(ramp(step(100, 10), step(150, 10, { loss: 3 })), 50), 100, 'a loss ends it')
+    assert.equal(ackHeldRate(ramp(step(100, 10), step(150, 10, { acked: 9 })), 50), 100, 'an unacked send ends it')
+    assert.equal(ackHeldRate(ramp(step(100, 10), step(150, NaN)), 50), 100, 'no ack figure is not within the bound')
+  })
+})
 
 describe('reading a node\'s Prometheus histogram', () => {
   const text = [
@@ -95,6 +140,11 @@ describe('load-test harness (a few clients, a second)', () => {
     assert.ok((r.steps[0].serverCpuSec ?? -1) >= 0)
     // The test itself keeps a core busy (six clients, a node, Postgres): above 0, at most 100.
     assert.ok(r.steps[0].machineBusyPct > 0 && r.steps[0].machineBusyPct <= 100, `machine busy ${r.steps[0].machineBusyPct} %`)
+    // …and each CPU's share, one per CPU, which average to the whole machine's.
+    const per = r.steps[0].cpuBusyPct
+    assert.equal(per.length, cpus().length)
+    assert.ok(per.every((x) => x >= 0 && x <= 100), per.join(' / '))
+    assert.ok(Math.abs(per.reduce((a, b) => a + b, 0) / per.length - r.steps[0].machineBusyPct) < 2, `${per.join(' / ')} vs ${r.steps[0].machineBusyPct}`)
   })
 
   it('ramp against the baseline: steps until the bound, reports the last rate that held', async () => {
