@@ -215,7 +215,7 @@ export async function runSockets(o: SocketLoadOptions): Promise<SocketLoadReport
       const cpu = o.pids ? totalCpu(o.pids) - cpu0 : undefined
       const s = stepReport(rate, o.durationSec, stepResults, joined, machineBusy, cpu)
       report.steps.push(s)
-      log(`  → ${fmt(s.deliveriesPerSec)} deliveries/s, p99 ${s.latency.p99} ms, loss ${s.loss}, ack p99 ${s.ack.p99} ms, machine ${s.machineBusyPct} % busy (per CPU ${s.cpuBusyPct.join(" / ")}), generator lag p99 ${s.generatorLagP99Ms} ms\n`)
+      log(`  → ${fmt(s.deliveriesPerSec)} deliveries/s, p99 ${s.latency.p99} ms, loss ${s.loss}, ack p99 ${s.ack.p99} ms, machine ${s.machineBusyPct} % busy (per CPU ${s.cpuBusyPct.join(' / ')}), generator lag p99 ${s.generatorLagP99Ms} ms\n`)
       if (o.scenario === 'ramp') {
         const holds = s.loss === 0 && s.latency.p99 <= (o.p99BoundMs ?? 250) && s.acked === s.sent
         if (holds) report.maxGoodRate = rate
