@@ -12,7 +12,7 @@ import { bucketDelta, buckets, quantile, samples, scrape } from './lib/prom.ts'
 import { EVENT_LOOP_RESOLUTION_MS } from '../services/chat/src/metrics.ts'
 import { fmt, table, writeJson } from './lib/report.ts'
 import { formatHttp, loadToken, runHttp, seedRoom, type HttpResult } from './http/run.ts'
-import { ackHeldRate, formatReport, runSockets, type SocketLoadReport } from './sockets/run.ts'
+import { ackHeldRate, formatReport, runSockets, type SocketLoadReport, type StepReport } from './sockets/run.ts'
 
 // `npm run bench`: the same fan-out ramp against a bare Socket.IO cluster (the baseline) and
 // against Switchboard — same node count, same nginx, same Redis, same load client — alternating
@@ -73,9 +73,10 @@ const stopAll = async () => {
 process.once('SIGINT', () => void stopAll().then(() => process.exit(130)))
 
 try {
-  const cpuSets = a.pin ? splitCpus() : undefined
+  const machine = { cpus: cpus().length, model: cpus()[0]?.model }
+  const cpuSets = a.pin ? splitCpus(machine.cpus) : undefined
   console.log(
-    `machine: ${cpus().length} × ${cpus()[0]?.model}; ` +
+    `machine: ${machine.cpus} × ${machine.model}; ` +
       (cpuSets
         ? `nginx, nodes, Redis and Postgres pinned to CPU ${cpuSets.server}, the load generator to CPU ${cpuSets.generator}`
         : 'load generator, nginx, nodes, Redis and Postgres all share it'),
@@ -111,7 +112,7 @@ try {
     size: n('size'),
     workers: n('workers'),
   }
-  const result: Record<string, unknown> = { startedAt: new Date().toISOString(), options: a, cpus: cpus().length, cpuModel: cpus()[0]?.model, pinned: cpuSets ?? null }
+  const result: Record<string, unknown> = { startedAt: new Date().toISOString(), options: a, cpus: machine.cpus, cpuModel: machine.model, pinned: cpuSets ?? null }
 
   // 1. Fan-out ramp, alternating baseline (A) and Switchboard (B).
   const ramps: { baseline: SocketLoadReport[]; switchboard: SocketLoadReport[] } = { baseline: [], switchboard: [] }
@@ -235,26 +236,25 @@ try {
         acks[name].push(r)
       }
     }
-    const p99s = (rs: SocketLoadReport[]) => rs.map((r) => r.steps[0]?.ack.p99 ?? NaN)
-    const p50s = (rs: SocketLoadReport[]) => rs.map((r) => r.steps[0]?.ack.p50 ?? NaN)
-    const busy = (rs: SocketLoadReport[]) => rs.map((r) => r.steps[0]?.machineBusyPct ?? NaN)
-    const lag = (rs: SocketLoadReport[]) => rs.map((r) => r.steps[0]?.generatorLagP99Ms ?? NaN)
-    const perCpu = (rs: SocketLoadReport[]) => (rs[0]?.steps[0]?.cpuBusyPct ?? []).map((_, i) => median(rs.map((r) => r.steps[0]?.cpuBusyPct[i] ?? NaN)))
+    // One figure of each run's (single) step, NaN for a run without one.
+    const each = (rs: SocketLoadReport[], of: (s: StepReport) => number) => rs.map((r) => (r.steps[0] ? of(r.steps[0]) : NaN))
+    const p99s = (rs: SocketLoadReport[]) => each(rs, (s) => s.ack.p99)
+    const perCpu = (rs: SocketLoadReport[]) => (rs[0]?.steps[0]?.cpuBusyPct ?? []).map((_, i) => median(each(rs, (s) => s.cpuBusyPct[i])))
     const ackSummary = {
       rate: ackAt,
       p99: median(p99s(acks.switchboard)),
-      p50: median(p50s(acks.switchboard)),
+      p50: median(each(acks.switchboard, (s) => s.ack.p50)),
       baselineP99: median(p99s(acks.baseline)),
-      baselineP50: median(p50s(acks.baseline)),
+      baselineP50: median(each(acks.baseline, (s) => s.ack.p50)),
       // Near 100 %, both figures measure the machine's CPU queue more than either server.
-      machineBusyPct: median(busy(acks.switchboard)),
-      baselineMachineBusyPct: median(busy(acks.baseline)),
+      machineBusyPct: median(each(acks.switchboard, (s) => s.machineBusyPct)),
+      baselineMachineBusyPct: median(each(acks.baseline, (s) => s.machineBusyPct)),
       // Each CPU's (with --pin: the servers' and the generator's).
       cpuBusyPct: perCpu(acks.switchboard),
       baselineCpuBusyPct: perCpu(acks.baseline),
       // The load generator's own event-loop delay p99: part of every latency it measured.
-      generatorLagP99Ms: median(lag(acks.switchboard)),
-      baselineGeneratorLagP99Ms: median(lag(acks.baseline)),
+      generatorLagP99Ms: median(each(acks.switchboard, (s) => s.generatorLagP99Ms)),
+      baselineGeneratorLagP99Ms: median(each(acks.baseline, (s) => s.generatorLagP99Ms)),
       // Switchboard's nodes' own view (bucketed histogram, interpolated).
       nodeAckP50Ms: median(acks.switchboard.map((r) => r.nodeSide?.ackP50Ms ?? NaN)),
       nodeAckP99Ms: median(acks.switchboard.map((r) => r.nodeSide?.ackP99Ms ?? NaN)),

@@ -59,7 +59,7 @@ export function machineCpuTicks(): { busy: number; total: number }[] {
 /** Share of CPU time that was busy since `from`, in percent: [0] the whole machine (all cores), then each CPU. */
 export function machineBusyPct(from: { busy: number; total: number }[]): number[] {
   return machineCpuTicks().map((now, i) => {
-    const total = now.total - (from[i]?.total ?? 0)
+    const total = now.total - from[i].total
     return total > 0 ? Math.round(((now.busy - from[i].busy) / total) * 1000) / 10 : 0
   })
 }
