@@ -4,6 +4,7 @@ import type { Identity } from '../domain/types.ts'
 import { AppError } from '../errors.ts'
 import { devUserId } from '../ids.ts'
 import { TtlCache } from '../ttl-cache.ts'
+import { storable } from '../validation.ts'
 
 /**
  * Verifies bearer JWTs (HS256 shared secret, or RS256/ES256/EdDSA through a JWKS URL) and,
@@ -41,9 +42,11 @@ export class Tokens {
         clockTolerance: 5,
       })
       const sub = payload.sub
-      if (typeof sub !== 'string' || sub.length === 0 || sub.length > 128) throw new AppError('AUTH_INVALID', 'Invalid token')
-      const name = typeof payload.name === 'string' && payload.name.trim() ? payload.name.trim().slice(0, 64) : sub
-      const roles = Array.isArray(payload.roles) ? payload.roles.filter((r): r is string => typeof r === 'string') : []
+      // Refused, never rewritten: Postgres would turn a lone surrogate into U+FFFD and merge two users.
+      if (typeof sub !== 'string' || sub.length === 0 || sub.length > 128 || !storable(sub)) throw new AppError('AUTH_INVALID', 'Invalid token')
+      if (payload.name !== undefined && (typeof payload.name !== 'string' || !storable(payload.name))) throw new AppError('AUTH_INVALID', 'Invalid token')
+      const name = payload.name?.trim() ? [...payload.name.trim()].slice(0, 64).join('') : sub
+      const roles = Array.isArray(payload.roles) ? payload.roles.filter((r): r is string => typeof r === 'string' && storable(r)) : []
       const identity: Identity = { userId: sub, username: name, roles, exp: payload.exp }
       // Remembered until expiry (capped), never past it: an expired token is verified again and refused.
       if (payload.exp !== undefined) this.verified.set(token, identity, Math.min(payload.exp * 1000 - Date.now(), 3_600_000))

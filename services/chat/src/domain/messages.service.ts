@@ -8,7 +8,7 @@ import * as rooms from '../store/rooms.repository.ts'
 import type { RoomEvents } from './events.ts'
 import { HistoryCache } from './history-cache.ts'
 import type { RoomsService } from './rooms.service.ts'
-import { cleanText, type DeleteInput, type EditInput, type ReactInput, type ReadInput, type SendInput } from './schemas.ts'
+import { cleanText, readTarget, type DeleteInput, type EditInput, type ReactInput, type ReadInput, type SendInput } from './schemas.ts'
 import type { Identity, Message } from './types.ts'
 
 /** Row → SPEC `Message`; optional fields only when set. */
@@ -130,7 +130,7 @@ export class MessagesService {
   /** Raises the caller's read mark to a message of the room and tells the room. */
   async markRead(who: Identity, input: ReadInput): Promise<void> {
     await this.rooms.requireMember(who, input.roomId)
-    const by = 'messageId' in input ? { id: input.messageId } : { seq: input.seq }
+    const by = readTarget(input)
     const row = await messages.findMessage(this.db, input.roomId, by)
     if (!row) throw new AppError('NOT_FOUND', 'Message not found in this room')
     const seq = Number(row.seq)
@@ -161,7 +161,8 @@ export class MessagesService {
     const byMessage = new Map<string, Record<string, string[]>>()
     for (const r of reactions) {
       let m = byMessage.get(r.message_id)
-      if (!m) byMessage.set(r.message_id, (m = {}))
+      // Emoji are user input: a reaction named `constructor` or `__proto__` is a key like any other.
+      if (!m) byMessage.set(r.message_id, (m = Object.create(null) as Record<string, string[]>))
       ;(m[r.emoji] ??= []).push(r.user_id)
     }
     return rows.map((r) => toMessage(r, byMessage.get(r.id)))

@@ -34,8 +34,7 @@ export function chatRouter(nsp: ChatNamespace, deps: ChatDeps): EventRouter {
   const who = (socket: ChatSocket) => socket.data.identity
   const router = new EventRouter(deps.log, deps.metrics)
 
-  router.on('room:join', S.JoinPayload, async (socket, p) => {
-    const { roomId, lastSeq } = typeof p === 'string' ? { roomId: p, lastSeq: undefined } : p
+  router.on('room:join', S.JoinPayload, async (socket, { roomId, lastSeq }) => {
     const wasIn = socket.rooms.has(roomId)
     await rooms.join(who(socket), roomId)
     const state = await rooms.roomState(roomId)
@@ -48,16 +47,16 @@ export function chatRouter(nsp: ChatNamespace, deps: ChatDeps): EventRouter {
       nsp.to(roomId).except(userRoom(userId)).emit('room:user-joined', { userId, username, roomId })
     }
     return { roomId, lastSeq: sub.lastSeq, online: state.online }
-  })
+  }, { bareRoomId: true })
 
-  router.on('room:leave', S.LeavePayload, async (socket, p) => {
-    const roomId = typeof p === 'string' ? p : p.roomId
+  router.on('room:leave', S.LeavePayload, async (socket, { roomId }) => {
     const { userId, username } = who(socket)
-    await rooms.leave(who(socket), roomId)
+    const wasMember = await rooms.leave(who(socket), roomId)
     // Membership is per user: every device of the user leaves, on whichever node.
     nsp.in(userRoom(userId)).socketsLeave(roomId)
-    nsp.to(roomId).except(userRoom(userId)).emit('room:user-left', { userId, username, roomId })
-  })
+    // Only a member's leave is news; a stranger's must reach nobody (SPEC §4).
+    if (wasMember) nsp.to(roomId).except(userRoom(userId)).emit('room:user-left', { userId, username, roomId })
+  }, { bareRoomId: true })
 
   router.on('chat:message', S.SendPayload, (socket, p) => messages.send(who(socket), p, socket.rooms.has(p.roomId)))
   router.on('chat:edit', S.EditPayload, (socket, p) => messages.edit(who(socket), p))
@@ -77,8 +76,9 @@ export function chatRouter(nsp: ChatNamespace, deps: ChatDeps): EventRouter {
   })
 
   router.on('chat:sync', S.SyncPayload, async (socket, p, ctx) => {
-    const out: Record<string, Message[]> = {}
-    const errors: Record<string, string> = {}
+    // Room ids are user input: `__proto__` is a room like any other.
+    const out: Record<string, Message[]> = Object.create(null)
+    const errors: Record<string, string> = Object.create(null)
     const hasMore: string[] = []
     const subs: Subscription[] = []
     try {

@@ -411,7 +411,8 @@ export class ChatStore {
   private onReaction(e: { roomId: string; messageId: string; emoji: string; userId: string; on: boolean }): void {
     const m = this.state.views[e.roomId]?.messages.find((x) => x.id === e.messageId)
     if (!m) return
-    const users = new Set(m.reactions?.[e.emoji] ?? [])
+    // Emoji are user input: `constructor` must not find Object's own property.
+    const users = new Set(m.reactions && Object.hasOwn(m.reactions, e.emoji) ? m.reactions[e.emoji] : [])
     if (e.on) users.add(e.userId)
     else users.delete(e.userId)
     const reactions = { ...m.reactions, [e.emoji]: [...users] }
