@@ -1,6 +1,9 @@
 import assert from 'node:assert/strict'
 import { execFile, spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { inspect, promisify } from 'node:util'
 import { after, before, describe, it } from 'node:test'
@@ -382,5 +385,43 @@ describe('key rotation and npm run reencrypt', () => {
     assert.match(noKeys.out, /ENCRYPTION_KEYS is not set/)
     assert.equal(badKeys.code, 78)
     assert.match(badKeys.out, /ENCRYPTION_KEYS: entry 1/)
+  })
+})
+
+describe('embedded PGlite with ENCRYPTION_KEYS', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'sb-enc-'))
+  after(() => rmSync(dir, { recursive: true, force: true }))
+  /** Every byte PGlite wrote under DATA_DIR (heap, WAL, ...). */
+  const filesUnder = (d: string): Buffer =>
+    Buffer.concat((readdirSync(d, { recursive: true }) as string[]).map((f) => join(d, f)).filter((f) => statSync(f).isFile()).map((f) => readFileSync(f)))
+
+  it('seals and opens on the embedded database too; its files hold no plaintext', async () => {
+    const secret = canary('embedded')
+    const open = canary('embedded-plain')
+    const start = (keys: string | null) => startNode({ DATA_DIR: dir, ...(keys ? { ENCRYPTION_KEYS: keys } : {}) })
+    let n = await start(null)
+    let { token } = await devToken(n.url, 'eve')
+    let s = await chatClient(n.url, token)
+    await ack(s, 'room:join', 'local')
+    await send(s, 'local', open)
+    closeClients()
+    await n.close()
+    assert.ok(filesUnder(dir).includes(open), 'plaintext mode: the text is in the files') // so the check below can fail
+
+    n = await start(K1)
+    try {
+      ;({ token } = await devToken(n.url, 'eve'))
+      s = await chatClient(n.url, token)
+      await ack(s, 'room:join', 'local')
+      const { messageId } = await send(s, 'local', secret)
+      const row = await n.db.selectFrom('messages').selectAll().where('id', '=', messageId).executeTakeFirstOrThrow()
+      assert.deepEqual([row.text, row.key_id], ['', 'k1'])
+      assert.deepEqual(await historyTexts(n, token, 'local'), [open, secret])
+    } finally {
+      closeClients()
+      await n.close()
+    }
+    const bytes = filesUnder(dir)
+    assert.ok(!bytes.includes(secret) && !bytes.includes(Buffer.from(secret).toString('hex')), 'the sealed text is nowhere in the files')
   })
 })
