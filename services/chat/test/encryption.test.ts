@@ -248,6 +248,12 @@ describe('message text encrypted at rest (real sockets, real Postgres, pg_dump)'
     const res = await getJson(node.url, ana.token, `/api/rooms/${room}/messages`)
     assert.equal(res.status, 500)
   })
+
+  it('reencrypt stops at a row it cannot open, naming it, and leaves the batch as it was', async () => {
+    const before = await deployment.raw.selectFrom('messages').select(['id', 'key_id', 'text_cipher']).orderBy('seq').execute()
+    await assert.rejects(reencrypt(deployment.raw, parseKeyring(`k3:${key()}`)!, { batchSize: 10 }), /key "k1" is not in ENCRYPTION_KEYS/)
+    assert.deepEqual(await deployment.raw.selectFrom('messages').select(['id', 'key_id', 'text_cipher']).orderBy('seq').execute(), before)
+  })
 })
 
 describe('key rotation and npm run reencrypt', () => {
