@@ -12,7 +12,10 @@ import pg from 'pg'
 import { loadConfig } from '../src/config.ts'
 import { aad, AtRestError, parseKeyring } from '../src/crypto/at-rest.ts'
 import { MessageTexts } from '../src/store/message-text.ts'
+import { newMessageId } from '../src/ids.ts'
+import { commitBatch, commitBatchCarefully, type Draft } from '../src/store/messages.repository.ts'
 import { reencrypt } from '../src/store/reencrypt.ts'
+import { insertRoom } from '../src/store/rooms.repository.ts'
 import type { Database } from '../src/store/schema.ts'
 import {
   ack,
@@ -247,6 +250,22 @@ describe('message text encrypted at rest (real sockets, real Postgres, pg_dump)'
     ana.token = (await devToken(node.url, 'ana')).token
     const res = await getJson(node.url, ana.token, `/api/rooms/${room}/messages`)
     assert.equal(res.status, 500)
+  })
+
+  it('both commit paths (one statement, and the multi-statement fallback) store sealed drafts', async () => {
+    const texts = new MessageTexts(parseKeyring(K1))
+    await insertRoom(deployment.raw, { id: 'direct', name: 'direct', isPrivate: false, createdBy: 'u' })
+    const draft = (text: string): Draft => {
+      const id = newMessageId()
+      return { id, roomId: 'direct', userId: 'u', username: 'u', ...texts.seal('direct', id, text), replyTo: null, clientMsgId: null, attachmentId: null }
+    }
+    const one = [canary('one-statement'), canary('one-statement')]
+    const careful = [canary('careful'), canary('careful')]
+    await commitBatch(deployment.raw, one.map(draft), new Date())
+    await commitBatchCarefully(deployment.raw, careful.map(draft), new Date())
+    const rows = await deployment.raw.selectFrom('messages').selectAll().where('room_id', '=', 'direct').orderBy('seq').execute()
+    assert.deepEqual(rows.map((r) => [r.text, r.key_id]), [...one, ...careful].map(() => ['', 'k1']))
+    assert.deepEqual(rows.map((r) => texts.open(r)), [...one, ...careful])
   })
 
   it('reencrypt stops at a row it cannot open, naming it, and leaves the batch as it was', async () => {
