@@ -27,6 +27,7 @@ import { createRoomEvents } from './realtime/room-events.ts'
 import { RoomFeed } from './realtime/room-feed.ts'
 import { pingDb, type Db } from './store/db.ts'
 import { GroupCommit } from './store/group-commit.ts'
+import { MessageTexts } from './store/message-text.ts'
 
 export interface AppDeps {
   config: Config
@@ -105,7 +106,7 @@ export async function buildApp({ config, log, db, cluster, metrics = createMetri
     },
   )
   cluster.onAdapterReconnect?.(() => void feed.reconcile())
-  messages = new MessagesService(db, commits, rooms, cluster.messageLimit, createRoomEvents(chat, feed, metrics, notifier))
+  messages = new MessagesService(db, commits, rooms, cluster.messageLimit, createRoomEvents(chat, feed, metrics, notifier), new MessageTexts(config.encryption))
   const typingLimit = new RateLimiterMemory({ points: 1, duration: Math.max(config.TYPING_THROTTLE_MS, 1) / 1000 })
 
   // One router and one disconnect listener for every socket: an idle connection holds no

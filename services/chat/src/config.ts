@@ -4,6 +4,7 @@ import { hostname } from 'node:os'
 import { join, resolve } from 'node:path'
 import { envSchema } from 'env-schema'
 import Type, { type Static } from 'typebox'
+import { parseKeyring, type Keyring } from './crypto/at-rest.ts'
 
 /**
  * Every environment variable the node reads; `.env.example` documents each one. NODE_ENV only
@@ -20,6 +21,8 @@ const configSchema = (production: boolean) => Type.Object({
   DATABASE_POOL_MAX: Type.Integer({ default: 10, minimum: 1, maximum: 500 }),
   DATABASE_TIMEOUT_MS: Type.Integer({ default: 5000, minimum: 100 }),
   MIGRATE_ON_START: Type.Boolean({ default: true }),
+  /** `<keyId>:<base64 of 32 bytes>`, comma-separated; the first writes. Empty: message text stored in plaintext. */
+  ENCRYPTION_KEYS: Type.String({ default: '' }),
 
   REDIS_URL: Type.String({ default: '' }),
   REDIS_PREFIX: Type.String({ default: 'sb:', pattern: '^[A-Za-z0-9:_.-]{1,64}$' }),
@@ -57,7 +60,9 @@ type RawConfig = Static<ReturnType<typeof configSchema>>
 export const CONFIG_VARIABLES: readonly string[] = Object.freeze(Object.keys(configSchema(false).properties))
 
 export type Config = Readonly<
-  RawConfig & {
+  Omit<RawConfig, 'ENCRYPTION_KEYS'> & {
+    /** ENCRYPTION_KEYS parsed (null: off). The raw value is not kept, so logging the config shows only key ids. */
+    encryption: Keyring | null
     /** True when no DATABASE_URL is set: PGlite under DATA_DIR. */
     embeddedDatabase: boolean
     corsOrigins: readonly string[]
@@ -91,13 +96,24 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     throw new Error('ADMIN_UI_PASSWORD_HASH must be a bcrypt hash when ADMIN_UI_USERNAME is set')
   }
   if (raw.JWT_JWKS_URL) new URL(raw.JWT_JWKS_URL) // throws on a malformed URL
+  const { ENCRYPTION_KEYS, ...rest } = raw
   return Object.freeze({
-    ...raw,
+    ...rest,
+    encryption: parseEncryptionKeys(ENCRYPTION_KEYS),
     JWT_SECRET: secret,
     embeddedDatabase: raw.DATABASE_URL === '',
     corsOrigins: Object.freeze(raw.CORS_ORIGINS.split(',').map((o) => o.trim()).filter(Boolean)),
     nodeId: raw.NODE_ID || `${hostname()}-${process.pid}-${randomBytes(2).toString('hex')}`,
   })
+}
+
+/** ENCRYPTION_KEYS → key ring; the error names the variable, never the key material. */
+export function parseEncryptionKeys(value: string): Keyring | null {
+  try {
+    return parseKeyring(value)
+  } catch (err) {
+    throw new Error(`ENCRYPTION_KEYS: ${(err as Error).message}`)
+  }
 }
 
 function devSecret(dataDir: string): string {

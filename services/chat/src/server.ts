@@ -37,6 +37,11 @@ await app.http.listen({ port: config.PORT, host: config.HOST })
 const address = app.http.server.address()
 const port = typeof address === 'object' && address ? address.port : config.PORT
 log.info(
-  { port, database: config.embeddedDatabase ? 'embedded' : 'postgres', cluster: config.REDIS_URL ? 'redis' : 'in-process' },
+  {
+    port,
+    database: config.embeddedDatabase ? 'embedded' : 'postgres',
+    cluster: config.REDIS_URL ? 'redis' : 'in-process',
+    encryption: config.encryption ? { writes: config.encryption.writeKeyId, reads: config.encryption.keyIds } : 'off',
+  },
   `Switchboard listening on http://${config.HOST === '0.0.0.0' || config.HOST === '::' ? 'localhost' : config.HOST}:${port}`,
 )

@@ -3,6 +3,7 @@ import { AppError } from '../errors.ts'
 import { newMessageId } from '../ids.ts'
 import type { Db } from '../store/db.ts'
 import type { GroupCommit } from '../store/group-commit.ts'
+import type { MessageTexts } from '../store/message-text.ts'
 import * as messages from '../store/messages.repository.ts'
 import * as rooms from '../store/rooms.repository.ts'
 import type { RoomEvents } from './events.ts'
@@ -11,15 +12,15 @@ import type { RoomsService } from './rooms.service.ts'
 import { cleanText, readTarget, type DeleteInput, type EditInput, type ReactInput, type ReadInput, type SendInput } from './schemas.ts'
 import type { Identity, Message } from './types.ts'
 
-/** Row → SPEC `Message`; optional fields only when set. */
-export function toMessage(row: messages.HistoryRow, reactions?: Record<string, string[]>): Message {
+/** Row → SPEC `Message` (with its text already opened, `MessageTexts.open`); optional fields only when set. */
+export function toMessage(row: messages.HistoryRow, text: string, reactions?: Record<string, string[]>): Message {
   const m: Message = {
     id: row.id,
     roomId: row.room_id,
     seq: Number(row.seq),
     userId: row.user_id,
     username: row.username,
-    text: row.text,
+    text,
     timestamp: new Date(row.created_at).toISOString(),
   }
   if (row.reply_to) m.replyTo = row.reply_to
@@ -49,6 +50,8 @@ export class MessagesService {
     private readonly rooms: RoomsService,
     private readonly limit: RateLimit,
     private readonly events: RoomEvents,
+    /** Message text in and out of its stored form (encrypted at rest when ENCRYPTION_KEYS is set). */
+    private readonly texts: MessageTexts,
   ) {}
 
   /**
@@ -70,12 +73,13 @@ export class MessagesService {
     }
     // The rate-limit check runs while the draft waits for its batch; a refusal stores nothing.
     const allowed = this.limit.consume(who.userId)
+    const id = newMessageId()
     const draft: messages.Draft = {
-      id: newMessageId(),
+      id,
       roomId: input.roomId,
       userId: who.userId,
       username: who.username,
-      text,
+      ...this.texts.seal(input.roomId, id, text),
       replyTo: input.replyTo ?? null,
       clientMsgId: input.clientMsgId ?? null,
       attachmentId: input.attachmentId ?? null,
@@ -105,7 +109,7 @@ export class MessagesService {
     const row = await this.liveMessage(input.roomId, input.messageId)
     if (row.user_id !== who.userId) throw new AppError('FORBIDDEN', 'Only the author can edit a message')
     const at = new Date()
-    await messages.updateText(this.db, input.roomId, input.messageId, text, at)
+    await messages.updateText(this.db, input.roomId, input.messageId, this.texts.seal(input.roomId, input.messageId, text), at)
     this.events.messageEdited({ roomId: input.roomId, messageId: input.messageId, text, editedAt: at.toISOString(), userId: who.userId })
   }
 
@@ -165,7 +169,7 @@ export class MessagesService {
       if (!m) byMessage.set(r.message_id, (m = Object.create(null) as Record<string, string[]>))
       ;(m[r.emoji] ??= []).push(r.user_id)
     }
-    return rows.map((r) => toMessage(r, byMessage.get(r.id)))
+    return rows.map((r) => toMessage(r, this.texts.open(r), byMessage.get(r.id)))
   }
 
   private async liveMessage(roomId: string, messageId: string) {

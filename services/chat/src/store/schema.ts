@@ -26,7 +26,11 @@ export interface MessagesTable {
   id: string
   user_id: string
   username: string
+  /** Plaintext, or '' when the text is encrypted (then `key_id` and `text_cipher` are set). */
   text: string
+  /** The ENCRYPTION_KEYS id that sealed `text_cipher`; null for plaintext and deleted rows. */
+  key_id: string | null
+  text_cipher: Uint8Array | null
   reply_to: string | null
   client_msg_id: string | null
   attachment_id: string | null
