@@ -77,7 +77,9 @@ export async function buildApp({ config, log, db, cluster, metrics = createMetri
   })
   const rooms = new RoomsService(db, cluster.presence)
 
-  const http = Fastify({ loggerInstance: log.child({}, { level: 'warn' }) as FastifyBaseLogger, trustProxy: true, bodyLimit: 1_048_576 })
+  // Fastify's own request logs only from warn up, and never louder than LOG_LEVEL asks (silent stays silent).
+  const httpLog = log.child({}, { level: log.levelVal >= 40 ? log.level : 'warn' }) as FastifyBaseLogger
+  const http = Fastify({ loggerInstance: httpLog, trustProxy: true, bodyLimit: 1_048_576 })
   http.addHook('onRequest', async (_request, reply) => {
     reply.header('x-switchboard-node', config.nodeId)
   })
