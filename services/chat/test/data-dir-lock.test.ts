@@ -45,9 +45,18 @@ function listening(r: Run): Promise<string> {
   })
 }
 
+/** The exit code, or a failure with the output if the process is still running after `ms`. */
+function exitCode(r: Run, ms = 60_000): Promise<number | null> {
+  let timer: NodeJS.Timeout | undefined
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`still running after ${ms} ms:\n${r.stdout()}${r.stderr()}`)), ms)
+  })
+  return Promise.race([r.exited, late]).finally(() => clearTimeout(timer))
+}
+
 const stopped = async (r: Run) => {
   if (r.child.exitCode === null && r.child.signalCode === null) r.child.kill('SIGTERM')
-  return r.exited
+  return exitCode(r)
 }
 
 describe('one DATA_DIR, one process (the embedded store is locked)', () => {
@@ -57,7 +66,7 @@ describe('one DATA_DIR, one process (the embedded store is locked)', () => {
     rmSync(dataDir, { recursive: true, force: true })
   })
 
-  it('a second node and npm run migrate refuse with one line while the first node keeps serving', async () => {
+  it('a second node and npm run migrate refuse with one line while the first node keeps serving', { timeout: 180_000 }, async () => {
     // The first node also runs production with dev tokens on: it must say loudly what that means.
     const first = run('services/chat/src/server.ts', {
       DATA_DIR: dataDir,
@@ -73,7 +82,7 @@ describe('one DATA_DIR, one process (the embedded store is locked)', () => {
     assert.match(JSON.parse(warning).msg, /anyone .* can mint a token for any user/)
 
     const second = run('services/chat/src/server.ts', { DATA_DIR: dataDir, PORT: '0' })
-    const code = await second.exited
+    const code = await exitCode(second)
     assert.notEqual(code, 0)
     const lines = second.stderr().trim().split('\n')
     assert.equal(lines.length, 1, second.stderr())
@@ -82,7 +91,7 @@ describe('one DATA_DIR, one process (the embedded store is locked)', () => {
     assert.doesNotMatch(second.stderr() + second.stdout(), /RuntimeError|Aborted|\n\s+at /)
 
     const migrate = run('services/chat/src/store/migrate.ts', { DATA_DIR: dataDir, LOG_LEVEL: 'info' })
-    assert.notEqual(await migrate.exited, 0)
+    assert.notEqual(await exitCode(migrate), 0)
     assert.match(migrate.stdout(), /migrating the embedded store \(PGlite\) under /, 'says what it would do')
     const refusal = migrate.stderr().trim().split('\n')
     assert.equal(refusal.length, 1, migrate.stderr())
@@ -98,7 +107,7 @@ describe('one DATA_DIR, one process (the embedded store is locked)', () => {
     // Once it is gone (the lock goes with it), migrate proceeds and takes the lock itself.
     assert.equal(await stopped(first), 0)
     const again = run('services/chat/src/store/migrate.ts', { DATA_DIR: dataDir, LOG_LEVEL: 'info' })
-    assert.equal(await again.exited, 0, again.stderr())
+    assert.equal(await exitCode(again), 0, again.stderr())
     assert.match(again.stdout(), /database is at the latest migration/)
   })
 })
