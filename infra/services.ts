@@ -3,7 +3,7 @@ import { chownSync, existsSync, mkdirSync, readdirSync } from 'node:fs'
 import { join } from 'node:path'
 import net from 'node:net'
 import pg from 'pg'
-import { freePort, requirePrograms, start, waitFor, type Proc, type Requirement } from './processes.ts'
+import { freePort, MissingProgramError, requirePrograms, start, waitFor, type Proc, type Requirement } from './processes.ts'
 
 /** A Redis of our own (for the launcher, and for tests that restart Redis). */
 export interface LocalRedis {
@@ -77,8 +77,8 @@ export const redisRequirement: Requirement = { binary: 'redis-server', aptPackag
 
 function postgresBinDir(): string {
   const bin = findPostgresBinDir()
-  if (!bin) requirePrograms([postgresRequirement()])
-  return bin!
+  if (!bin) throw new MissingProgramError([postgresRequirement()])
+  return bin
 }
 
 export async function startPostgres(dir: string): Promise<LocalPostgres> {
