@@ -2,8 +2,8 @@ import { randomBytes } from 'node:crypto'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { answers, freePort, start, waitFor, type Proc } from './processes.ts'
-import { startPostgres, startRedis, type LocalPostgres, type LocalRedis } from './services.ts'
+import { answers, freePort, requirePrograms, start, waitFor, type Proc, type Requirement } from './processes.ts'
+import { postgresRequirement, redisRequirement, startPostgres, startRedis, type LocalPostgres, type LocalRedis } from './services.ts'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 
@@ -61,14 +61,19 @@ export function renderTemplate(template: string, values: Record<string, string>)
  * front. Everything is a child process of ours, stopped by `stop()`.
  */
 export async function startCluster(opts: ClusterOptions): Promise<RunningCluster> {
+  const nodeScript = opts.nodeScript ?? 'services/chat/src/server.ts'
+  const chatNodes = nodeScript === 'services/chat/src/server.ts'
+  // Everything missing is said at once, before anything starts.
+  const needed: Requirement[] = [{ binary: 'nginx', aptPackage: 'nginx' }]
+  if (!opts.redisUrl) needed.push(redisRequirement)
+  if (!opts.databaseUrl && chatNodes) needed.push(postgresRequirement())
+  requirePrograms(needed)
   const dir = resolve(opts.dir)
   const logs = join(dir, 'logs')
   mkdirSync(logs, { recursive: true })
   const print = opts.print ?? (() => {})
   const started: { stop(): Promise<unknown> }[] = []
   try {
-    const nodeScript = opts.nodeScript ?? 'services/chat/src/server.ts'
-    const chatNodes = nodeScript === 'services/chat/src/server.ts'
     const postgres = opts.databaseUrl || !chatNodes ? undefined : await startPostgres(join(dir, 'postgres'))
     if (postgres) started.push(postgres)
     const redis = opts.redisUrl ? undefined : await startRedis(join(dir, 'redis'))
@@ -176,15 +181,22 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === resolve(process.argv[1
   const port = Number(arg('port', process.env.CLUSTER_PORT ?? '8080'))
   const dir = resolve(arg('dir', join(process.env.DATA_DIR ?? './data', 'cluster')))
   console.log(`Starting ${nodes} nodes behind nginx (logs under ${dir}/logs) …`)
-  const cluster = await startCluster({
-    nodes,
-    port,
-    dir,
-    databaseUrl: process.env.DATABASE_URL || undefined,
-    redisUrl: process.env.REDIS_URL || undefined,
-    env: process.env.JWT_SECRET ? { JWT_SECRET: process.env.JWT_SECRET } : undefined,
-    print: (line) => console.log(line),
-  })
+  let cluster: RunningCluster
+  try {
+    cluster = await startCluster({
+      nodes,
+      port,
+      dir,
+      databaseUrl: process.env.DATABASE_URL || undefined,
+      redisUrl: process.env.REDIS_URL || undefined,
+      env: process.env.JWT_SECRET ? { JWT_SECRET: process.env.JWT_SECRET } : undefined,
+      print: (line) => console.log(line),
+    })
+  } catch (err) {
+    // One line for the operator (a missing program says how to install it); the logs hold the rest.
+    console.error((err as Error).message)
+    process.exit(1)
+  }
   console.log(`
 Switchboard cluster is up.
   open the web client:  ${cluster.url}/

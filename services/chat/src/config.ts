@@ -67,8 +67,50 @@ export type Config = Readonly<
     embeddedDatabase: boolean
     corsOrigins: readonly string[]
     nodeId: string
+    /** Valid but dangerous settings, logged at warn level at boot (server.ts). */
+    warnings: readonly string[]
   }
 >
+
+interface SchemaErrorLike {
+  instancePath: string
+}
+type PropertySchema = Record<string, unknown> & { anyOf?: { const?: unknown }[]; enum?: unknown[] }
+
+/** What a variable's schema accepts, in words: "one of: a, b", "an integer from 1 to 500", … */
+export function acceptedValues(schema: PropertySchema): string {
+  const literals = schema.enum ?? (schema.anyOf?.every((s) => 'const' in s) ? schema.anyOf.map((s) => s.const) : undefined)
+  if (literals) return `one of: ${literals.join(', ')}`
+  if (schema.type === 'boolean') return 'true or false'
+  if (schema.type === 'integer' || schema.type === 'number') {
+    const kind = schema.type === 'integer' ? 'an integer' : 'a number'
+    const { minimum: min, maximum: max } = schema as { minimum?: number; maximum?: number }
+    if (min !== undefined && max !== undefined) return `${kind} from ${min} to ${max}`
+    if (min !== undefined) return `${kind} of at least ${min}`
+    if (max !== undefined) return `${kind} of at most ${max}`
+    return kind
+  }
+  const parts: string[] = []
+  if (typeof schema.pattern === 'string') parts.push(`matching /${schema.pattern}/`)
+  if (typeof schema.maxLength === 'number') parts.push(`of at most ${schema.maxLength} characters`)
+  return parts.length ? `a string ${parts.join(' and ')}` : 'a string'
+}
+
+/** A value quoted for an error message, cut at 40 characters. */
+function shown(value: string | undefined): string {
+  const v = value ?? ''
+  return JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}…` : v)
+}
+
+/** One sentence per bad variable: its name, what it accepts and what it got (ajv's own words repeat per union branch). */
+function describeSchemaErrors(errors: readonly SchemaErrorLike[], properties: Record<string, PropertySchema>, env: NodeJS.ProcessEnv): string {
+  const names = [...new Set(errors.map((e) => e.instancePath.split('/')[1]).filter((n): n is string => !!n && Object.hasOwn(properties, n)))]
+  return names
+    .map((name) => {
+      return `${name} must be ${acceptedValues(properties[name])} (got ${shown(env[name])})`
+    })
+    .join('; ')
+}
 
 /**
  * Parses and validates the environment once. A bad value throws an error naming the variable.
@@ -76,10 +118,18 @@ export type Config = Readonly<
  * so dev tokens survive restarts.
  */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
-  const schema = configSchema(env.NODE_ENV === 'production')
-  const raw = envSchema<RawConfig>({ schema: schema as object, data: env, dotenv: false })
+  const production = env.NODE_ENV === 'production'
+  const schema = configSchema(production)
+  let raw: RawConfig
+  try {
+    raw = envSchema<RawConfig>({ schema: schema as object, data: env, dotenv: false })
+  } catch (err) {
+    const errors = (err as { errors?: SchemaErrorLike[] }).errors
+    const described = errors && describeSchemaErrors(errors, schema.properties as unknown as Record<string, PropertySchema>, env)
+    throw described ? new Error(described) : err
+  }
   if (raw.JWT_SECRET && raw.JWT_JWKS_URL) {
-    throw new Error('Set only one of JWT_SECRET and JWT_JWKS_URL')
+    throw new Error('JWT_JWKS_URL must be unset when JWT_SECRET is set (set only one of them)')
   }
   if (raw.JWT_SECRET && raw.JWT_SECRET.length < 32) {
     throw new Error('JWT_SECRET must be at least 32 characters')
@@ -95,7 +145,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (raw.ADMIN_UI_USERNAME && !/^\$2[aby]\$\d\d\$.{53}$/.test(raw.ADMIN_UI_PASSWORD_HASH)) {
     throw new Error('ADMIN_UI_PASSWORD_HASH must be a bcrypt hash when ADMIN_UI_USERNAME is set')
   }
-  if (raw.JWT_JWKS_URL) new URL(raw.JWT_JWKS_URL) // throws on a malformed URL
+  if (raw.JWT_JWKS_URL && !URL.canParse(raw.JWT_JWKS_URL)) throw new Error(`JWT_JWKS_URL must be an absolute URL (got ${shown(raw.JWT_JWKS_URL)})`)
+  const warnings: string[] = []
+  if (production && raw.AUTH_DEV_TOKENS) {
+    warnings.push(
+      'AUTH_DEV_TOKENS=true with NODE_ENV=production: anyone who can reach POST /api/dev/token can mint a token for any user, admins included. Unset AUTH_DEV_TOKENS unless this deployment is a throwaway.',
+    )
+  }
   const { ENCRYPTION_KEYS, ...rest } = raw
   return Object.freeze({
     ...rest,
@@ -104,6 +160,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     embeddedDatabase: raw.DATABASE_URL === '',
     corsOrigins: Object.freeze(raw.CORS_ORIGINS.split(',').map((o) => o.trim()).filter(Boolean)),
     nodeId: raw.NODE_ID || `${hostname()}-${process.pid}-${randomBytes(2).toString('hex')}`,
+    warnings: Object.freeze(warnings),
   })
 }
 
@@ -112,7 +169,7 @@ export function parseEncryptionKeys(value: string): Keyring | null {
   try {
     return parseKeyring(value)
   } catch (err) {
-    throw new Error(`ENCRYPTION_KEYS: ${(err as Error).message}`)
+    throw new Error(`ENCRYPTION_KEYS must be comma-separated <keyId>:<base64 of 32 bytes> entries: ${(err as Error).message}`)
   }
 }
 

@@ -6,6 +6,10 @@ import { devUserId } from '../ids.ts'
 import { TtlCache } from '../ttl-cache.ts'
 import { storable } from '../validation.ts'
 
+/** The roles a dev token may carry (`POST /api/dev/token {"roles"}`). */
+export const DEV_TOKEN_ROLES = ['admin'] as const
+export type DevTokenRole = (typeof DEV_TOKEN_ROLES)[number]
+
 /**
  * Verifies bearer JWTs (HS256 shared secret, or RS256/ES256/EdDSA through a JWKS URL) and,
  * when dev tokens are on, signs them. `alg: none` and every algorithm not listed is refused.
@@ -58,14 +62,14 @@ export class Tokens {
     }
   }
 
-  /** A dev token for `username` (only when AUTH_DEV_TOKENS is on and the secret is local). */
-  async devToken(username: string): Promise<{ token: string; userId: string; expiresAt: string }> {
+  /** A dev token for `username`, with `roles` (only when AUTH_DEV_TOKENS is on and the secret is local). */
+  async devToken(username: string, roles: readonly DevTokenRole[] = []): Promise<{ token: string; userId: string; expiresAt: string }> {
     if (!this.config.AUTH_DEV_TOKENS || !(this.key instanceof Uint8Array)) {
       throw new AppError('NOT_FOUND', 'Dev tokens are disabled')
     }
     const userId = devUserId(username)
     const exp = Math.floor(Date.now() / 1000) + this.config.DEV_TOKEN_TTL_SECONDS
-    const token = await new SignJWT({ name: username.trim() })
+    const token = await new SignJWT(roles.length ? { name: username.trim(), roles: [...roles] } : { name: username.trim() })
       .setProtectedHeader({ alg: 'HS256' })
       .setSubject(userId)
       .setIssuedAt()
