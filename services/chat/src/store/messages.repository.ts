@@ -68,7 +68,8 @@ export function updateText(db: Q, roomId: string, id: string, text: string, at: 
 export function softDelete(db: Q, roomId: string, id: string, at: Date) {
   return db
     .updateTable('messages')
-    .set({ text: '', deleted_at: at })
+    // The attachment goes with the text: unreferenced now, the upload sweep removes it.
+    .set({ text: '', deleted_at: at, attachment_id: null })
     .where('room_id', '=', roomId)
     .where('id', '=', id)
     .where('deleted_at', 'is', null)
