@@ -317,6 +317,9 @@ for (const store of ['postgres', 'fs'] as const) {
       assert.match(cd, /^attachment; filename="[\x20-\x7e]*"; filename\*=UTF-8''[\x21-\x7e]+$/)
       assert.equal(contentDisposition.parse(cd).parameters.filename, up.body.fileName, 'filename* carries the exact name')
       assert.equal(contentDisposition.parse(cd).type, 'attachment')
+      // FormData (like a browser) writes a quote as %22: it arrives as the quote it was.
+      const viaForm = await upload(a.url, ana.token, room, { name: 'März "final".txt', type: 'text/plain', bytes: Buffer.from('x') })
+      assert.equal(viaForm.body.fileName, 'März "final".txt')
       // A name with a line break never gets as far as a file (busboy drops such parts): a clear 400.
       const rowsBefore = await attachmentRows(a)
       const broken = await uploadNamed(a.url, ana.token, room, 'evil\r\nX-Injected: yes.txt', Buffer.from('x'))

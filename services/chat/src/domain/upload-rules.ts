@@ -29,6 +29,16 @@ export function sanitizeFileName(raw: string): string {
   return name
 }
 
+/**
+ * Browsers (and undici's FormData) write `"`, CR and LF in a multipart file name as %22, %0D and
+ * %0A (WHATWG HTML, multipart/form-data encoding) and leave `%` itself alone; busboy hands the
+ * name over as written. Undo that, so "a \"b\".txt" arrives as it was named (a name that really
+ * contained "%22" loses those three characters to a quote: rare, and harmless).
+ */
+export function undoFormDataEscapes(name: string): string {
+  return name.replace(/%22/g, '"').replace(/%0D|%0A/gi, '')
+}
+
 /** Types a browser may show inline (everything else downloads as an attachment). */
 export const INLINE_TYPES: ReadonlySet<string> = new Set(['image/png', 'image/jpeg', 'image/gif', 'image/webp'])
 

@@ -3,7 +3,7 @@ import fastifyMultipart from '@fastify/multipart'
 import contentDisposition from 'content-disposition'
 import type { FastifyInstance } from 'fastify'
 import type { AttachmentsService } from '../../domain/attachments.service.ts'
-import { INLINE_TYPES, parseRange } from '../../domain/upload-rules.ts'
+import { INLINE_TYPES, parseRange, undoFormDataEscapes } from '../../domain/upload-rules.ts'
 import { AppError } from '../../errors.ts'
 import { parse } from '../../validation.ts'
 import { AttachmentParams, UploadFields } from './schema.ts'
@@ -60,7 +60,7 @@ export async function attachmentRoutes(app: FastifyInstance, deps: { attachments
         if (roomId === undefined) throw new AppError('BAD_REQUEST', 'The field roomId must come before the file')
         const attachment = await deps.attachments.upload(request.identity, {
           roomId,
-          fileName: part.filename,
+          fileName: undoFormDataEscapes(part.filename),
           declaredType: part.mimetype,
           bytes: part.file,
         })
