@@ -196,7 +196,7 @@ for (const store of ['postgres', 'fs'] as const) {
       const rowsBefore = await attachmentRows(a)
       const html = Buffer.from('<!doctype html><html><body><script>alert(document.cookie)</script></body></html>')
       const exe = Buffer.concat([Buffer.from('MZ\x90\x00\x03\x00\x00\x00\x04\x00\x00\x00\xff\xff', 'latin1'), randomBytes(4096)])
-      const textThenNul = Buffer.concat([Buffer.from('a'.repeat(300_000)), Buffer.from([0]), Buffer.from('tail')])
+      const textThenNul = Buffer.concat([Buffer.from('a'.repeat(600_000)), Buffer.from([0]), Buffer.from('tail')])
       const badUtf8 = Buffer.concat([Buffer.from('ok so far '.repeat(500)), Buffer.from([0xc3, 0x28])])
       for (const [what, file] of [
         ['HTML declared as PNG', { name: 'cat.png', type: 'image/png', bytes: html }],
@@ -253,6 +253,21 @@ for (const store of ['postgres', 'fs'] as const) {
       assert.equal(health.status, 200)
       await eventually(async () => (await storedBlobs(a, store, dir)) === blobsBefore, 5000, 'partial upload removed')
       assert.equal(await attachmentRows(a), rowsBefore)
+
+      // A client that gives up halfway, once bytes were stored, leaves nothing behind either.
+      const half = httpRequest(`${a.url}/api/uploads`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${ana.token}`, 'content-type': `multipart/form-data; boundary=${boundary}`, 'transfer-encoding': 'chunked' },
+      })
+      half.on('error', () => undefined)
+      half.write(`--${boundary}\r\nContent-Disposition: form-data; name="roomId"\r\n\r\n${room}\r\n`)
+      half.write(`--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="half.png"\r\nContent-Type: image/png\r\n\r\n`)
+      half.write(bigPng(600 * 1024))
+      await eventually(async () => (await storedBlobs(a, store, dir)) > blobsBefore, 5000, 'the first bytes stored')
+      half.destroy()
+      await eventually(async () => (await storedBlobs(a, store, dir)) === blobsBefore, 5000, 'the abandoned upload removed')
+      assert.equal(await attachmentRows(a), rowsBefore)
+      assert.equal((await fetch(`${a.url}/healthz`)).status, 200)
 
       // With a Content-Length over the cap the answer needs no bytes at all.
       const declared = await upload(a.url, ana.token, room, { name: 'big.png', type: 'image/png', bytes: bigPng(MAX + 200 * 1024) })

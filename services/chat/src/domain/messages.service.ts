@@ -24,7 +24,8 @@ export function toMessage(row: messages.HistoryRow, reactions?: Record<string, s
     timestamp: new Date(row.created_at).toISOString(),
   }
   if (row.reply_to) m.replyTo = row.reply_to
-  if (row.attachment_id && row.att_file_name !== null) {
+  // A tombstone shows no file (deleting a message also unlinks it; older rows may still point at one).
+  if (row.attachment_id && row.att_file_name !== null && !row.deleted_at) {
     m.attachment = toAttachment({ id: row.attachment_id, file_name: row.att_file_name, mime_type: row.att_mime_type ?? 'application/octet-stream', size: row.att_size ?? 0 })
   }
   if (reactions && Object.keys(reactions).length > 0) m.reactions = reactions

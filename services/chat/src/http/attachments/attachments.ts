@@ -13,8 +13,8 @@ const MULTIPART_OVERHEAD = 64 * 1024
 
 /**
  * After an early answer, the rest of the request body is read and dropped (nothing buffered),
- * so the client gets the answer and the connection stays usable; past `budget` more bytes the
- * connection is cut instead.
+ * so the client gets the answer and the connection stays usable; past `budget` more bytes (a
+ * client that sends far more than the cap) the connection is cut instead.
  */
 function discardRest(raw: IncomingMessage, budget: number): void {
   if (raw.readableEnded || raw.destroyed) return
@@ -68,7 +68,7 @@ export async function attachmentRoutes(app: FastifyInstance, deps: { attachments
       }
       throw new AppError('BAD_REQUEST', 'No file in the request (field "file")')
     } finally {
-      discardRest(request.raw, deps.maxBytes + MULTIPART_OVERHEAD)
+      discardRest(request.raw, 2 * (deps.maxBytes + MULTIPART_OVERHEAD))
     }
   })
 
