@@ -294,6 +294,16 @@ for (const store of ['postgres', 'fs'] as const) {
         body: '{}',
       })
       assert.equal(json.status, 400)
+      const post = (contentType: string, body: string) =>
+        fetch(`${a.url}/api/uploads`, { method: 'POST', headers: { authorization: `Bearer ${ana.token}`, 'content-type': contentType }, body })
+      for (const [what, res] of [
+        ['garbage', await post('multipart/form-data; boundary=b', 'garbage')],
+        ['no boundary', await post('multipart/form-data', 'x')],
+        ['a file cut short', await post('multipart/form-data; boundary=b', `--b\r\nContent-Disposition: form-data; name="roomId"\r\n\r\n${room}\r\n--b\r\nContent-Disposition: form-data; name="file"; filename="a.txt"\r\n\r\nabc`)],
+      ] as const) {
+        assert.equal(res.status, 400, what)
+        assert.equal(((await res.json()) as any).error, 'BAD_REQUEST', what)
+      }
     })
 
     it('members only: private rooms refuse outsiders to upload and to download, without telling what exists', async () => {

@@ -1,5 +1,5 @@
 import type { IncomingMessage } from 'node:http'
-import fastifyMultipart from '@fastify/multipart'
+import fastifyMultipart, { type Multipart } from '@fastify/multipart'
 import contentDisposition from 'content-disposition'
 import type { FastifyInstance } from 'fastify'
 import type { AttachmentsService } from '../../domain/attachments.service.ts'
@@ -7,6 +7,22 @@ import { INLINE_TYPES, parseRange, undoFormDataEscapes } from '../../domain/uplo
 import { AppError } from '../../errors.ts'
 import { parse } from '../../validation.ts'
 import { AttachmentParams, UploadFields } from './schema.ts'
+
+/** A multipart body busboy cannot parse (or a client that went away mid-file): the client's fault. */
+function malformed(err: unknown): AppError {
+  const e = err as { statusCode?: number; message?: string }
+  if (e.statusCode === 413) return new AppError('TOO_LARGE', e.message ?? 'Too many parts')
+  return new AppError('BAD_REQUEST', `Malformed multipart body: ${e.message ?? 'cannot be parsed'}`)
+}
+
+/** The file part's bytes, with parser errors turned into BAD_REQUEST. */
+async function* parsedBytes(file: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
+  try {
+    for await (const chunk of file) yield chunk
+  } catch (err) {
+    throw malformed(err)
+  }
+}
 
 /** Room for the multipart framing and the roomId field around the file itself. */
 const MULTIPART_OVERHEAD = 64 * 1024
@@ -50,7 +66,16 @@ export async function attachmentRoutes(app: FastifyInstance, deps: { attachments
       const declared = Number(request.headers['content-length'])
       if (declared > deps.maxBytes + MULTIPART_OVERHEAD) throw new AppError('TOO_LARGE', `The file is larger than ${deps.maxBytes} bytes`)
       let roomId: string | undefined
-      for await (const part of request.parts()) {
+      const parts = request.parts()
+      for (;;) {
+        let step: IteratorResult<Multipart>
+        try {
+          step = await parts.next()
+        } catch (err) {
+          throw malformed(err)
+        }
+        if (step.done) break
+        const part = step.value
         if (part.type === 'field') {
           if (part.fieldname === 'roomId') roomId = parse(UploadFields, { roomId: part.value }).roomId
           continue
@@ -62,7 +87,7 @@ export async function attachmentRoutes(app: FastifyInstance, deps: { attachments
           roomId,
           fileName: undoFormDataEscapes(part.filename),
           declaredType: part.mimetype,
-          bytes: part.file,
+          bytes: parsedBytes(part.file),
         })
         return reply.status(201).send(attachment)
       }
