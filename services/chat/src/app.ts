@@ -83,10 +83,6 @@ export async function buildApp({ config, log, db, cluster, metrics = createMetri
     allowedTypes: config.uploadAllowedTypes,
     unreferencedTtlMs: config.UPLOAD_UNREFERENCED_TTL_SECONDS * 1000,
   })
-  const uploadSweep = attachments.startSweeping(config.UPLOAD_SWEEP_INTERVAL_SECONDS * 1000, (r) => {
-    if (r instanceof Error) log.warn({ err: r.message }, 'upload sweep failed; the next one retries')
-    else if (r.unreferenced + r.orphans > 0) log.info(r, 'upload sweep removed files')
-  })
 
   const http = Fastify({ loggerInstance: log.child({}, { level: 'warn' }) as FastifyBaseLogger, trustProxy: true, bodyLimit: 1_048_576 })
   http.addHook('onRequest', async (_request, reply) => {
@@ -181,6 +177,12 @@ export async function buildApp({ config, log, db, cluster, metrics = createMetri
   }
   const root = config.WEB_DIR || webRoot()
   if (root) await http.register(fastifyStatic, { root, prefix: '/', index: ['index.html'], maxAge: '1h' })
+
+  // Uploads no message took, on every node (D49).
+  const uploadSweep = attachments.startSweeping(config.UPLOAD_SWEEP_INTERVAL_SECONDS * 1000, (r) => {
+    if (r instanceof Error) log.warn({ err: r.message }, 'upload sweep failed; the next one retries')
+    else if (r.unreferenced + r.orphans > 0) log.info(r, 'upload sweep removed files')
+  })
 
   const close = async () => {
     feed.close()
