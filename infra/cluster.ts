@@ -128,7 +128,8 @@ export async function startCluster(opts: ClusterOptions): Promise<RunningCluster
     const conf = renderTemplate(readFileSync(join(root, 'nginx/switchboard.conf.template'), 'utf8'), {
       PREFIX: prefix,
       LISTEN: `127.0.0.1:${port}`,
-      CLIENT_MAX_BODY_SIZE: '1m',
+      // UPLOAD_MAX_BYTES of the nodes, plus a MiB for the multipart framing.
+      CLIENT_MAX_BODY_SIZE: `${Math.ceil(Number(env.UPLOAD_MAX_BYTES || 10 * 1024 * 1024) / 1048576) + 1}m`,
       // Clients on this machine may name their address in X-Forwarded-For (browser tests use it to
       // reach chosen nodes through ip_hash); other sources' headers are ignored.
       REAL_IP_FROM: '127.0.0.1',

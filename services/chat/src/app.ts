@@ -6,8 +6,10 @@ import { RateLimiterMemory } from 'rate-limiter-flexible'
 import { Tokens } from './auth/tokens.ts'
 import type { Cluster } from './cluster/cluster.ts'
 import type { Config } from './config.ts'
+import { AttachmentsService } from './domain/attachments.service.ts'
 import { MessagesService } from './domain/messages.service.ts'
 import { RoomsService } from './domain/rooms.service.ts'
+import { attachmentRoutes } from './http/attachments/attachments.ts'
 import { authPlugin } from './http/auth.ts'
 import { dashboardRoutes } from './http/dashboard.ts'
 import { devTokenRoutes } from './http/dev-token.ts'
@@ -25,6 +27,7 @@ import { createNotifier } from './realtime/notifications.ts'
 import { announcePresence, presenceTracker } from './realtime/presence.handlers.ts'
 import { createRoomEvents } from './realtime/room-events.ts'
 import { RoomFeed } from './realtime/room-feed.ts'
+import { createBlobStore } from './store/blob-stores.ts'
 import { pingDb, type Db } from './store/db.ts'
 import { GroupCommit } from './store/group-commit.ts'
 import { MessageTexts } from './store/message-text.ts'
@@ -76,6 +79,11 @@ export async function buildApp({ config, log, db, cluster, metrics = createMetri
     },
   })
   const rooms = new RoomsService(db, cluster.presence)
+  const attachments = new AttachmentsService(db, createBlobStore(config, db), rooms, {
+    maxBytes: config.UPLOAD_MAX_BYTES,
+    allowedTypes: config.uploadAllowedTypes,
+    unreferencedTtlMs: config.UPLOAD_UNREFERENCED_TTL_SECONDS * 1000,
+  })
 
   // Fastify's own request logs only from warn up, and never louder than LOG_LEVEL asks (silent stays silent).
   const httpLog = log.child({}, { level: log.levelVal >= 40 ? log.level : 'warn' }) as FastifyBaseLogger
@@ -108,7 +116,7 @@ export async function buildApp({ config, log, db, cluster, metrics = createMetri
     },
   )
   cluster.onAdapterReconnect?.(() => void feed.reconcile())
-  messages = new MessagesService(db, commits, rooms, cluster.messageLimit, createRoomEvents(chat, feed, metrics, notifier), new MessageTexts(config.encryption))
+  messages = new MessagesService(db, commits, rooms, cluster.messageLimit, createRoomEvents(chat, feed, metrics, notifier), attachments, new MessageTexts(config.encryption))
   const typingLimit = new RateLimiterMemory({ points: 1, duration: Math.max(config.TYPING_THROTTLE_MS, 1) / 1000 })
 
   // One router and one disconnect listener for every socket: an idle connection holds no
@@ -165,6 +173,7 @@ export async function buildApp({ config, log, db, cluster, metrics = createMetri
     metricsContentType: metrics.registry.contentType,
   })
   await http.register(devTokenRoutes, { tokens, enabled: config.AUTH_DEV_TOKENS })
+  await http.register(attachmentRoutes, { attachments, maxBytes: config.UPLOAD_MAX_BYTES })
   await http.register(roomRoutes, { rooms, messages, historyLimit: config.HISTORY_LIMIT, onInvited: notifier.invited })
   if (config.ADMIN_UI_USERNAME) {
     await http.register(dashboardRoutes, { io: io as never, nodeId: config.nodeId, username: config.ADMIN_UI_USERNAME, passwordHash: config.ADMIN_UI_PASSWORD_HASH })
@@ -172,8 +181,15 @@ export async function buildApp({ config, log, db, cluster, metrics = createMetri
   const root = config.WEB_DIR || webRoot()
   if (root) await http.register(fastifyStatic, { root, prefix: '/', index: ['index.html'], maxAge: '1h' })
 
+  // Uploads no message took, on every node (D49).
+  const uploadSweep = attachments.startSweeping(config.UPLOAD_SWEEP_INTERVAL_SECONDS * 1000, (r) => {
+    if (r instanceof Error) log.warn({ err: r.message }, 'upload sweep failed; the next one retries')
+    else if (r.unreferenced + r.orphans > 0) log.info(r, 'upload sweep removed files')
+  })
+
   const close = async () => {
     feed.close()
+    await uploadSweep.stop()
     await new Promise<void>((resolve) => io.close(() => resolve()))
     await Promise.allSettled([...inFlight])
     await http.close()

@@ -48,6 +48,13 @@ const configSchema = (production: boolean) => Type.Object({
   HISTORY_LIMIT: Type.Integer({ default: 50, minimum: 1, maximum: 500 }),
   SYNC_MAX_MESSAGES: Type.Integer({ default: 1000, minimum: 1, maximum: 100000 }),
 
+  UPLOAD_MAX_BYTES: Type.Integer({ default: 10 * 1024 * 1024, minimum: 1, maximum: 2 ** 31 - 1 }),
+  UPLOAD_ALLOWED_TYPES: Type.String({ default: 'image/png,image/jpeg,image/gif,image/webp,application/pdf,text/plain' }),
+  UPLOAD_STORE: Type.Union([Type.Literal('postgres'), Type.Literal('fs')], { default: 'postgres' }),
+  UPLOAD_DIR: Type.String({ default: '' }),
+  UPLOAD_UNREFERENCED_TTL_SECONDS: Type.Integer({ default: 3600, minimum: 1 }),
+  UPLOAD_SWEEP_INTERVAL_SECONDS: Type.Integer({ default: 60, minimum: 1 }),
+
   SHUTDOWN_GRACE_MS: Type.Integer({ default: 25000, minimum: 0 }),
   WEB_DIR: Type.String({ default: '' }),
   ADMIN_UI_USERNAME: Type.String({ default: '' }),
@@ -66,6 +73,8 @@ export type Config = Readonly<
     /** True when no DATABASE_URL is set: PGlite under DATA_DIR. */
     embeddedDatabase: boolean
     corsOrigins: readonly string[]
+    /** UPLOAD_ALLOWED_TYPES as a list of lower-case MIME types. */
+    uploadAllowedTypes: readonly string[]
     nodeId: string
     /** Valid but dangerous settings, logged at warn level at boot (server.ts). */
     warnings: readonly string[]
@@ -152,12 +161,16 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       'AUTH_DEV_TOKENS=true with NODE_ENV=production: anyone who can reach POST /api/dev/token can mint a token for any user, admins included. Unset AUTH_DEV_TOKENS unless this deployment is a throwaway.',
     )
   }
+  const uploadAllowedTypes = raw.UPLOAD_ALLOWED_TYPES.split(',').map((t) => t.trim().toLowerCase()).filter(Boolean)
+  const badType = uploadAllowedTypes.find((t) => !/^[a-z0-9.+-]+\/[a-z0-9.+-]+$/.test(t))
+  if (badType !== undefined) throw new Error(`UPLOAD_ALLOWED_TYPES must be comma-separated MIME types (got ${shown(badType)})`)
   const { ENCRYPTION_KEYS, ...rest } = raw
   return Object.freeze({
     ...rest,
     encryption: parseEncryptionKeys(ENCRYPTION_KEYS),
     JWT_SECRET: secret,
     embeddedDatabase: raw.DATABASE_URL === '',
+    uploadAllowedTypes: Object.freeze(uploadAllowedTypes),
     corsOrigins: Object.freeze(raw.CORS_ORIGINS.split(',').map((o) => o.trim()).filter(Boolean)),
     nodeId: raw.NODE_ID || `${hostname()}-${process.pid}-${randomBytes(2).toString('hex')}`,
     warnings: Object.freeze(warnings),

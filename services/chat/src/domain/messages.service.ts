@@ -7,6 +7,7 @@ import type { MessageTexts } from '../store/message-text.ts'
 import * as messages from '../store/messages.repository.ts'
 import * as rooms from '../store/rooms.repository.ts'
 import type { RoomEvents } from './events.ts'
+import { toAttachment, type AttachmentsService } from './attachments.service.ts'
 import { HistoryCache } from './history-cache.ts'
 import type { RoomsService } from './rooms.service.ts'
 import { cleanText, readTarget, type DeleteInput, type EditInput, type ReactInput, type ReadInput, type SendInput } from './schemas.ts'
@@ -24,14 +25,9 @@ export function toMessage(row: messages.HistoryRow, text: string, reactions?: Re
     timestamp: new Date(row.created_at).toISOString(),
   }
   if (row.reply_to) m.replyTo = row.reply_to
-  if (row.attachment_id && row.att_file_name !== null) {
-    m.attachment = {
-      id: row.attachment_id,
-      fileName: row.att_file_name,
-      mimeType: row.att_mime_type ?? 'application/octet-stream',
-      size: Number(row.att_size ?? 0),
-      url: `/api/attachments/${row.attachment_id}`,
-    }
+  // A tombstone shows no file (deleting a message also unlinks it; older rows may still point at one).
+  if (row.attachment_id && row.att_file_name !== null && !row.deleted_at) {
+    m.attachment = toAttachment({ id: row.attachment_id, file_name: row.att_file_name, mime_type: row.att_mime_type ?? 'application/octet-stream', size: row.att_size ?? 0 })
   }
   if (reactions && Object.keys(reactions).length > 0) m.reactions = reactions
   if (row.edited_at) m.editedAt = new Date(row.edited_at).toISOString()
@@ -50,6 +46,7 @@ export class MessagesService {
     private readonly rooms: RoomsService,
     private readonly limit: RateLimit,
     private readonly events: RoomEvents,
+    private readonly attachments: AttachmentsService,
     /** Message text in and out of its stored form (encrypted at rest when ENCRYPTION_KEYS is set). */
     private readonly texts: MessageTexts,
   ) {}
@@ -65,12 +62,7 @@ export class MessagesService {
     if (input.replyTo && !(await messages.findMessage(this.db, input.roomId, { id: input.replyTo }))) {
       throw new AppError('NOT_FOUND', 'replyTo message not found in this room')
     }
-    let attachment: Message['attachment']
-    if (input.attachmentId) {
-      const a = await this.db.selectFrom('attachments').selectAll().where('id', '=', input.attachmentId).executeTakeFirst()
-      if (!a || a.room_id !== input.roomId || a.user_id !== who.userId) throw new AppError('NOT_FOUND', 'Attachment not found')
-      attachment = { id: a.id, fileName: a.file_name, mimeType: a.mime_type, size: a.size, url: `/api/attachments/${a.id}` }
-    }
+    const attachment = input.attachmentId ? await this.attachments.forMessage(who, input.roomId, input.attachmentId) : undefined
     // The rate-limit check runs while the draft waits for its batch; a refusal stores nothing.
     const allowed = this.limit.consume(who.userId)
     const id = newMessageId()

@@ -70,7 +70,8 @@ export function updateText(db: Q, roomId: string, id: string, stored: StoredText
 export function softDelete(db: Q, roomId: string, id: string, at: Date) {
   return db
     .updateTable('messages')
-    .set({ text: '', key_id: null, text_cipher: null, deleted_at: at })
+    // The attachment goes with the text: unreferenced now, the upload sweep removes it.
+    .set({ text: '', key_id: null, text_cipher: null, deleted_at: at, attachment_id: null })
     .where('room_id', '=', roomId)
     .where('id', '=', id)
     .where('deleted_at', 'is', null)

@@ -50,6 +50,15 @@ export interface AttachmentsTable {
   created_at: Generated<Date>
 }
 
+/** Attachment bytes in the Postgres blob store; `key_id` is for encryption at rest (null: plaintext). */
+export interface AttachmentChunksTable {
+  storage_key: string
+  idx: number
+  data: Uint8Array
+  key_id: string | null
+  created_at: Generated<Date>
+}
+
 export interface ReactionsTable {
   room_id: string
   message_id: string
@@ -64,9 +73,11 @@ export interface Database {
   memberships: MembershipsTable
   messages: MessagesTable
   attachments: AttachmentsTable
+  attachment_chunks: AttachmentChunksTable
   reactions: ReactionsTable
 }
 
 export type RoomRow = Selectable<RoomsTable>
 export type MessageRow = Selectable<MessagesTable>
 export type NewMessageRow = Insertable<MessagesTable>
+export type AttachmentRow = Selectable<AttachmentsTable>

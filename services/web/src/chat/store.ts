@@ -1,8 +1,8 @@
 import { io, type Socket } from 'socket.io-client'
 import { api, ApiError } from '../api.ts'
 import { uuid } from '../ids.ts'
-import type { Ack, ClientToServerEvents, JoinOk, Message, RoomSummary, ServerToClientEvents, SyncOk } from '../protocol.ts'
-import { ROOM_ID } from '../protocol.ts'
+import type { Ack, Attachment, ClientToServerEvents, JoinOk, Message, RoomSummary, ServerToClientEvents, SyncOk } from '../protocol.ts'
+import { MAX_TEXT, ROOM_ID } from '../protocol.ts'
 import { lastRoom, type Session } from '../session.ts'
 import { claimEchoes, dmPeer, firstSeqOf, lastSeqOf, mergeMessages, patchMessage, type PendingMessage } from './timeline.ts'
 
@@ -468,11 +468,34 @@ export class ChatStore {
   /** Sends `text` to the open room: shown at once as pending, kept until acknowledged. */
   send(text: string, replyTo?: string): boolean {
     const roomId = this.state.openRoomId
+    return roomId ? this.enqueue(roomId, text, replyTo) : false
+  }
+
+  /**
+   * Uploads `file` to the open room, then sends it as a message (the text, or the file name
+   * when there is none). False when the upload failed (the reason is shown).
+   */
+  async sendFile(file: File, text: string, replyTo?: string): Promise<boolean> {
+    const roomId = this.state.openRoomId
+    if (!roomId) return false
+    let attachment: Attachment
+    try {
+      attachment = await api.upload(this.state.me.token, roomId, file)
+    } catch (err) {
+      this.showError(`Could not upload "${file.name}": ${err instanceof ApiError ? err.display : String(err)}`)
+      return false
+    }
+    if (this.closed) return false
+    return this.enqueue(roomId, text.trim() || [...attachment.fileName].slice(0, MAX_TEXT).join(''), replyTo, attachment)
+  }
+
+  private enqueue(roomId: string, text: string, replyTo?: string, attachment?: Attachment): boolean {
     const trimmed = text.trim()
-    if (!roomId || !trimmed) return false
+    if (!trimmed) return false
     this.stopTyping()
     const p: PendingMessage = { clientMsgId: uuid(), roomId, text: trimmed, status: 'queued', timestamp: new Date().toISOString() }
     if (replyTo) p.replyTo = replyTo
+    if (attachment) p.attachment = attachment
     this.updateRoom(roomId, (v) => ({ ...v, pending: [...v.pending, p] }))
     if (this.socket?.connected) void this.emitSend(p)
     return true
@@ -503,7 +526,13 @@ export class ChatStore {
 
   private async emitSend(p: PendingMessage): Promise<void> {
     this.setPending(p, { status: 'sending', error: undefined })
-    const payload = { roomId: p.roomId, text: p.text, clientMsgId: p.clientMsgId, ...(p.replyTo ? { replyTo: p.replyTo } : {}) }
+    const payload = {
+      roomId: p.roomId,
+      text: p.text,
+      clientMsgId: p.clientMsgId,
+      ...(p.replyTo ? { replyTo: p.replyTo } : {}),
+      ...(p.attachment ? { attachmentId: p.attachment.id } : {}),
+    }
     const res = await this.ack('chat:message', payload)
     if (this.closed || !this.findPending(p.clientMsgId)) return
     if (res.status === 'ok') return this.acked(p, res.messageId, res.seq)
@@ -529,6 +558,7 @@ export class ChatStore {
         .map((x) => (x.echoSeq === seq ? { ...x, echoSeq: self?.echoSeq } : x))
       const message: Message = { id: messageId, roomId: p.roomId, seq, userId: me.userId, username: me.username, text: p.text, timestamp: p.timestamp }
       if (p.replyTo) message.replyTo = p.replyTo
+      if (p.attachment) message.attachment = p.attachment
       return { ...v, pending, messages: mergeMessages(v.messages, [message]) }
     })
     if (this.state.openRoomId === p.roomId) this.scheduleRead()

@@ -1,4 +1,4 @@
-import type { Message } from '../protocol.ts'
+import type { Attachment, Message } from '../protocol.ts'
 
 /**
  * Pure rules of a room's timeline: merging by seq, matching our own echoes to pending sends,
@@ -11,6 +11,8 @@ export interface PendingMessage {
   roomId: string
   text: string
   replyTo?: string
+  /** Uploaded already; the message carries its id. */
+  attachment?: Attachment
   /** sending: emitted, waiting for the ack; queued: waits for the connection; failed: needs the user. */
   status: 'sending' | 'queued' | 'failed'
   error?: string

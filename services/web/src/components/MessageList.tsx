@@ -61,6 +61,7 @@ export function MessageList({ view, state, onReply, onDirect, onLoadOlder, onRet
             repliedTo={m.replyTo ? (byId.get(m.replyTo) ?? null) : undefined}
             onReply={onReply}
             onDirect={onDirect}
+            token={state.me.token}
           />
         ))}
         {pending.map((p) => (

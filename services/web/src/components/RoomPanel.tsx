@@ -68,6 +68,11 @@ export function RoomPanel({ store, state }: { store: ChatStore; state: ChatState
           if (sent) setReplyTo(null)
           return sent
         }}
+        onSendFile={async (file, text) => {
+          const sent = await store.sendFile(file, text, replyTo?.id)
+          if (sent) setReplyTo(null)
+          return sent
+        }}
       />
     </section>
   )
