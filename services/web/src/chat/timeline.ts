@@ -72,9 +72,9 @@ export function visiblePending(pending: readonly PendingMessage[], messages: rea
 }
 
 /** Who has read up to the newest message, other than me and its author. */
-export function seenBy(reads: Readonly<Record<string, number>>, newest: { seq: number; userId: string } | undefined, me: string): string[] {
+export function seenBy(reads: ReadonlyMap<string, number>, newest: { seq: number; userId: string } | undefined, me: string): string[] {
   if (!newest) return []
-  return Object.entries(reads)
+  return [...reads]
     .filter(([userId, seq]) => userId !== me && userId !== newest.userId && seq >= newest.seq)
     .map(([userId]) => userId)
 }

@@ -57,7 +57,7 @@ export function MessageList({ view, state, onReply, onDirect, onLoadOlder, onRet
             key={m.seq}
             message={m}
             mine={m.userId === me}
-            online={Boolean(state.online[m.userId])}
+            online={state.online.has(m.userId)}
             repliedTo={m.replyTo ? (byId.get(m.replyTo) ?? null) : undefined}
             onReply={onReply}
             onDirect={onDirect}
