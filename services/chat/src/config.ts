@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { isIP } from 'node:net'
 import { hostname } from 'node:os'
 import { join, resolve } from 'node:path'
 import { envSchema } from 'env-schema'
@@ -39,6 +40,17 @@ const configSchema = (production: boolean) => Type.Object({
   RATE_LIMIT_WINDOW_SECONDS: Type.Integer({ default: 10, minimum: 1 }),
   RATE_LIMIT_LEASE_MAX: Type.Integer({ default: 100, minimum: 1, maximum: 10000 }),
   TYPING_THROTTLE_MS: Type.Integer({ default: 1000, minimum: 0 }),
+  RATE_LIMIT_JOINS: Type.Integer({ default: 100, minimum: 1 }),
+  RATE_LIMIT_JOINS_WINDOW_SECONDS: Type.Integer({ default: 10, minimum: 1 }),
+  RATE_LIMIT_SYNCS: Type.Integer({ default: 30, minimum: 1 }),
+  RATE_LIMIT_SYNCS_WINDOW_SECONDS: Type.Integer({ default: 10, minimum: 1 }),
+  RATE_LIMIT_HTTP: Type.Integer({ default: 600, minimum: 1 }),
+  RATE_LIMIT_HTTP_WINDOW_SECONDS: Type.Integer({ default: 60, minimum: 1 }),
+  RATE_LIMIT_DEV_TOKENS: Type.Integer({ default: 100, minimum: 1 }),
+  RATE_LIMIT_DEV_TOKENS_WINDOW_SECONDS: Type.Integer({ default: 60, minimum: 1 }),
+  MAX_CONNECTIONS_PER_USER: Type.Integer({ default: 20, minimum: 1 }),
+  MAX_CONNECTIONS_PER_IP: Type.Integer({ default: 500, minimum: 1 }),
+  TRUSTED_PROXIES: Type.String({ default: '127.0.0.1,::1' }),
 
   GROUP_COMMIT_MAX_BATCH: Type.Integer({ default: 256, minimum: 1, maximum: 5000 }),
   GROUP_COMMIT_MAX_WAIT_MS: Type.Integer({ default: 0, minimum: 0, maximum: 1000 }),
@@ -61,6 +73,8 @@ export type Config = Readonly<
     /** True when no DATABASE_URL is set: PGlite under DATA_DIR. */
     embeddedDatabase: boolean
     corsOrigins: readonly string[]
+    /** TRUSTED_PROXIES parsed: the addresses and CIDRs whose forwarding headers count. */
+    trustedProxies: readonly string[]
     nodeId: string
   }
 >
@@ -91,13 +105,27 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     throw new Error('ADMIN_UI_PASSWORD_HASH must be a bcrypt hash when ADMIN_UI_USERNAME is set')
   }
   if (raw.JWT_JWKS_URL) new URL(raw.JWT_JWKS_URL) // throws on a malformed URL
+  const trustedProxies = raw.TRUSTED_PROXIES.split(',').map((p) => p.trim()).filter(Boolean)
+  for (const p of trustedProxies) {
+    if (!isAddressOrCidr(p)) throw new Error(`TRUSTED_PROXIES: "${p}" is not an IP address or CIDR`)
+  }
   return Object.freeze({
     ...raw,
     JWT_SECRET: secret,
     embeddedDatabase: raw.DATABASE_URL === '',
     corsOrigins: Object.freeze(raw.CORS_ORIGINS.split(',').map((o) => o.trim()).filter(Boolean)),
+    trustedProxies: Object.freeze(trustedProxies),
     nodeId: raw.NODE_ID || `${hostname()}-${process.pid}-${randomBytes(2).toString('hex')}`,
   })
+}
+
+/** `10.0.0.0/8`, `127.0.0.1`, `fd00::/8`, `::1`. */
+function isAddressOrCidr(entry: string): boolean {
+  const [address, bits, ...rest] = entry.split('/')
+  const family = isIP(address)
+  if (family === 0 || rest.length > 0) return false
+  if (bits === undefined) return true
+  return /^\d{1,3}$/.test(bits) && Number(bits) <= (family === 4 ? 32 : 128)
 }
 
 function devSecret(dataDir: string): string {
