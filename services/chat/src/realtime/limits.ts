@@ -1,4 +1,5 @@
 import type { IncomingMessage } from 'node:http'
+import { normalizeIP } from '@fastify/rate-limit'
 import type { Socket } from 'socket.io'
 import type { ConnectionRegistry } from '../cluster/connections.ts'
 import { clientAddress, type TrustProxy } from '../http/proxies.ts'
@@ -12,7 +13,7 @@ interface Marked {
   /** Over MAX_CONNECTIONS_PER_IP when it arrived: refused at its first namespace, closed soon. */
   overAddressLimit?: boolean
 }
-type EngineConnection = Marked & { readyState: string; close(): void; once(event: 'close', fn: () => void): void }
+type EngineConnection = Marked & { readyState: string; close(): void; on(event: 'close', fn: () => void): void }
 
 /** How long a session over the address limit lives: enough to deliver the refusal (D55). */
 const REFUSED_SESSION_MS = 2000
@@ -44,7 +45,8 @@ export class AddressLimit {
   /** From `allowRequest`: a new session's handshake. */
   judge(req: IncomingMessage): void {
     const m = req as IncomingMessage & Marked
-    m.clientAddress = clientAddress(req, this.trusted)
+    // IPv6 by /64 (what one subscriber usually gets), as the HTTP limits count it.
+    m.clientAddress = normalizeIP(clientAddress(req, this.trusted))
     m.overAddressLimit = (this.counts.get(m.clientAddress) ?? 0) >= this.max
   }
 
@@ -59,7 +61,7 @@ export class AddressLimit {
     }
     conn.clientAddress = m.clientAddress
     this.counts.set(m.clientAddress, (this.counts.get(m.clientAddress) ?? 0) + 1)
-    conn.once('close', this.closed)
+    conn.on('close', this.closed) // emitted once; `on` adds no wrapper closure
   }
 
   /** Sessions counted for `address` on this node. */
