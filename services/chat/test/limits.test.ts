@@ -333,3 +333,36 @@ describe('HTTP and dev-token rate limits (@fastify/rate-limit, in Redis)', () =>
     assert.ok((await metric(a.url, 'switchboard_rate_limited_total', 'kind="dev_token"')) >= 1)
   })
 })
+
+describe('the embedded default counts in-process', () => {
+  let node: TestNode
+  let dir: string
+  before(async () => {
+    const { mkdtempSync } = await import('node:fs')
+    const { tmpdir } = await import('node:os')
+    const { join } = await import('node:path')
+    dir = mkdtempSync(join(tmpdir(), 'sb-limits-'))
+    node = await startNode({ DATA_DIR: dir, MAX_CONNECTIONS_PER_USER: '2', RATE_LIMIT_JOINS: '2', RATE_LIMIT_JOINS_WINDOW_SECONDS: '60', RATE_LIMIT_HTTP: '3' })
+  })
+  after(async () => {
+    cleanUp()
+    await node?.close()
+    const { rmSync } = await import('node:fs')
+    if (dir) rmSync(dir, { recursive: true, force: true })
+  })
+
+  it('connections, joins and HTTP requests without Redis', async () => {
+    assert.equal(node.cluster.redis, undefined)
+    const token = await tokenFor('embedded-user')
+    const [s1, s2] = [await connected(node.url, token), await connected(node.url, token)]
+    assert.equal(((await attempt(node.url, token)) as { code: string }).code, 'RATE_LIMITED')
+    assert.equal((await ack(s1, 'room:join', 'e-1')).status, 'ok')
+    assert.equal((await ack(s2, 'room:join', 'e-2')).status, 'ok')
+    assert.equal((await ack(s1, 'room:join', 'e-3')).code, 'RATE_LIMITED')
+    const statuses = []
+    for (let i = 0; i < 4; i++) statuses.push((await request(node.url, '/api/rooms', { token })).status)
+    assert.deepEqual(statuses, [200, 200, 200, 429])
+    s1.disconnect()
+    await eventually(async () => (await attempt(node.url, token)).ok, 5000, 'a place freed')
+  })
+})
