@@ -4,6 +4,7 @@ import { after, before, describe, it } from 'node:test'
 import { SignJWT } from 'jose'
 import { io, type Socket } from 'socket.io-client'
 import { RedisConnections } from '../src/cluster/connections.ts'
+import { clientAddress, requestedHost, trustProxies } from '../src/http/proxies.ts'
 import { engineClients } from '../src/realtime/io.ts'
 import { ack, closeClients, eventually, next, REDIS_URL, startIsolatedNode, startNode, TEST_SECRET, type TestNode } from './helpers.ts'
 
@@ -364,5 +365,23 @@ describe('the embedded default counts in-process', () => {
     assert.deepEqual(statuses, [200, 200, 200, 429])
     s1.disconnect()
     await eventually(async () => (await attempt(node.url, token)).ok, 5000, 'a place freed')
+  })
+})
+
+describe('the client address behind trusted proxies', () => {
+  const req = (peer: string, headers: Record<string, string> = {}) => ({ socket: { remoteAddress: peer }, headers }) as unknown as http.IncomingMessage
+
+  it('walks X-Forwarded-For from the right while the hop is trusted, as Fastify does', () => {
+    const trusted = trustProxies(['127.0.0.1', '10.0.0.0/8', 'fd00::/8'])
+    assert.equal(clientAddress(req('127.0.0.1'), trusted), '127.0.0.1')
+    assert.equal(clientAddress(req('::ffff:127.0.0.1', { 'x-forwarded-for': '198.51.100.1' }), trusted), '198.51.100.1', 'IPv4-mapped peer')
+    // client → load balancer (10.x) → nginx (127.0.0.1): the first untrusted from the right.
+    assert.equal(clientAddress(req('127.0.0.1', { 'x-forwarded-for': '6.6.6.6, 198.51.100.1, 10.1.2.3' }), trusted), '198.51.100.1')
+    assert.equal(clientAddress(req('fd00::5', { 'x-forwarded-for': '2001:db8::1' }), trusted), '2001:db8::1')
+    assert.equal(clientAddress(req('198.51.100.9', { 'x-forwarded-for': '1.2.3.4' }), trusted), '198.51.100.9', 'untrusted peer: header ignored')
+    assert.equal(clientAddress(req('127.0.0.1', { 'x-forwarded-for': 'garbage, 10.0.0.7' }), trusted), '10.0.0.7', 'stops at a malformed hop')
+    assert.equal(trustProxies([])('127.0.0.1'), false, 'an empty list trusts nobody')
+    assert.equal(requestedHost(req('198.51.100.9', { host: 'chat.example', 'x-forwarded-host': 'evil.example' }), trusted), 'chat.example')
+    assert.equal(requestedHost(req('127.0.0.1', { host: 'node:3000', 'x-forwarded-host': 'chat.example, other' }), trusted), 'chat.example')
   })
 })
