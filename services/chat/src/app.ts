@@ -2,9 +2,9 @@ import { existsSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import fastifyStatic from '@fastify/static'
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
-import { RateLimiterMemory } from 'rate-limiter-flexible'
 import { Tokens } from './auth/tokens.ts'
 import type { Cluster } from './cluster/cluster.ts'
+import { EventRateLimit, Throttle } from './cluster/rate-limit.ts'
 import type { Config } from './config.ts'
 import { AttachmentsService } from './domain/attachments.service.ts'
 import { MessagesService } from './domain/messages.service.ts'
@@ -15,15 +15,17 @@ import { dashboardRoutes } from './http/dashboard.ts'
 import { devTokenRoutes } from './http/dev-token.ts'
 import { errorsPlugin } from './http/errors.ts'
 import { healthRoutes } from './http/health.ts'
+import { httpLimits } from './http/limits.ts'
+import { trustProxies } from './http/proxies.ts'
 import { roomRoutes } from './http/rooms/rooms.ts'
 import type { Logger } from './logger.ts'
 import { createMetrics, type Metrics } from './metrics.ts'
-import { armExpiry, chatRouter } from './realtime/chat.handlers.ts'
+import { chatRouter } from './realtime/chat.handlers.ts'
 import type { ChatServer, ChatSocket } from './realtime/events.ts'
 import { gateWhileDraining } from './realtime/drain-gate.ts'
 import { createIo, engineClients } from './realtime/io.ts'
 import { adminRouter, localStats, type NodeStats } from './realtime/admin.handlers.ts'
-import { createNotifier } from './realtime/notifications.ts'
+import { createNotifier, notificationsRouter } from './realtime/notifications.ts'
 import { announcePresence, presenceTracker } from './realtime/presence.handlers.ts'
 import { createRoomEvents } from './realtime/room-events.ts'
 import { RoomFeed } from './realtime/room-feed.ts'
@@ -85,14 +87,16 @@ export async function buildApp({ config, log, db, cluster, metrics = createMetri
     unreferencedTtlMs: config.UPLOAD_UNREFERENCED_TTL_SECONDS * 1000,
   })
 
+  // Forwarding headers count only from TRUSTED_PROXIES (request.ip, the limits, the origin check).
+  const trusted = trustProxies(config.trustedProxies)
   // Fastify's own request logs only from warn up, and never louder than LOG_LEVEL asks (silent stays silent).
   const httpLog = log.child({}, { level: log.levelVal >= 40 ? log.level : 'warn' }) as FastifyBaseLogger
-  const http = Fastify({ loggerInstance: httpLog, trustProxy: true, bodyLimit: 1_048_576 })
+  const http = Fastify({ loggerInstance: httpLog, trustProxy: trusted, bodyLimit: 1_048_576 })
   http.addHook('onRequest', async (_request, reply) => {
     reply.header('x-switchboard-node', config.nodeId)
   })
 
-  const io = createIo(http.server, config, cluster, tokens, metrics, () => draining)
+  const io = createIo(http.server, config, cluster, tokens, metrics, () => draining, { log, trusted, track })
   gateWhileDraining(http.server, io, config.nodeId, () => draining)
   const chat = io.of('/chat')
   const notifier = createNotifier(io, rooms, log)
@@ -117,29 +121,32 @@ export async function buildApp({ config, log, db, cluster, metrics = createMetri
   )
   cluster.onAdapterReconnect?.(() => void feed.reconcile())
   messages = new MessagesService(db, commits, rooms, cluster.messageLimit, createRoomEvents(chat, feed, metrics, notifier), attachments, new MessageTexts(config.encryption))
-  const typingLimit = new RateLimiterMemory({ points: 1, duration: Math.max(config.TYPING_THROTTLE_MS, 1) / 1000 })
+  const p = config.REDIS_PREFIX
+  const joinLimit = new EventRateLimit(cluster.redis, config.RATE_LIMIT_JOINS, config.RATE_LIMIT_JOINS_WINDOW_SECONDS, `${p}rl:join`, 'room joins')
+  const syncLimit = new EventRateLimit(cluster.redis, config.RATE_LIMIT_SYNCS, config.RATE_LIMIT_SYNCS_WINDOW_SECONDS, `${p}rl:sync`, 'syncs')
+  const typing = new Throttle(cluster.redis, config.TYPING_THROTTLE_MS, `${p}rl:typing`)
 
   // One router and one disconnect listener for every socket: an idle connection holds no
   // closures of its own (D37).
-  const chatEvents = chatRouter(chat, { config, log, metrics, tokens, rooms, messages, feed, typingLimit })
+  const chatEvents = chatRouter(chat, { config, log, metrics, tokens, rooms, messages, feed, joinLimit, syncLimit, typing })
   const presenceOf = presenceTracker(chat, cluster.presence, rooms, log, track, () => draining)
   const onChatDisconnect = function (this: ChatSocket, reason: string) {
     log.debug({ socketId: this.id, userId: this.data.identity.userId, reason }, 'socket disconnected')
-    clearTimeout(this.data.expiry)
     presenceOf.disconnected(this)
   }
   chat.on('connection', (socket) => {
     log.debug({ socketId: socket.id, userId: socket.data.identity.userId, transport: socket.conn.transport.name }, 'socket connected')
     socket.onAny(chatEvents.listener)
-    armExpiry(socket, log)
     presenceOf.connected(socket)
     socket.on('disconnect', onChatDisconnect)
   })
 
   const admin = io.of('/admin')
   const trackedRooms = () => feed.trackedRooms
-  const adminEvents = adminRouter(io, { nodeId: config.nodeId, shared: cluster.shared, log, metrics, trackedRooms })
+  const adminEvents = adminRouter(io, { nodeId: config.nodeId, shared: cluster.shared, log, metrics, tokens, trackedRooms })
   admin.on('connection', (socket) => void socket.onAny(adminEvents.listener))
+  const notificationEvents = notificationsRouter(log, metrics, tokens)
+  io.of('/notifications').on('connection', (socket) => void socket.onAny(notificationEvents.listener))
   // Other nodes asking for this node's share of admin:stats.
   admin.on('admin:stats' as never, ((ack: (s: NodeStats) => void) => ack(localStats(io, config.nodeId, trackedRooms))) as never)
 
@@ -159,11 +166,17 @@ export async function buildApp({ config, log, db, cluster, metrics = createMetri
         const { userId, username } = socket.data.identity
         await cluster.presence.add({ userId, username }, socket.id)
       }
+      for (const name of ['/', '/chat', '/notifications', '/admin']) {
+        for (const socket of io.of(name).sockets.values()) {
+          if (socket.data.counted) await cluster.connections.restore(name, socket.data.identity.userId, socket.id)
+        }
+      }
     },
   })
 
   // HTTP: external concerns, then our own plugins, then routes.
   await http.register(errorsPlugin)
+  await http.register(httpLimits, { config, tokens, metrics, redis: cluster.redis })
   await http.register(authPlugin, { tokens })
   await http.register(healthRoutes, {
     nodeId: config.nodeId,
@@ -172,7 +185,11 @@ export async function buildApp({ config, log, db, cluster, metrics = createMetri
     metricsText: () => metrics.registry.metrics(),
     metricsContentType: metrics.registry.contentType,
   })
-  await http.register(devTokenRoutes, { tokens, enabled: config.AUTH_DEV_TOKENS })
+  await http.register(devTokenRoutes, {
+    tokens,
+    enabled: config.AUTH_DEV_TOKENS,
+    limit: { max: config.RATE_LIMIT_DEV_TOKENS, windowMs: config.RATE_LIMIT_DEV_TOKENS_WINDOW_SECONDS * 1000 },
+  })
   await http.register(attachmentRoutes, { attachments, maxBytes: config.UPLOAD_MAX_BYTES })
   await http.register(roomRoutes, { rooms, messages, historyLimit: config.HISTORY_LIMIT, onInvited: notifier.invited })
   if (config.ADMIN_UI_USERNAME) {
@@ -223,6 +240,7 @@ export async function buildApp({ config, log, db, cluster, metrics = createMetri
         const offline = await cluster.presence.reapNode(config.nodeId)
         await Promise.allSettled(offline.map((user) => announcePresence(chat, rooms, user, 'presence:offline')))
         log.info({ offline: offline.length }, 'drain: presence handed over')
+        await cluster.connections.reapNode(config.nodeId)
       } catch (err) {
         log.warn({ err: (err as Error).message }, 'drain: presence hand-over failed; survivors will reap this node')
       }

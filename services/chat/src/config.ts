@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { isIP } from 'node:net'
 import { hostname } from 'node:os'
 import { join, resolve } from 'node:path'
 import { envSchema } from 'env-schema'
@@ -42,6 +43,17 @@ const configSchema = (production: boolean) => Type.Object({
   RATE_LIMIT_WINDOW_SECONDS: Type.Integer({ default: 10, minimum: 1 }),
   RATE_LIMIT_LEASE_MAX: Type.Integer({ default: 100, minimum: 1, maximum: 10000 }),
   TYPING_THROTTLE_MS: Type.Integer({ default: 1000, minimum: 0 }),
+  RATE_LIMIT_JOINS: Type.Integer({ default: 100, minimum: 1 }),
+  RATE_LIMIT_JOINS_WINDOW_SECONDS: Type.Integer({ default: 10, minimum: 1 }),
+  RATE_LIMIT_SYNCS: Type.Integer({ default: 30, minimum: 1 }),
+  RATE_LIMIT_SYNCS_WINDOW_SECONDS: Type.Integer({ default: 10, minimum: 1 }),
+  RATE_LIMIT_HTTP: Type.Integer({ default: 600, minimum: 1 }),
+  RATE_LIMIT_HTTP_WINDOW_SECONDS: Type.Integer({ default: 60, minimum: 1 }),
+  RATE_LIMIT_DEV_TOKENS: Type.Integer({ default: 100, minimum: 1 }),
+  RATE_LIMIT_DEV_TOKENS_WINDOW_SECONDS: Type.Integer({ default: 60, minimum: 1 }),
+  MAX_CONNECTIONS_PER_USER: Type.Integer({ default: 20, minimum: 1 }),
+  MAX_CONNECTIONS_PER_IP: Type.Integer({ default: 500, minimum: 1 }),
+  TRUSTED_PROXIES: Type.String({ default: '127.0.0.1,::1' }),
 
   GROUP_COMMIT_MAX_BATCH: Type.Integer({ default: 256, minimum: 1, maximum: 5000 }),
   GROUP_COMMIT_MAX_WAIT_MS: Type.Integer({ default: 0, minimum: 0, maximum: 1000 }),
@@ -75,6 +87,8 @@ export type Config = Readonly<
     corsOrigins: readonly string[]
     /** UPLOAD_ALLOWED_TYPES as a list of lower-case MIME types. */
     uploadAllowedTypes: readonly string[]
+    /** TRUSTED_PROXIES parsed: the addresses and CIDRs whose forwarding headers count. */
+    trustedProxies: readonly string[]
     nodeId: string
     /** Valid but dangerous settings, logged at warn level at boot (server.ts). */
     warnings: readonly string[]
@@ -164,6 +178,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const uploadAllowedTypes = raw.UPLOAD_ALLOWED_TYPES.split(',').map((t) => t.trim().toLowerCase()).filter(Boolean)
   const badType = uploadAllowedTypes.find((t) => !/^[a-z0-9.+-]+\/[a-z0-9.+-]+$/.test(t))
   if (badType !== undefined) throw new Error(`UPLOAD_ALLOWED_TYPES must be comma-separated MIME types (got ${shown(badType)})`)
+  const trustedProxies = raw.TRUSTED_PROXIES.split(',').map((p) => p.trim()).filter(Boolean)
+  for (const p of trustedProxies) {
+    if (!isAddressOrCidr(p)) throw new Error(`TRUSTED_PROXIES must be comma-separated IP addresses or CIDRs (got ${shown(p)})`)
+  }
   const { ENCRYPTION_KEYS, ...rest } = raw
   return Object.freeze({
     ...rest,
@@ -172,6 +190,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     embeddedDatabase: raw.DATABASE_URL === '',
     uploadAllowedTypes: Object.freeze(uploadAllowedTypes),
     corsOrigins: Object.freeze(raw.CORS_ORIGINS.split(',').map((o) => o.trim()).filter(Boolean)),
+    trustedProxies: Object.freeze(trustedProxies),
     nodeId: raw.NODE_ID || `${hostname()}-${process.pid}-${randomBytes(2).toString('hex')}`,
     warnings: Object.freeze(warnings),
   })
@@ -184,6 +203,15 @@ export function parseEncryptionKeys(value: string): Keyring | null {
   } catch (err) {
     throw new Error(`ENCRYPTION_KEYS must be comma-separated <keyId>:<base64 of 32 bytes> entries: ${(err as Error).message}`)
   }
+}
+
+/** `10.0.0.0/8`, `127.0.0.1`, `fd00::/8`, `::1`. */
+function isAddressOrCidr(entry: string): boolean {
+  const [address, bits, ...rest] = entry.split('/')
+  const family = isIP(address)
+  if (family === 0 || rest.length > 0) return false
+  if (bits === undefined) return true
+  return /^\d{1,3}$/.test(bits) && Number(bits) <= (family === 4 ? 32 : 128)
 }
 
 function devSecret(dataDir: string): string {

@@ -16,6 +16,10 @@ describe('config: one schema, validated at boot', () => {
     assert.throws(() => loadConfig({ JWT_SECRET: 'short' }), /JWT_SECRET/)
     assert.throws(() => loadConfig({ JWT_SECRET: secret, JWT_JWKS_URL: 'https://x/jwks' }), /only one/)
     assert.throws(() => loadConfig({ AUTH_DEV_TOKENS: 'false' }), /JWT_SECRET or JWT_JWKS_URL/)
+    for (const bad of ['everyone', '10.0.0.0/33', '::1/129', '10.0.0.1/8/8', '10.0.0/8']) {
+      assert.throws(() => loadConfig({ TRUSTED_PROXIES: bad, JWT_SECRET: secret }), /TRUSTED_PROXIES/, bad)
+    }
+    assert.throws(() => loadConfig({ MAX_CONNECTIONS_PER_USER: '0', JWT_SECRET: secret }), /MAX_CONNECTIONS_PER_USER/)
   })
 
   it('says what an enum variable accepts, once, with the value it got', () => {
@@ -96,6 +100,10 @@ describe('config: one schema, validated at boot', () => {
       assert.equal(c.AUTH_DEV_TOKENS, true)
       assert.equal(c.RATE_LIMIT_MESSAGES, 10)
       assert.equal(c.RATE_LIMIT_WINDOW_SECONDS, 10)
+      assert.equal(c.MAX_CONNECTIONS_PER_USER, 20)
+      assert.equal(c.MAX_CONNECTIONS_PER_IP, 500)
+      assert.deepEqual(c.trustedProxies, ['127.0.0.1', '::1'])
+      assert.deepEqual(loadConfig({ DATA_DIR: dir, TRUSTED_PROXIES: '10.0.0.0/8, fd00::/8,' }).trustedProxies, ['10.0.0.0/8', 'fd00::/8'])
       // The generated dev secret is kept and reused.
       assert.equal(readFileSync(join(dir, 'dev-jwt-secret'), 'utf8'), c.JWT_SECRET)
       assert.equal(loadConfig({ DATA_DIR: dir }).JWT_SECRET, c.JWT_SECRET)

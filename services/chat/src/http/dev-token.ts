@@ -3,6 +3,7 @@ import Type from 'typebox'
 import { DEV_TOKEN_ROLES, type Tokens } from '../auth/tokens.ts'
 import { AppError } from '../errors.ts'
 import { parse } from '../validation.ts'
+import { addressKey } from './limits.ts'
 
 const Body = Type.Object({
   username: Type.String({ minLength: 1, maxLength: 64, pattern: '\\S' }),
@@ -11,10 +12,15 @@ const Body = Type.Object({
 
 /**
  * `POST /api/dev/token {"username", "roles"?: ["admin"]}` → `{ token, userId, username, roles, expiresAt }`
- * (dev mode only). Unknown or repeated roles are BAD_REQUEST.
+ * (dev mode only). Unknown or repeated roles are BAD_REQUEST. At most `limit.max` per client address per
+ * window, cluster-wide (limits.ts).
  */
-export async function devTokenRoutes(app: FastifyInstance, deps: { tokens: Tokens; enabled: boolean }): Promise<void> {
-  app.post('/api/dev/token', async (request, reply) => {
+export async function devTokenRoutes(
+  app: FastifyInstance,
+  deps: { tokens: Tokens; enabled: boolean; limit: { max: number; windowMs: number } },
+): Promise<void> {
+  const rateLimit = { max: deps.limit.max, timeWindow: deps.limit.windowMs, keyGenerator: addressKey }
+  app.post('/api/dev/token', { config: { rateLimit, limitKind: 'dev_token' } }, async (request, reply) => {
     if (!deps.enabled) return reply.status(404).send({ error: 'NOT_FOUND', message: 'Dev tokens are disabled' })
     const { username, roles = [] } = parseBody(request.body)
     const t = await deps.tokens.devToken(username, roles)

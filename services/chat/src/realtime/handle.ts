@@ -4,6 +4,7 @@ import type { Logger } from '../logger.ts'
 import type { Metrics } from '../metrics.ts'
 import { parse } from '../validation.ts'
 import type { ChatSocket } from './events.ts'
+import { expired } from './session.ts'
 
 /** `ack` lets a handler answer at a moment of its choosing (then its return value is not sent). */
 export type Handler<S extends TSchema> = (socket: ChatSocket, payload: Static<S>, ctx: { ack(result: object): void }) => Promise<object | void>
@@ -60,6 +61,12 @@ export class EventRouter {
       ack?.({ status: 'error', code: 'BAD_REQUEST', error: `Unknown event ${eventName(event)}` })
       return
     }
+    if (expired(socket)) {
+      // The expiry timer is due (it can fire late): nothing more is done with this token.
+      ack?.({ status: 'error', code: 'AUTH_EXPIRED', error: 'Token expired' })
+      socket.disconnect(true)
+      return
+    }
     const { log, metrics } = this
     metrics.eventsIn.inc({ event })
     const started = performance.now()
@@ -81,7 +88,7 @@ export class EventRouter {
         // No child logger per socket (memory on idle connections): name the socket on each line.
         const where = { event, socketId: socket.id, userId: socket.data.identity?.userId }
         metrics.ackSeconds.observe({ event, status: e.code }, (performance.now() - started) / 1000)
-        if (e.code === 'RATE_LIMITED') metrics.rateLimited.inc()
+        if (e.code === 'RATE_LIMITED') metrics.rateLimited.inc({ kind: event.slice(event.indexOf(':') + 1) }) // chat:message → message
         if (e.code === 'INTERNAL') log.error({ err, ...where }, 'handler failed')
         else if (e.code === 'UNAVAILABLE') log.warn({ err: (err as Error).message, ...where }, 'dependency unavailable')
         else log.debug({ ...where, code: e.code }, e.message)
