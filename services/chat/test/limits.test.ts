@@ -92,8 +92,23 @@ function request(
 }
 
 /** A second node on the first one's database and Redis prefix. */
-const secondNode = (first: Awaited<ReturnType<typeof startIsolatedNode>>, env: Record<string, string>) =>
-  startNode({ DATABASE_URL: first.database.url, REDIS_URL, REDIS_PREFIX: first.redis.prefix, ...env })
+type FirstNode = Awaited<ReturnType<typeof startIsolatedNode>>
+
+/** Two nodes of one cluster (one database, one Redis prefix) for the enclosing describe; `use` receives them. */
+function useTwoNodes(env: Record<string, string>, use: (a: FirstNode, b: TestNode) => void): void {
+  let a: FirstNode | undefined
+  let b: TestNode | undefined
+  before(async () => {
+    a = await startIsolatedNode(env)
+    b = await startNode({ DATABASE_URL: a.database.url, REDIS_URL, REDIS_PREFIX: a.redis.prefix, ...env })
+    use(a, b)
+  })
+  after(async () => {
+    cleanUp()
+    await b?.close()
+    await a?.close()
+  })
+}
 
 const metric = async (url: string, name: string, labels: string) => {
   const text = await (await fetch(`${url}/metrics`)).text()
@@ -102,18 +117,9 @@ const metric = async (url: string, name: string, labels: string) => {
 }
 
 describe('MAX_CONNECTIONS_PER_USER: sockets per user across the cluster', () => {
-  let a: Awaited<ReturnType<typeof startIsolatedNode>>
+  let a: FirstNode
   let b: TestNode
-  const env = { LIVENESS_INTERVAL_MS: '200', LIVENESS_TTL_MS: '600', RATE_LIMIT_MESSAGES: '1000' }
-  before(async () => {
-    a = await startIsolatedNode(env)
-    b = await secondNode(a, env)
-  })
-  after(async () => {
-    cleanUp()
-    await b?.close()
-    await a?.close()
-  })
+  useTwoNodes({ LIVENESS_INTERVAL_MS: '200', LIVENESS_TTL_MS: '600', RATE_LIMIT_MESSAGES: '1000' }, (x, y) => ((a = x), (b = y)))
 
   it('the 21st socket of a user (default limit), on either node, is refused with RATE_LIMITED; the rest keep working', async () => {
     const token = await tokenFor('many-tabs')
@@ -209,18 +215,9 @@ describe('MAX_CONNECTIONS_PER_IP: Engine.IO sessions per client address per node
 })
 
 describe('rate limits on joins, syncs, typing: per user across nodes', () => {
-  let a: Awaited<ReturnType<typeof startIsolatedNode>>
+  let a: FirstNode
   let b: TestNode
-  const env = { RATE_LIMIT_JOINS: '5', RATE_LIMIT_JOINS_WINDOW_SECONDS: '60', RATE_LIMIT_SYNCS: '3', RATE_LIMIT_SYNCS_WINDOW_SECONDS: '60', TYPING_THROTTLE_MS: '5000' }
-  before(async () => {
-    a = await startIsolatedNode(env)
-    b = await secondNode(a, env)
-  })
-  after(async () => {
-    cleanUp()
-    await b?.close()
-    await a?.close()
-  })
+  useTwoNodes({ RATE_LIMIT_JOINS: '5', RATE_LIMIT_JOINS_WINDOW_SECONDS: '60', RATE_LIMIT_SYNCS: '3', RATE_LIMIT_SYNCS_WINDOW_SECONDS: '60', TYPING_THROTTLE_MS: '5000' }, (x, y) => ((a = x), (b = y)))
 
   it('room:join: several sockets on two nodes share one count; over it, RATE_LIMITED with retryAfterMs and nothing joined', async () => {
     const token = await tokenFor('joiner')
@@ -275,18 +272,9 @@ describe('rate limits on joins, syncs, typing: per user across nodes', () => {
 })
 
 describe('HTTP and dev-token rate limits (@fastify/rate-limit, in Redis)', () => {
-  let a: Awaited<ReturnType<typeof startIsolatedNode>>
+  let a: FirstNode
   let b: TestNode
-  const env = { RATE_LIMIT_HTTP: '5', RATE_LIMIT_HTTP_WINDOW_SECONDS: '60', RATE_LIMIT_DEV_TOKENS: '3', RATE_LIMIT_DEV_TOKENS_WINDOW_SECONDS: '60' }
-  before(async () => {
-    a = await startIsolatedNode(env)
-    b = await secondNode(a, env)
-  })
-  after(async () => {
-    cleanUp()
-    await b?.close()
-    await a?.close()
-  })
+  useTwoNodes({ RATE_LIMIT_HTTP: '5', RATE_LIMIT_HTTP_WINDOW_SECONDS: '60', RATE_LIMIT_DEV_TOKENS: '3', RATE_LIMIT_DEV_TOKENS_WINDOW_SECONDS: '60' }, (x, y) => ((a = x), (b = y)))
 
   it('per user across nodes: 429 RATE_LIMITED with Retry-After past the limit; other users and /healthz unaffected', async () => {
     const token = await tokenFor('http-user')
