@@ -5,6 +5,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import { RateLimiterMemory } from 'rate-limiter-flexible'
 import { Tokens } from './auth/tokens.ts'
 import type { Cluster } from './cluster/cluster.ts'
+import { READINESS_CHECK_TIMEOUT_MS, Readiness } from './cluster/readiness.ts'
 import type { Config } from './config.ts'
 import { MessagesService } from './domain/messages.service.ts'
 import { RoomsService } from './domain/rooms.service.ts'
@@ -28,6 +29,7 @@ import { RoomFeed } from './realtime/room-feed.ts'
 import { pingDb, type Db } from './store/db.ts'
 import { GroupCommit } from './store/group-commit.ts'
 import { MessageTexts } from './store/message-text.ts'
+import { PgPeerBoard } from './store/node-heartbeats.ts'
 
 export interface AppDeps {
   config: Config
@@ -70,9 +72,26 @@ export async function buildApp({ config, log, db, cluster, metrics = createMetri
   const commits = new GroupCommit(db, log, {
     maxBatch: config.GROUP_COMMIT_MAX_BATCH,
     maxWaitMs: config.GROUP_COMMIT_MAX_WAIT_MS,
+    maxQueue: config.GROUP_COMMIT_MAX_QUEUE,
     onBatch: (size, seconds, ok) => {
       metrics.dbBatchSize.observe(size)
       metrics.dbBatchSeconds.observe({ status: ok ? 'ok' : 'error' }, seconds)
+    },
+    onDepth: (depth) => metrics.commitQueueDepth.set(depth),
+    onRefused: () => metrics.commitQueueRefused.inc(),
+  })
+  metrics.commitQueueLimit.set(config.GROUP_COMMIT_MAX_QUEUE)
+  // Unready only for node-local reasons; a fleet-wide outage keeps every node in service (D80).
+  const board = { freshMs: config.LIVENESS_TTL_MS, marginMs: READINESS_CHECK_TIMEOUT_MS }
+  const readiness = new Readiness({
+    checks: config.REDIS_URL ? { postgres: () => pingDb(db), redis: () => cluster.ping() } : { postgres: () => pingDb(db) },
+    boards: cluster.peerBoard && { inPostgres: new PgPeerBoard(db, config.nodeId, board), inRedis: cluster.peerBoard },
+    intervalMs: config.LIVENESS_INTERVAL_MS,
+    checkTimeoutMs: READINESS_CHECK_TIMEOUT_MS,
+    log,
+    onState: (s) => {
+      for (const [dependency, state] of Object.entries(s.checks)) metrics.dependencyUp.set({ dependency }, state === 'ok' ? 1 : 0)
+      for (const state of ['ready', 'degraded', 'isolated']) metrics.readinessState.set({ state }, s.status === state ? 1 : 0)
     },
   })
   const rooms = new RoomsService(db, cluster.presence)
@@ -85,7 +104,8 @@ export async function buildApp({ config, log, db, cluster, metrics = createMetri
   })
 
   const io = createIo(http.server, config, cluster, tokens, metrics, () => draining)
-  gateWhileDraining(http.server, io, config.nodeId, () => draining)
+  // New sessions go elsewhere while draining, and while this node alone is cut off from a dependency.
+  gateWhileDraining(http.server, io, config.nodeId, () => draining || readiness.current.status === 'isolated')
   const chat = io.of('/chat')
   const notifier = createNotifier(io, rooms, log)
   let messages: MessagesService | undefined
@@ -160,7 +180,7 @@ export async function buildApp({ config, log, db, cluster, metrics = createMetri
   await http.register(healthRoutes, {
     nodeId: config.nodeId,
     isDraining: () => draining,
-    checks: config.REDIS_URL ? { postgres: () => pingDb(db), redis: () => cluster.ping() } : { postgres: () => pingDb(db) },
+    readiness: () => readiness.evaluate(),
     metricsText: () => metrics.registry.metrics(),
     metricsContentType: metrics.registry.contentType,
   })
@@ -172,7 +192,9 @@ export async function buildApp({ config, log, db, cluster, metrics = createMetri
   const root = config.WEB_DIR || webRoot()
   if (root) await http.register(fastifyStatic, { root, prefix: '/', index: ['index.html'], maxAge: '1h' })
 
+  readiness.start()
   const close = async () => {
+    readiness.stop()
     feed.close()
     await new Promise<void>((resolve) => io.close(() => resolve()))
     await Promise.allSettled([...inFlight])

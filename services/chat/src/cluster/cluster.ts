@@ -3,6 +3,7 @@ import type { Redis } from 'ioredis'
 import type { Config } from '../config.ts'
 import type { Logger } from '../logger.ts'
 import { NodeLiveness } from './liveness.ts'
+import { READINESS_CHECK_TIMEOUT_MS, RedisPeerBoard } from './readiness.ts'
 import { MemoryPresence, type PresenceStore } from './presence.ts'
 import { RedisPresence } from './presence.redis.ts'
 import { LeasedRedisRateLimit, leaseCap, MemoryRateLimit, type RateLimit } from './rate-limit.ts'
@@ -20,6 +21,8 @@ export interface Cluster {
   onAdapterReconnect?(fn: () => void): void
   /** Node heartbeats and crash clean-up (Redis only). */
   readonly liveness?: NodeLiveness
+  /** Where nodes say whether they reach Postgres (Redis only; readiness, D80). */
+  readonly peerBoard?: RedisPeerBoard
   ping(): Promise<void>
   close(): Promise<void>
 }
@@ -47,10 +50,12 @@ export async function createCluster(config: Config, log: Logger, onRedisError?: 
     intervalMs: config.LIVENESS_INTERVAL_MS,
     ttlMs: config.LIVENESS_TTL_MS,
   })
+  const peerBoard = new RedisPeerBoard(command, config.REDIS_PREFIX, config.nodeId, { freshMs: config.LIVENESS_TTL_MS, marginMs: READINESS_CHECK_TIMEOUT_MS })
   return {
     shared: true,
     presence,
     liveness,
+    peerBoard,
     onAdapterReconnect: (fn) => {
       let dropped = false
       sub.on('close', () => (dropped = true))
@@ -72,6 +77,7 @@ export async function createCluster(config: Config, log: Logger, onRedisError?: 
     },
     close: async () => {
       await liveness.stop()
+      await peerBoard.leave()
       await Promise.all(clients.map((c) => c.quit().catch(() => c.disconnect())))
     },
   }

@@ -58,6 +58,14 @@ export interface ReactionsTable {
   created_at: Generated<Date>
 }
 
+/** One row per node that reached Postgres lately (readiness, D80). */
+export interface NodeHeartbeatsTable {
+  node_id: string
+  /** Whether the node reached Redis at its last heartbeat. */
+  redis_ok: boolean
+  at: Generated<Date>
+}
+
 /** The Kysely database type. */
 export interface Database {
   rooms: RoomsTable
@@ -65,6 +73,7 @@ export interface Database {
   messages: MessagesTable
   attachments: AttachmentsTable
   reactions: ReactionsTable
+  node_heartbeats: NodeHeartbeatsTable
 }
 
 export type RoomRow = Selectable<RoomsTable>
