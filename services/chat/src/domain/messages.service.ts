@@ -71,8 +71,6 @@ export class MessagesService {
       if (!a || a.room_id !== input.roomId || a.user_id !== who.userId) throw new AppError('NOT_FOUND', 'Attachment not found')
       attachment = { id: a.id, fileName: a.file_name, mimeType: a.mime_type, size: a.size, url: `/api/attachments/${a.id}` }
     }
-    // The rate-limit check runs while the draft waits for its batch; a refusal stores nothing.
-    const allowed = this.limit.consume(who.userId)
     const id = newMessageId()
     const draft: messages.Draft = {
       id,
@@ -84,6 +82,10 @@ export class MessagesService {
       clientMsgId: input.clientMsgId ?? null,
       attachmentId: input.attachmentId ?? null,
     }
+    // A full commit queue refuses before the draft spends a rate-limit point (SPEC §5.6).
+    this.commits.admit(draft)
+    // The rate-limit check runs while the draft waits for its batch; a refusal stores nothing.
+    const allowed = this.limit.consume(who.userId)
     const c = await this.commits.submit(draft, allowed)
     if (!c.duplicate) {
       const m: Message = {
