@@ -192,7 +192,8 @@ export async function buildApp({ config, log, db, cluster, metrics = createMetri
   const root = config.WEB_DIR || webRoot()
   if (root) await http.register(fastifyStatic, { root, prefix: '/', index: ['index.html'], maxAge: '1h' })
 
-  readiness.start()
+  // "Starting" is before this: the node listens only once it checked its dependencies and told its peers.
+  await readiness.start()
   const close = async () => {
     readiness.stop()
     feed.close()

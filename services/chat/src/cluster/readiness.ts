@@ -82,12 +82,12 @@ export class Readiness {
     return this.state
   }
 
-  start(): void {
-    const tick = () =>
-      void this.evaluateOnce(true).catch((err: unknown) => this.opts.log.warn({ err: (err as Error).message }, 'readiness tick failed'))
-    tick()
-    this.timer = setInterval(tick, this.opts.intervalMs)
+  /** Heartbeats every `intervalMs`; resolves after the first round (at most a few check timeouts). */
+  async start(): Promise<void> {
+    const tick = () => this.evaluateOnce(true).catch((err: unknown) => this.opts.log.warn({ err: (err as Error).message }, 'readiness tick failed'))
+    this.timer = setInterval(() => void tick(), this.opts.intervalMs)
     this.timer.unref()
+    await tick()
   }
 
   stop(): void {
