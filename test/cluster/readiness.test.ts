@@ -159,10 +159,14 @@ describe('readiness: degraded, never dark', () => {
   })
 
   it('every node loses Postgres: /readyz is 200 degraded everywhere, the page loads, sends answer UNAVAILABLE', async () => {
-    const { token } = await devToken(url(), 'no-pg')
+    const { token, userId } = await devToken(url(), 'no-pg')
     const s = clientFrom(url(), token, octets.get(nodes()[0].id)![0])
     await connected(s)
     assert.equal((await ack(s, 'room:join', 'r-no-pg')).status, 'ok')
+    const { token: other } = await devToken(url(), 'no-pg-peer')
+    const peer = clientFrom(url(), other, octets.get(nodes()[2].id)![0])
+    await connected(peer)
+    assert.equal((await ack(peer, 'room:join', 'r-no-pg')).status, 'ok')
 
     fleetPg.cut()
     node2Pg.cut()
@@ -178,6 +182,10 @@ describe('readiness: degraded, never dark', () => {
     assert.equal(page.status, 200)
     const refused = await ack(s, 'chat:message', { roomId: 'r-no-pg', text: 'lost?' })
     assert.deepEqual([refused.status, refused.code], ['error', 'UNAVAILABLE'])
+    // What needs only Redis still crosses nodes: typing from node 1 reaches node 3.
+    const typing = new Promise<any>((resolve) => peer.on('chat:typing', resolve))
+    s.emit('chat:typing', { roomId: 'r-no-pg', isTyping: true })
+    assert.deepEqual(await typing, { userId, username: 'no-pg', roomId: 'r-no-pg', isTyping: true })
 
     fleetPg.restore()
     node2Pg.restore()
