@@ -5,7 +5,6 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import { RateLimiterMemory } from 'rate-limiter-flexible'
 import { Tokens } from './auth/tokens.ts'
 import type { Cluster } from './cluster/cluster.ts'
-import { READINESS_CHECK_TIMEOUT_MS, Readiness } from './cluster/readiness.ts'
 import type { Config } from './config.ts'
 import { MessagesService } from './domain/messages.service.ts'
 import { RoomsService } from './domain/rooms.service.ts'
@@ -17,6 +16,7 @@ import { healthRoutes } from './http/health.ts'
 import { roomRoutes } from './http/rooms/rooms.ts'
 import type { Logger } from './logger.ts'
 import { createMetrics, type Metrics } from './metrics.ts'
+import { createReadiness } from './readiness.ts'
 import { armExpiry, chatRouter } from './realtime/chat.handlers.ts'
 import type { ChatServer, ChatSocket } from './realtime/events.ts'
 import { gateWhileDraining } from './realtime/drain-gate.ts'
@@ -26,10 +26,9 @@ import { createNotifier } from './realtime/notifications.ts'
 import { announcePresence, presenceTracker } from './realtime/presence.handlers.ts'
 import { createRoomEvents } from './realtime/room-events.ts'
 import { RoomFeed } from './realtime/room-feed.ts'
-import { pingDb, type Db } from './store/db.ts'
+import type { Db } from './store/db.ts'
 import { GroupCommit } from './store/group-commit.ts'
 import { MessageTexts } from './store/message-text.ts'
-import { PgPeerBoard } from './store/node-heartbeats.ts'
 
 export interface AppDeps {
   config: Config
@@ -82,18 +81,7 @@ export async function buildApp({ config, log, db, cluster, metrics = createMetri
   })
   metrics.commitQueueLimit.set(config.GROUP_COMMIT_MAX_QUEUE)
   // Unready only for node-local reasons; a fleet-wide outage keeps every node in service (D80).
-  const board = { freshMs: config.LIVENESS_TTL_MS, marginMs: READINESS_CHECK_TIMEOUT_MS }
-  const readiness = new Readiness({
-    checks: config.REDIS_URL ? { postgres: () => pingDb(db), redis: () => cluster.ping() } : { postgres: () => pingDb(db) },
-    boards: cluster.peerBoard && { inPostgres: new PgPeerBoard(db, config.nodeId, board), inRedis: cluster.peerBoard },
-    intervalMs: config.LIVENESS_INTERVAL_MS,
-    checkTimeoutMs: READINESS_CHECK_TIMEOUT_MS,
-    log,
-    onState: (s) => {
-      for (const [dependency, state] of Object.entries(s.checks)) metrics.dependencyUp.set({ dependency }, state === 'ok' ? 1 : 0)
-      for (const state of ['ready', 'degraded', 'isolated']) metrics.readinessState.set({ state }, s.status === state ? 1 : 0)
-    },
-  })
+  const readiness = createReadiness(config, db, cluster, log, metrics)
   const rooms = new RoomsService(db, cluster.presence)
 
   // Fastify's own request logs only from warn up, and never louder than LOG_LEVEL asks (silent stays silent).
