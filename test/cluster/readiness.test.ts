@@ -11,12 +11,15 @@ import { ack, clientFrom, closeAll, connected, devToken, eventually, octetsByNod
 /**
  * Degraded, never dark (SPEC §5.6, §6 `/readyz`): three real nodes behind nginx. Nodes 1 and 3
  * reach Postgres through one TCP proxy, node 2 through its own, so the test can cut Postgres
- * for node 2 alone or for all; Redis is the test's own and can be stopped.
+ * for node 2 alone or for all; Redis is the test's own and can be stopped, and node 2 reaches it
+ * through a proxy of its own too.
  */
 describe('readiness: degraded, never dark', () => {
   let test: TestCluster
   let fleetPg: Awaited<ReturnType<typeof tcpProxy>>
   let node2Pg: Awaited<ReturnType<typeof tcpProxy>>
+  let node2Redis: Awaited<ReturnType<typeof tcpProxy>>
+  let redisPort = 0
   let octets: Map<string, number[]>
   const dir = mkdtempSync(join(tmpdir(), 'sb-readiness-'))
   const nodes = () => test.cluster.nodes
@@ -26,6 +29,7 @@ describe('readiness: degraded, never dark', () => {
     const pg = new URL(PG_ADMIN_URL)
     fleetPg = await tcpProxy(Number(pg.port || 5432), pg.hostname)
     node2Pg = await tcpProxy(Number(pg.port || 5432), pg.hostname)
+    node2Redis = await tcpProxy(() => redisPort)
     const webRoot = join(dir, 'web')
     await buildClient(webRoot)
     const via = (proxy: { port: number }, databaseUrl: string) => {
@@ -38,7 +42,11 @@ describe('readiness: degraded, never dark', () => {
       'sbready:',
       { WEB_DIR: webRoot, RATE_LIMIT_MESSAGES: '100000', LIVENESS_INTERVAL_MS: '1000', LIVENESS_TTL_MS: '4000', DATABASE_TIMEOUT_MS: '2000' },
       3,
-      (i, env) => ({ DATABASE_URL: via(i === 1 ? node2Pg : fleetPg, env.DATABASE_URL) }),
+      (i, env): Record<string, string> => {
+        redisPort = Number(new URL(env.REDIS_URL).port)
+        if (i !== 1) return { DATABASE_URL: via(fleetPg, env.DATABASE_URL) }
+        return { DATABASE_URL: via(node2Pg, env.DATABASE_URL), REDIS_URL: `redis://127.0.0.1:${node2Redis.port}` }
+      },
     )
     octets = await octetsByNode(url(), nodes().map((n) => n.id), 1)
   })
@@ -48,6 +56,7 @@ describe('readiness: degraded, never dark', () => {
     await test?.stop()
     await fleetPg?.close()
     await node2Pg?.close()
+    await node2Redis?.close()
     rmSync(dir, { recursive: true, force: true })
   })
 
@@ -156,6 +165,29 @@ describe('readiness: degraded, never dark', () => {
     node2Pg.restore()
     await eventually(async () => (await readyz(isolated.url)).status === 200, 15_000, 'node 2 ready again')
     assert.equal((await readyz(isolated.url)).body.status, 'ready')
+  })
+
+  it('one node loses Redis alone: its /readyz is 503, the others 200, and its new clients land where sends work', async () => {
+    const isolated = nodes()[1]
+    const octet = octets.get(isolated.id)![0]
+    const { token } = await devToken(url(), 'redis-alone')
+
+    node2Redis.cut()
+    await eventually(async () => (await readyz(isolated.url)).status === 503, 15_000, 'node 2 unready')
+    const alone = await readyz(isolated.url)
+    assert.deepEqual([alone.body.status, alone.body.lost, alone.body.checks], ['unavailable', 'redis', { postgres: 'ok', redis: 'down' }])
+    for (const n of nodes().filter((n) => n !== isolated)) {
+      const r = await readyz(n.url)
+      assert.deepEqual([r.status, r.body.status], [200, 'ready'], n.id)
+    }
+    // Node 2 would answer this send UNAVAILABLE (no rate limit without Redis); the node nginx picks instead stores it.
+    const s = clientFrom(url(), token, octet)
+    await connected(s)
+    assert.equal((await ack(s, 'room:join', 'r-redis-alone')).status, 'ok')
+    assert.equal((await ack(s, 'chat:message', { roomId: 'r-redis-alone', text: 'hello' })).status, 'ok')
+
+    node2Redis.restore()
+    await eventually(async () => (await readyz(isolated.url)).body.status === 'ready', 20_000, 'node 2 ready again')
   })
 
   it('every node loses Postgres: /readyz is 200 degraded everywhere, the page loads, sends answer UNAVAILABLE', async () => {
