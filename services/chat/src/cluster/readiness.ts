@@ -84,7 +84,14 @@ export class Readiness {
 
   /** Heartbeats every `intervalMs`; resolves after the first round (at most a few check timeouts). */
   async start(): Promise<void> {
-    const tick = () => this.evaluateOnce(true).catch((err: unknown) => this.opts.log.warn({ err: (err as Error).message }, 'readiness tick failed'))
+    let running = false
+    const tick = async () => {
+      if (running) return // a round that outlived its interval: never two at once
+      running = true
+      await this.evaluateOnce(true)
+        .catch((err: unknown) => this.opts.log.warn({ err: (err as Error).message }, 'readiness tick failed'))
+        .finally(() => (running = false))
+    }
     this.timer = setInterval(() => void tick(), this.opts.intervalMs)
     this.timer.unref()
     await tick()
@@ -116,7 +123,7 @@ export class Readiness {
     if (beat && boards) {
       const pgOk = checks.postgres === 'ok'
       const redisOk = checks.redis === 'ok'
-      const writes = await Promise.allSettled([pgOk && boards.inPostgres.beat(redisOk), redisOk && boards.inRedis.beat(pgOk)])
+      const writes = await Promise.allSettled([pgOk && within(boards.inPostgres.beat(redisOk), ms), redisOk && within(boards.inRedis.beat(pgOk), ms)])
       for (const w of writes) if (w.status === 'rejected') this.opts.log.debug({ err: (w.reason as Error).message }, 'readiness heartbeat failed')
     }
 
