@@ -20,6 +20,8 @@ export interface ClusterOptions {
   redisPrefix?: string
   /** Extra environment for every node. */
   env?: Record<string, string>
+  /** Extra environment for node `index` (0-based) only, over `env` (all of it given): e.g. its own DATABASE_URL. */
+  nodeEnv?: (index: number, env: Readonly<Record<string, string>>) => Record<string, string>
   /** Called with each warning-or-worse node log line, and launcher messages. */
   print?: (line: string) => void
   /** The node program (default the chat node); another one, e.g. the load-test baseline, skips migrations and databases. */
@@ -105,10 +107,10 @@ export async function startCluster(opts: ClusterOptions): Promise<RunningCluster
     }
 
     const nodes: ClusterNode[] = []
-    const launchNode = (id: string, port: number): Proc =>
+    const launchNode = (id: string, port: number, index: number): Proc =>
       start(id, process.execPath, ['--import', 'tsx', nodeScript], {
         cwd: root,
-        env: { ...env, NODE_ID: id, PORT: String(port) },
+        env: { ...env, ...opts.nodeEnv?.(index, env), NODE_ID: id, PORT: String(port) },
         logFile: join(logs, `${id}.log`),
         onLine: (line) => {
           if (/"level":(40|50|60)/.test(line)) print(`[${id}] ${line}`)
@@ -117,7 +119,7 @@ export async function startCluster(opts: ClusterOptions): Promise<RunningCluster
     for (let i = 0; i < (opts.nodes ?? 3); i++) {
       const port = await freePort()
       const id = `node-${i + 1}`
-      nodes.push({ id, port, url: `http://127.0.0.1:${port}`, proc: launchNode(id, port) })
+      nodes.push({ id, port, url: `http://127.0.0.1:${port}`, proc: launchNode(id, port, i) })
     }
     started.unshift(...nodes.map((n) => ({ stop: () => n.proc.stop('SIGTERM') })))
     await Promise.all(nodes.map((n) => waitFor(n.id, () => answers(`${n.url}/readyz`), 60_000, n.proc.exited)))
@@ -156,7 +158,7 @@ export async function startCluster(opts: ClusterOptions): Promise<RunningCluster
       async restartNode(i) {
         const n = nodes[i]
         if (n.proc.child.exitCode === null && n.proc.child.signalCode === null) throw new Error(`${n.id} is still running`)
-        n.proc = launchNode(n.id, n.port)
+        n.proc = launchNode(n.id, n.port, i)
         await waitFor(n.id, () => answers(`${n.url}/readyz`), 60_000, n.proc.exited)
       },
       async stop() {

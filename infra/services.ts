@@ -13,6 +13,8 @@ export interface LocalRedis {
   /** Stops it (SIGTERM by default) and starts it again on the same port, empty. */
   restart(downMs?: number): Promise<void>
   stop(): Promise<void>
+  /** Starts it again (same port, empty) after `stop()`. */
+  start(): Promise<void>
 }
 
 export async function startRedis(dir: string, port?: number): Promise<LocalRedis> {
@@ -43,6 +45,10 @@ export async function startRedis(dir: string, port?: number): Promise<LocalRedis
     },
     async stop() {
       await handle.proc.stop('SIGTERM')
+    },
+    async start() {
+      handle.proc = launch()
+      await waitFor('redis', ping, 10_000, handle.proc.exited)
     },
   }
   await waitFor('redis', ping, 10_000, handle.proc.exited)

@@ -20,6 +20,7 @@ import { trustProxies } from './http/proxies.ts'
 import { roomRoutes } from './http/rooms/rooms.ts'
 import type { Logger } from './logger.ts'
 import { createMetrics, type Metrics } from './metrics.ts'
+import { createReadiness } from './readiness.ts'
 import { chatRouter } from './realtime/chat.handlers.ts'
 import type { ChatServer, ChatSocket } from './realtime/events.ts'
 import { gateWhileDraining } from './realtime/drain-gate.ts'
@@ -30,7 +31,7 @@ import { announcePresence, presenceTracker } from './realtime/presence.handlers.
 import { createRoomEvents } from './realtime/room-events.ts'
 import { RoomFeed } from './realtime/room-feed.ts'
 import { createBlobStore } from './store/blob-stores.ts'
-import { pingDb, type Db } from './store/db.ts'
+import type { Db } from './store/db.ts'
 import { GroupCommit } from './store/group-commit.ts'
 import { MessageTexts } from './store/message-text.ts'
 
@@ -75,11 +76,17 @@ export async function buildApp({ config, log, db, cluster, metrics = createMetri
   const commits = new GroupCommit(db, log, {
     maxBatch: config.GROUP_COMMIT_MAX_BATCH,
     maxWaitMs: config.GROUP_COMMIT_MAX_WAIT_MS,
+    maxQueue: config.GROUP_COMMIT_MAX_QUEUE,
     onBatch: (size, seconds, ok) => {
       metrics.dbBatchSize.observe(size)
       metrics.dbBatchSeconds.observe({ status: ok ? 'ok' : 'error' }, seconds)
     },
+    onDepth: (depth) => metrics.commitQueueDepth.set(depth),
+    onRefused: () => metrics.commitQueueRefused.inc(),
   })
+  metrics.commitQueueLimit.set(config.GROUP_COMMIT_MAX_QUEUE)
+  // Unready only for node-local reasons; a fleet-wide outage keeps every node in service (D80).
+  const readiness = createReadiness(config, db, cluster, log, metrics)
   const rooms = new RoomsService(db, cluster.presence)
   const attachments = new AttachmentsService(db, createBlobStore(config, db), rooms, {
     maxBytes: config.UPLOAD_MAX_BYTES,
@@ -97,7 +104,8 @@ export async function buildApp({ config, log, db, cluster, metrics = createMetri
   })
 
   const io = createIo(http.server, config, cluster, tokens, metrics, () => draining, { log, trusted, track })
-  gateWhileDraining(http.server, io, config.nodeId, () => draining)
+  // New sessions go elsewhere while draining, and while this node alone is cut off from a dependency.
+  gateWhileDraining(http.server, io, config.nodeId, () => draining || readiness.current.status === 'isolated')
   const chat = io.of('/chat')
   const notifier = createNotifier(io, rooms, log)
   let messages: MessagesService | undefined
@@ -181,7 +189,7 @@ export async function buildApp({ config, log, db, cluster, metrics = createMetri
   await http.register(healthRoutes, {
     nodeId: config.nodeId,
     isDraining: () => draining,
-    checks: config.REDIS_URL ? { postgres: () => pingDb(db), redis: () => cluster.ping() } : { postgres: () => pingDb(db) },
+    readiness: () => readiness.evaluate(),
     metricsText: () => metrics.registry.metrics(),
     metricsContentType: metrics.registry.contentType,
   })
@@ -204,7 +212,10 @@ export async function buildApp({ config, log, db, cluster, metrics = createMetri
     else if (r.unreferenced + r.orphans > 0) log.info(r, 'upload sweep removed files')
   })
 
+  // "Starting" is before this: the node listens only once it checked its dependencies and told its peers.
+  await readiness.start()
   const close = async () => {
+    readiness.stop()
     feed.close()
     await uploadSweep.stop()
     await new Promise<void>((resolve) => io.close(() => resolve()))

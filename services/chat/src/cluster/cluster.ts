@@ -4,6 +4,7 @@ import type { Config } from '../config.ts'
 import type { Logger } from '../logger.ts'
 import { MemoryConnections, RedisConnections, type ConnectionRegistry } from './connections.ts'
 import { NodeLiveness } from './liveness.ts'
+import { READINESS_CHECK_TIMEOUT_MS, RedisPeerBoard } from './readiness.ts'
 import { MemoryPresence, type PresenceStore } from './presence.ts'
 import { RedisPresence } from './presence.redis.ts'
 import { LeasedRedisRateLimit, leaseCap, MemoryRateLimit, type RateLimit } from './rate-limit.ts'
@@ -25,6 +26,8 @@ export interface Cluster {
   onAdapterReconnect?(fn: () => void): void
   /** Node heartbeats and crash clean-up (Redis only). */
   readonly liveness?: NodeLiveness
+  /** Where nodes say whether they reach Postgres (Redis only; readiness, D80). */
+  readonly peerBoard?: RedisPeerBoard
   ping(): Promise<void>
   close(): Promise<void>
 }
@@ -59,12 +62,14 @@ export async function createCluster(config: Config, log: Logger, onRedisError?: 
     { intervalMs: config.LIVENESS_INTERVAL_MS, ttlMs: config.LIVENESS_TTL_MS },
     connections,
   )
+  const peerBoard = new RedisPeerBoard(command, config.REDIS_PREFIX, config.nodeId, { freshMs: config.LIVENESS_TTL_MS, marginMs: READINESS_CHECK_TIMEOUT_MS })
   return {
     shared: true,
     presence,
     connections,
     redis: command,
     liveness,
+    peerBoard,
     onAdapterReconnect: (fn) => {
       let dropped = false
       sub.on('close', () => (dropped = true))
@@ -86,6 +91,7 @@ export async function createCluster(config: Config, log: Logger, onRedisError?: 
     },
     close: async () => {
       await liveness.stop()
+      await peerBoard.leave()
       await Promise.all(clients.map((c) => c.quit().catch(() => c.disconnect())))
     },
   }

@@ -63,8 +63,6 @@ export class MessagesService {
       throw new AppError('NOT_FOUND', 'replyTo message not found in this room')
     }
     const attachment = input.attachmentId ? await this.attachments.forMessage(who, input.roomId, input.attachmentId) : undefined
-    // The rate-limit check runs while the draft waits for its batch; a refusal stores nothing.
-    const allowed = this.limit.consume(who.userId)
     const id = newMessageId()
     const draft: messages.Draft = {
       id,
@@ -76,6 +74,10 @@ export class MessagesService {
       clientMsgId: input.clientMsgId ?? null,
       attachmentId: input.attachmentId ?? null,
     }
+    // A full commit queue refuses before the draft spends a rate-limit point (SPEC §5.6).
+    this.commits.admit(draft)
+    // The rate-limit check runs while the draft waits for its batch; a refusal stores nothing.
+    const allowed = this.limit.consume(who.userId)
     const c = await this.commits.submit(draft, allowed)
     if (!c.duplicate) {
       const m: Message = {

@@ -67,6 +67,14 @@ export interface ReactionsTable {
   created_at: Generated<Date>
 }
 
+/** One row per node that reached Postgres lately (readiness, D80). */
+export interface NodeHeartbeatsTable {
+  node_id: string
+  /** Whether the node reached Redis at its last heartbeat. */
+  redis_ok: boolean
+  at: Generated<Date>
+}
+
 /** The Kysely database type. */
 export interface Database {
   rooms: RoomsTable
@@ -75,6 +83,7 @@ export interface Database {
   attachments: AttachmentsTable
   attachment_chunks: AttachmentChunksTable
   reactions: ReactionsTable
+  node_heartbeats: NodeHeartbeatsTable
 }
 
 export type RoomRow = Selectable<RoomsTable>
