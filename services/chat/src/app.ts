@@ -83,6 +83,7 @@ export async function buildApp({ config, log, db, cluster, metrics = createMetri
     maxBytes: config.UPLOAD_MAX_BYTES,
     allowedTypes: config.uploadAllowedTypes,
     unreferencedTtlMs: config.UPLOAD_UNREFERENCED_TTL_SECONDS * 1000,
+    encryption: config.encryption,
   })
 
   // Fastify's own request logs only from warn up, and never louder than LOG_LEVEL asks (silent stays silent).

@@ -120,8 +120,8 @@ export async function attachmentRoutes(app: FastifyInstance, deps: { attachments
       .type(a.mimeType === 'text/plain' ? 'text/plain; charset=utf-8' : a.mimeType)
     if (range) {
       reply.status(206).header('content-range', `bytes ${range.start}-${range.end}/${a.size}`).header('content-length', range.end - range.start + 1)
-      return reply.send(deps.attachments.bytes(a, range))
+      return reply.send(await deps.attachments.bytes(a, range))
     }
-    return reply.header('content-length', a.size).send(deps.attachments.bytes(a))
+    return reply.header('content-length', a.size).send(await deps.attachments.bytes(a))
   })
 }
