@@ -236,6 +236,13 @@ for (const store of ['postgres', 'fs'] as const) {
         await setChunk(0, other.rows[0].data)
         await refused("another file's chunk")
         await setChunk(0, c0)
+        // A bad chunk after the first: the response has started, so it is cut off, never completed with garbage.
+        const c2 = await chunk(2)
+        const bad = Buffer.from(c2)
+        bad[100] ^= 0x01
+        await setChunk(2, bad)
+        await assert.rejects(download(node!.url, token, ids.png), 'the transfer is aborted')
+        await setChunk(2, c2)
       } else {
         const path = sealedPath(k)
         const original = readFileSync(path)
@@ -249,6 +256,10 @@ for (const store of ['postgres', 'fs'] as const) {
         writeFileSync(path, Buffer.concat([original.subarray(0, h), original.subarray(h + sealed, h + 2 * sealed), original.subarray(h, h + sealed), original.subarray(h + 2 * sealed)]))
         await refused('chunks 0 and 1 swapped')
         await refused('chunk 1 as a range', { range: `bytes=${CHUNK}-${CHUNK + 9}` })
+        const late = Buffer.from(original)
+        late[h + 2 * sealed + 100] ^= 0x01
+        writeFileSync(path, late)
+        await assert.rejects(download(node!.url, token, ids.png), 'a bad chunk after the first: the transfer is aborted')
         copyFileSync(sealedPath(await storageKey(ids.text)), path)
         await refused("another file's bytes")
         writeFileSync(path, original)

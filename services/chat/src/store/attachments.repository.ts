@@ -152,3 +152,13 @@ export function lockAttachmentsAfter(trx: Q, afterId: string | null, limit: numb
 export function listBlobs(db: Q) {
   return db.selectFrom('attachments').select(['id', 'size', 'storage_key']).orderBy('id').execute()
 }
+
+/** Attachments with no chunk in Postgres: their bytes are files (UPLOAD_STORE=fs). */
+export async function countWithoutChunks(db: Q): Promise<number> {
+  const row = await db
+    .selectFrom('attachments as a')
+    .select((eb) => eb.fn.countAll<number>().as('n'))
+    .where((eb) => eb.not(eb.exists(eb.selectFrom('attachment_chunks as c').select(sql.lit(1).as('one')).whereRef('c.storage_key', '=', 'a.storage_key'))))
+    .executeTakeFirstOrThrow()
+  return Number(row.n)
+}

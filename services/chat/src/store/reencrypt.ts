@@ -226,6 +226,10 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === path.resolve(process.a
     const leftBehind = result.remaining > 0 && maxBatches === undefined && !stop
     if (leftBehind) console.log('reencrypt: rows were written with another key meanwhile: are all nodes running with the new key first? run again once they are')
     process.exitCode = leftBehind ? 1 : 0
+    const elsewhere = files ? 0 : await attachments.countWithoutChunks(db)
+    if (elsewhere > 0) {
+      console.log(`reencrypt: ${elsewhere} attachments have no bytes in Postgres: if the nodes run UPLOAD_STORE=fs, run again with UPLOAD_STORE=fs and UPLOAD_DIR as they have them`)
+    }
   } catch (err) {
     console.error(`reencrypt: failed: ${(err as Error).message}`)
     process.exitCode = 1
