@@ -10,6 +10,8 @@ import { promisify } from 'node:util'
 import { after, before, describe, it } from 'node:test'
 import { sql } from 'kysely'
 import { pino } from 'pino'
+import { parseKeyring } from '../src/crypto/at-rest.ts'
+import { AttachmentSeals, chunked } from '../src/store/attachment-seal.ts'
 import { ack, chatClient, closeClients, createTestDatabase, devToken, getJson, REDIS_URL, redisPrefix, startNode, type TestNode } from './helpers.ts'
 
 const ROOT = fileURLToPath(new URL('../../..', import.meta.url))
@@ -72,6 +74,33 @@ const spawnReencrypt = (env: Record<string, string>, args: string[]) =>
       resolve({ code, out })
     })
   })
+
+describe('chunking (pure)', () => {
+  const cut = async (pieces: number[]) => {
+    async function* source() {
+      for (const n of pieces) yield randomBytes(n)
+    }
+    const out: [number, number, boolean][] = []
+    for await (const c of chunked(source())) out.push([c.idx, c.data.length, c.last])
+    return out
+  }
+  it('cuts exact 256 KiB chunks from pieces of any size, and marks only the real last one', async () => {
+    assert.deepEqual(await cut([CHUNK, CHUNK]), [[0, CHUNK, false], [1, CHUNK, true]], 'an exact multiple: the last full chunk is the last')
+    assert.deepEqual(await cut([100, 2 * CHUNK - 100, 1]), [[0, CHUNK, false], [1, CHUNK, false], [2, 1, true]])
+    assert.deepEqual(await cut([7, 0, 9]), [[0, 16, true]])
+    assert.deepEqual(await cut([]), [])
+  })
+  it('a chunk in the wrong place, or a last chunk with another size, does not open', () => {
+    const seals = new AttachmentSeals(parseKeyring(K1))
+    const data = randomBytes(CHUNK)
+    const sealed = seals.sealChunk('a1', { idx: 1, data, last: false })!
+    assert.ok(seals.openChunk('a1', 3 * CHUNK, 1, 'k1', sealed.data).equals(data))
+    assert.throws(() => seals.openChunk('a1', 3 * CHUNK, 0, 'k1', sealed.data), /failed authentication/)
+    assert.throws(() => seals.openChunk('a2', 3 * CHUNK, 1, 'k1', sealed.data), /failed authentication/)
+    assert.throws(() => seals.openChunk('a1', 2 * CHUNK, 1, 'k1', sealed.data), /failed authentication/, 'now the last chunk: bound to the size')
+    assert.throws(() => new AttachmentSeals(null).openChunk('a1', 3 * CHUNK, 1, 'k1', sealed.data), /ENCRYPTION_KEYS is not set/)
+  })
+})
 
 for (const store of ['postgres', 'fs'] as const) {
   describe(`attachments encrypted at rest (${store} store, real Postgres, pg_dump)`, () => {
@@ -263,6 +292,11 @@ for (const store of ['postgres', 'fs'] as const) {
         copyFileSync(sealedPath(await storageKey(ids.text)), path)
         await refused("another file's bytes")
         writeFileSync(path, original)
+        // A plaintext file planted beside the sealed one is not served.
+        const planted = join(dir, k.slice(0, 2), k)
+        writeFileSync(planted, randomBytes(png.bytes.length))
+        assert.ok((await download(node!.url, token, ids.png)).bytes.equals(png.bytes), 'the sealed file wins')
+        rmSync(planted)
       }
       // The last chunk carries the size: a smaller size (or chunks dropped from the end) is refused.
       await sql`update attachments set size = size - ${CHUNK} where id = ${ids.png}`.execute(node!.db)

@@ -50,8 +50,8 @@ const isMissing = (err: unknown) => (err as { code?: string }).code === 'ENOENT'
  * the chunk size (u32 BE), then every CHUNK_BYTES of plaintext sealed on its own, so a range reads
  * and opens only the chunks it covers. The name, not the content, says which form a file has: a
  * plaintext upload that happens to start with `SBE1` is still plaintext. A reader looks for the
- * plaintext name first, then the sealed one: `reseal` writes the sealed file before removing the
- * plaintext one, so a reader always finds one of them.
+ * sealed name first, then the plaintext one, then the sealed one again: `reseal` writes the
+ * sealed file before removing the plaintext one, so a reader always finds one of them.
  */
 export class FsBlobStore implements BlobStore {
   readonly kind = 'fs'
@@ -110,20 +110,28 @@ export class FsBlobStore implements BlobStore {
     return size
   }
 
-  /** The blob's file, open: plaintext (`sealed: false`) or sealed. */
+  /**
+   * The blob's file, open: sealed, or else plaintext. The sealed one wins (a plaintext file put
+   * beside it is never served); the second look for it covers `reseal` renaming it in and
+   * removing the plaintext one between our first two opens.
+   */
   private async openBlob(key: string): Promise<{ fh: FileHandle; sealed: boolean }> {
     const path = this.path(key)
-    try {
-      return { fh: await open(path, 'r'), sealed: false }
-    } catch (err) {
-      if (!isMissing(err)) throw err
+    const attempt = async (file: string) => {
+      try {
+        return await open(file, 'r')
+      } catch (err) {
+        if (isMissing(err)) return null
+        throw err
+      }
     }
-    try {
-      return { fh: await open(`${path}.sbe`, 'r'), sealed: true }
-    } catch (err) {
-      if (isMissing(err)) throw new Error(`attachment file ${key} is missing`)
-      throw err
-    }
+    let fh = await attempt(`${path}.sbe`)
+    if (fh) return { fh, sealed: true }
+    fh = await attempt(path)
+    if (fh) return { fh, sealed: false }
+    fh = await attempt(`${path}.sbe`)
+    if (fh) return { fh, sealed: true }
+    throw new Error(`attachment file ${key} is missing`)
   }
 
   async get(blob: BlobRef, range: ByteRange = { start: 0, end: blob.size - 1 }): Promise<Readable> {
