@@ -45,6 +45,11 @@ interface Part {
   batch(limit: number): Promise<number>
 }
 
+/** Chunks are 256 KiB: a batch moves at most this many (8 MiB), whatever `--batch-size` says. */
+export const MAX_CHUNKS_PER_BATCH = 32
+/** Files are up to UPLOAD_MAX_BYTES each: a batch (one transaction holding their rows) moves at most this many. */
+export const MAX_FILES_PER_BATCH = 50
+
 function parts(db: Kysely<Database>, keyring: Keyring, files: FsBlobStore | undefined): Part[] {
   const keyId = keyring.writeKeyId
   const texts = new MessageTexts(keyring)
@@ -84,7 +89,7 @@ function parts(db: Kysely<Database>, keyring: Keyring, files: FsBlobStore | unde
       count: () => attachments.countChunksNotOnKey(db, keyId),
       batch: (limit) =>
         db.transaction().execute(async (trx) => {
-          const rows = await attachments.lockChunksNotOnKey(trx, keyId, chunkCursor, limit)
+          const rows = await attachments.lockChunksNotOnKey(trx, keyId, chunkCursor, Math.min(limit, MAX_CHUNKS_PER_BATCH))
           await attachments.rewriteChunks(
             trx,
             rows.map((r) => {
@@ -115,7 +120,7 @@ function parts(db: Kysely<Database>, keyring: Keyring, files: FsBlobStore | unde
       async batch(limit) {
         for (;;) {
           const result = await db.transaction().execute(async (trx) => {
-            const rows = await attachments.lockAttachmentsAfter(trx, fileCursor, limit)
+            const rows = await attachments.lockAttachmentsAfter(trx, fileCursor, Math.min(limit, MAX_FILES_PER_BATCH))
             let moved = 0
             for (const r of rows) {
               if (!(await notOnKey(r))) continue
