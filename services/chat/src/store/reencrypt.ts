@@ -36,6 +36,8 @@ export interface ReencryptOptions {
   onProgress?: (p: ReencryptProgress) => void
   /** The fs blob store of the deployment (UPLOAD_STORE=fs), whose files move too; none: Postgres chunks only. */
   files?: FsBlobStore
+  /** Something skipped that an operator should look at (an attachment whose file is missing). */
+  onWarning?: (message: string) => void
 }
 
 /** One kind of row: how many are not on the key, and a batch that moves the next ones (0: none left). */
@@ -50,7 +52,7 @@ export const MAX_CHUNKS_PER_BATCH = 32
 /** Files are up to UPLOAD_MAX_BYTES each: a batch (one transaction holding their rows) moves at most this many. */
 export const MAX_FILES_PER_BATCH = 50
 
-function parts(db: Kysely<Database>, keyring: Keyring, files: FsBlobStore | undefined): Part[] {
+function parts(db: Kysely<Database>, keyring: Keyring, files: FsBlobStore | undefined, warn: (message: string) => void): Part[] {
   const keyId = keyring.writeKeyId
   const texts = new MessageTexts(keyring)
   const seals = new AttachmentSeals(keyring)
@@ -106,7 +108,18 @@ function parts(db: Kysely<Database>, keyring: Keyring, files: FsBlobStore | unde
     },
   ]
   if (files) {
-    const notOnKey = async (r: { storage_key: string }) => (await files.keyIdOf(r.storage_key)) !== keyId
+    const warned = new Set<string>()
+    // A row whose file is gone cannot be moved: said once, and not counted, so the rest still moves.
+    const notOnKey = async (r: { id: string; storage_key: string }) => {
+      try {
+        return (await files.keyIdOf(r.storage_key)) !== keyId
+      } catch (err) {
+        if (!/is missing/.test((err as Error).message)) throw err
+        if (!warned.has(r.id)) warn(`attachment ${r.id}: its file ${r.storage_key} is missing under ${files.dir}; skipped`)
+        warned.add(r.id)
+        return false
+      }
+    }
     list.push({
       name: 'attachment files',
       // Every file's header is read: there is no index of the files' keys.
@@ -148,7 +161,7 @@ function parts(db: Kysely<Database>, keyring: Keyring, files: FsBlobStore | unde
  * the write key. Returns the final state, `remaining` recounted.
  */
 export async function reencrypt(db: Kysely<Database>, keyring: Keyring, opts: ReencryptOptions): Promise<ReencryptProgress> {
-  const all = parts(db, keyring, opts.files)
+  const all = parts(db, keyring, opts.files, opts.onWarning ?? (() => undefined))
   const progress: ReencryptProgress = { batches: 0, done: 0, remaining: 0 }
   const counts = new Map<ReencryptPart, number>()
   for (const part of all) counts.set(part.name, await part.count())
@@ -224,6 +237,7 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === path.resolve(process.a
       maxBatches,
       stopRequested: () => stop,
       files,
+      onWarning: (message) => console.log(`reencrypt: warning: ${message}`),
       onProgress: (p) => console.log(`reencrypt: batch ${p.batches}: ${p.done} done, ${p.remaining} remaining (${p.part})`),
     })
     console.log(`reencrypt: finished: ${result.done} rows moved in ${result.batches} batches, ${result.remaining} remaining`)
