@@ -29,6 +29,8 @@ const configSchema = (production: boolean) => Type.Object({
   REDIS_ADAPTER: Type.Union([Type.Literal('classic'), Type.Literal('sharded')], { default: 'classic' }),
   LIVENESS_INTERVAL_MS: Type.Integer({ default: 5000, minimum: 100 }),
   LIVENESS_TTL_MS: Type.Integer({ default: 15000, minimum: 300 }),
+  PRESENCE_TTL_MS: Type.Integer({ default: 20000, minimum: 300 }),
+  PRESENCE_RECONCILE_MS: Type.Integer({ default: 5000, minimum: 100 }),
 
   JWT_SECRET: Type.String({ default: '' }),
   JWT_JWKS_URL: Type.String({ default: '' }),
@@ -142,6 +144,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (raw.LIVENESS_TTL_MS < 2 * raw.LIVENESS_INTERVAL_MS) {
     throw new Error('LIVENESS_TTL_MS must be at least twice LIVENESS_INTERVAL_MS')
   }
+  if (raw.PRESENCE_TTL_MS < 2 * raw.PRESENCE_RECONCILE_MS) {
+    throw new Error('PRESENCE_TTL_MS must be at least twice PRESENCE_RECONCILE_MS')
+  }
   if (raw.ADMIN_UI_USERNAME && !/^\$2[aby]\$\d\d\$.{53}$/.test(raw.ADMIN_UI_PASSWORD_HASH)) {
     throw new Error('ADMIN_UI_PASSWORD_HASH must be a bcrypt hash when ADMIN_UI_USERNAME is set')
   }
@@ -151,6 +156,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     warnings.push(
       'AUTH_DEV_TOKENS=true with NODE_ENV=production: anyone who can reach POST /api/dev/token can mint a token for any user, admins included. Unset AUTH_DEV_TOKENS unless this deployment is a throwaway.',
     )
+  }
+  if (raw.PRESENCE_TTL_MS > 30_000) {
+    warnings.push(`PRESENCE_TTL_MS=${raw.PRESENCE_TTL_MS}: a user of a node that stops refreshing presence may look online for longer than 30 s.`)
   }
   const { ENCRYPTION_KEYS, ...rest } = raw
   return Object.freeze({

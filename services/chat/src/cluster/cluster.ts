@@ -42,7 +42,7 @@ export async function createCluster(config: Config, log: Logger, onRedisError?: 
   await Promise.all([command, pub, sub].map((c) => connectWithin(c, 3000)))
   for (const c of [pub, sub]) handleFireAndForget(c, log)
   const clients: Redis[] = [command, pub, sub]
-  const presence = new RedisPresence(command, config.REDIS_PREFIX, config.nodeId)
+  const presence = new RedisPresence(command, config.REDIS_PREFIX, config.nodeId, { ttlMs: config.PRESENCE_TTL_MS })
   const liveness = new NodeLiveness(command, presence, config.REDIS_PREFIX, config.nodeId, log, {
     intervalMs: config.LIVENESS_INTERVAL_MS,
     ttlMs: config.LIVENESS_TTL_MS,
