@@ -253,12 +253,15 @@ describe('presence heals: a reaper that died mid-reap', () => {
     const p = prefix.prefix
     const [sec] = await redis.time()
     const now = Number(sec) * 1000
-    await redis.sadd(`${p}nodes`, 'ghost')
-    await redis.set(`${p}node:reaping:ghost`, 'dead-reaper', 'PX', 3000)
-    await redis.hset(`${p}presence:{n:ghost}`, u1.userId, u1.name, u2.userId, u2.name)
-    await redis.zadd(`${p}presence:{u:${u1.userId}}`, now + 60_000, 'ghost')
-    await redis.zadd(`${p}presence:{u:${u3.userId}}`, now - 1000, 'stalled')
     const offline = offlineExcept(w, probe)
+    await redis
+      .multi()
+      .set(`${p}node:reaping:ghost`, 'dead-reaper', 'PX', 3000)
+      .sadd(`${p}nodes`, 'ghost')
+      .hset(`${p}presence:{n:ghost}`, u1.userId, u1.name, u2.userId, u2.name)
+      .zadd(`${p}presence:{u:${u1.userId}}`, now + 60_000, 'ghost')
+      .zadd(`${p}presence:{u:${u3.userId}}`, now - 1000, 'stalled')
+      .exec()
     assert.deepEqual(await onlineIn(node.url, probe, room), [watcher.userId, talker.userId, u1.userId].sort(), 'the stranded entry shows d-one online; the expired one does not show d-three')
 
     await eventually(() => offline().some((u) => u.userId === u1.userId), BOUND_MS, 'presence:offline for d-one once the dead reaper’s lock lapsed')
@@ -272,5 +275,24 @@ describe('presence heals: a reaper that died mid-reap', () => {
     await ack(t, 'chat:message', { roomId: room, text: 'after the reap' })
     await said
     assert.deepEqual(offline().map((u) => u.userId), [u1.userId], 'd-two (already removed) is not announced again')
+  })
+
+  it('entries of this node for users with no socket here (a previous incarnation) are removed and announced', async () => {
+    const room = 'stale-room'
+    const [watcher, gone, probe] = await Promise.all(['s-watcher', 's-gone', 's-probe'].map((n) => user(node.url, n)))
+    const w = await inRoom(node.url, watcher, room)
+    await becomeMember(node.url, gone, room, w)
+    // As a crashed earlier process under the same NODE_ID left them: indexed, live for a minute.
+    const p = prefix.prefix
+    const [sec] = await redis.time()
+    const offline = offlineExcept(w, probe)
+    await redis
+      .multi()
+      .hset(`${p}presence:{n:${node.config.nodeId}}`, gone.userId, gone.name)
+      .zadd(`${p}presence:{u:${gone.userId}}`, Number(sec) * 1000 + 60_000, node.config.nodeId)
+      .exec()
+    await eventually(() => offline().some((u) => u.userId === gone.userId), BOUND_MS, 'presence:offline for the user with no socket')
+    assert.deepEqual(await onlineIn(node.url, probe, room), [watcher.userId])
+    assert.equal(await redis.hexists(`${p}presence:{n:${node.config.nodeId}}`, gone.userId), 0)
   })
 })

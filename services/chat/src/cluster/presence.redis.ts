@@ -123,12 +123,17 @@ export class RedisPresence implements PresenceStore {
    */
   private register(user: OnlineUser, strict: boolean): Promise<number> {
     const indexed = this.redis.hset(this.nodeKey(this.nodeId), user.userId, user.username)
-    const added = this.cmd.sbPresenceAdd(this.userKey(user.userId), this.nodeId, this.ttlMs, this.gcMs)
+    const added = this.refresh(user)
     if (!strict) {
       indexed.catch(() => undefined)
       return added
     }
     return Promise.all([indexed, added]).then(([, r]) => r)
+  }
+
+  /** Refreshes the user's entry (re-adding it if Redis lost it); the index entry is known to be there. */
+  private refresh(user: OnlineUser): Promise<number> {
+    return this.cmd.sbPresenceAdd(this.userKey(user.userId), this.nodeId, this.ttlMs, this.gcMs)
   }
 
   async add(user: OnlineUser, socketId: string): Promise<boolean> {
@@ -239,25 +244,32 @@ export class RedisPresence implements PresenceStore {
     for (const id of next.keys()) this.pending.delete(id)
     this.local = next
 
-    // 2. Refresh (and re-add) every user held here; each batch filtered by who is still here.
+    // 2. What our index says (HSCAN; entries written meanwhile are ours anyway).
+    const indexed = new Map<string, string>()
+    for await (const pairs of this.indexed(this.nodeId)) for (const [id, name] of pairs) indexed.set(id, name)
+
+    // 3. Refresh every user held here (re-adding what Redis lost, the index entry only where it
+    //    is missing); each batch filtered by who is still here when it is queued.
     const held = [...this.local.keys()]
     for (let i = 0; i < held.length; i += BATCH) {
       const users = held.slice(i, i + BATCH).flatMap((userId) => {
         const mine = this.local.get(userId)
         return mine ? [{ userId, username: mine.username }] : []
       })
-      const results = await Promise.all(users.map((u) => this.register(u, true)))
+      const results = await Promise.all(
+        users.map((u) => (indexed.get(u.userId) === u.username ? this.refresh(u) : this.register(u, true))),
+      )
       results.forEach((r, j) => {
         if (r > 0) repair.readded++
         if (r === 2) repair.online.push(users[j])
       })
     }
 
-    // 3. Our index names users we do not hold (a removal that never reached Redis, a previous
-    //    incarnation under our NODE_ID): remove them. Then retry the removals that failed.
-    const stale = new Map<string, string>()
-    for await (const pairs of this.indexed(this.nodeId)) for (const [id, name] of pairs) if (!this.local.has(id) && !this.pending.has(id)) stale.set(id, name)
-    const todo: [string, string, boolean][] = [...[...stale].map(([id, name]): [string, string, boolean] => [id, name, false]), ...[...this.pending].map(([id, name]): [string, string, boolean] => [id, name, true])]
+    // 4. Our index names users we do not hold (a removal that never reached Redis, a previous
+    //    incarnation under our NODE_ID): remove them. And retry the removals that failed.
+    const todo: [userId: string, username: string, failed: boolean][] = []
+    for (const [id, name] of indexed) if (!this.local.has(id) && !this.pending.has(id)) todo.push([id, name, false])
+    for (const [id, name] of this.pending) todo.push([id, name, true])
     for (let i = 0; i < todo.length; i += BATCH) {
       const batch = todo.slice(i, i + BATCH).filter(([id]) => !this.local.has(id))
       const results = await Promise.all(batch.map(([id]) => this.cmd.sbPresenceRemove(this.userKey(id), this.nodeId)))
