@@ -8,6 +8,7 @@ import { Redis } from 'ioredis'
 import type { Socket } from 'socket.io-client'
 import { answers, freePort, start, waitFor, type Proc } from '../../../infra/processes.ts'
 import { startRedis, type LocalRedis } from '../../../infra/services.ts'
+import { MemoryPresence } from '../src/cluster/presence.ts'
 import {
   ack,
   chatClient,
@@ -294,5 +295,21 @@ describe('presence heals: a reaper that died mid-reap', () => {
     await eventually(() => offline().some((u) => u.userId === gone.userId), BOUND_MS, 'presence:offline for the user with no socket')
     assert.deepEqual(await onlineIn(node.url, probe, room), [watcher.userId])
     assert.equal(await redis.hexists(`${p}presence:{n:${node.config.nodeId}}`, gone.userId), 0)
+  })
+})
+
+describe('in-process presence keeps the same interface', () => {
+  it('reconcile() makes it match the live sockets and reports who flipped', async () => {
+    const p = new MemoryPresence()
+    const ann = { userId: 'u-ann', username: 'ann' }
+    const ben = { userId: 'u-ben', username: 'ben' }
+    assert.equal(await p.add(ann, 's1'), true)
+    assert.equal(await p.add(ann, 's2'), false)
+    const repair = await p.reconcile([{ user: ben, socketId: 's3' }])
+    assert.deepEqual(repair, { online: [ben], offline: [ann], readded: 1, removed: 1 })
+    assert.deepEqual([...(await p.online(['u-ann', 'u-ben']))], ['u-ben'])
+    assert.deepEqual(await p.reconcile([{ user: ben, socketId: 's3' }]), { online: [], offline: [], readded: 0, removed: 0 })
+    assert.equal(await p.remove(ben, 's3'), true)
+    assert.deepEqual(await p.reapNode(), [])
   })
 })
