@@ -79,11 +79,12 @@ async function onlineIn(url: string, u: User, room: string): Promise<string[]> {
 }
 
 describe('presence heals: Redis restarted empty', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'sb-heal-'))
+  let dir: string
   let redis: LocalRedis
   let database: Awaited<ReturnType<typeof createTestDatabase>>
   let node: TestNode
   before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'sb-heal-'))
     redis = await startRedis(join(dir, 'redis'))
     database = await createTestDatabase()
     node = await startNode({ DATABASE_URL: database.url, REDIS_URL: redis.url, ...FAST })
@@ -93,7 +94,7 @@ describe('presence heals: Redis restarted empty', () => {
     await node?.close()
     await database?.drop()
     await redis?.stop()
-    rmSync(dir, { recursive: true, force: true })
+    if (dir) rmSync(dir, { recursive: true, force: true })
   })
 
   it('every connected user is online again, and one who left during the outage is announced offline', async () => {
@@ -127,7 +128,7 @@ describe('presence heals: Redis restarted empty', () => {
 })
 
 describe('presence heals: a Redis blip during a disconnect, and a node that dies', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'sb-heal-'))
+  let dir: string
   const prefix = redisPrefix()
   let database: Awaited<ReturnType<typeof createTestDatabase>>
   let proxy: Awaited<ReturnType<typeof tcpProxy>>
@@ -135,6 +136,7 @@ describe('presence heals: a Redis blip during a disconnect, and a node that dies
   let direct: TestNode
   let child: Proc | undefined
   before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'sb-heal-'))
     database = await createTestDatabase()
     proxy = await tcpProxy(Number(new URL(REDIS_URL).port || 6379), new URL(REDIS_URL).hostname)
     // Liveness is slow here on purpose: only the retried removal, not a reaper, can announce
@@ -151,7 +153,7 @@ describe('presence heals: a Redis blip during a disconnect, and a node that dies
     await proxy?.close()
     await database?.drop()
     await prefix.clear()
-    rmSync(dir, { recursive: true, force: true })
+    if (dir) rmSync(dir, { recursive: true, force: true })
   })
 
   it('a disconnect while Redis is unreachable turns the user offline once Redis is back', async () => {
