@@ -2,8 +2,8 @@ import { randomBytes } from 'node:crypto'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { answers, freePort, requirePrograms, start, waitFor, type Proc, type Requirement } from './processes.ts'
-import { postgresRequirement, redisRequirement, startPostgres, startRedis, type LocalPostgres, type LocalRedis } from './services.ts'
+import { answers, exitCause, freePort, requirePrograms, start, stopAll, waitFor, type Proc, type Requirement } from './processes.ts'
+import { clearStalePidFile, postgresRequirement, redisRequirement, startPostgres, startRedis, type LocalPostgres, type LocalRedis } from './services.ts'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 
@@ -76,7 +76,7 @@ export async function startCluster(opts: ClusterOptions): Promise<RunningCluster
   const print = opts.print ?? (() => {})
   const started: { stop(): Promise<unknown> }[] = []
   try {
-    const postgres = opts.databaseUrl || !chatNodes ? undefined : await startPostgres(join(dir, 'postgres'))
+    const postgres = opts.databaseUrl || !chatNodes ? undefined : await startPostgres(join(dir, 'postgres'), { print })
     if (postgres) started.push(postgres)
     const redis = opts.redisUrl ? undefined : await startRedis(join(dir, 'redis'))
     if (redis) started.push(redis)
@@ -103,7 +103,7 @@ export async function startCluster(opts: ClusterOptions): Promise<RunningCluster
         env,
         logFile: join(logs, 'migrate.log'),
       })
-      if ((await migrate.exited) !== 0) throw new Error(`migrations failed; see ${join(logs, 'migrate.log')}`)
+      if ((await migrate.exited) !== 0) throw new Error(`migrations failed: ${exitCause(migrate) ?? 'no output'} (log: ${migrate.logFile})`)
     }
 
     const nodes: ClusterNode[] = []
@@ -122,7 +122,7 @@ export async function startCluster(opts: ClusterOptions): Promise<RunningCluster
       nodes.push({ id, port, url: `http://127.0.0.1:${port}`, proc: launchNode(id, port, i) })
     }
     started.unshift(...nodes.map((n) => ({ stop: () => n.proc.stop('SIGTERM') })))
-    await Promise.all(nodes.map((n) => waitFor(n.id, () => answers(`${n.url}/readyz`), 60_000, n.proc.exited)))
+    await Promise.all(nodes.map((n) => waitFor(n.id, () => answers(`${n.url}/readyz`), 60_000, n.proc)))
 
     const port = opts.port || (await freePort())
     const prefix = join(dir, 'nginx')
@@ -140,12 +140,14 @@ export async function startCluster(opts: ClusterOptions): Promise<RunningCluster
     writeFileSync(join(prefix, 'nginx.conf'), conf)
     // As root, nginx workers would switch to `nobody`, who cannot use our prefix: keep root locally.
     const globals = `daemon off;${process.getuid?.() === 0 ? ' user root;' : ''}`
+    clearStalePidFile(join(prefix, 'nginx.pid'), 'nginx', { program: 'nginx', path: prefix }, print)
     const nginx = start('nginx', 'nginx', ['-p', prefix, '-c', join(prefix, 'nginx.conf'), '-e', join(prefix, 'error.log'), '-g', globals], {
       logFile: join(logs, 'nginx.log'),
+      stopSignal: 'SIGQUIT',
     })
     started.unshift({ stop: () => nginx.stop('SIGQUIT') })
     const url = `http://127.0.0.1:${port}`
-    await waitFor('nginx', () => answers(`${url}/nginx-health`), 10_000, nginx.exited)
+    await waitFor('nginx', () => answers(`${url}/nginx-health`), 10_000, nginx)
 
     return {
       url,
@@ -159,7 +161,7 @@ export async function startCluster(opts: ClusterOptions): Promise<RunningCluster
         const n = nodes[i]
         if (n.proc.child.exitCode === null && n.proc.child.signalCode === null) throw new Error(`${n.id} is still running`)
         n.proc = launchNode(n.id, n.port, i)
-        await waitFor(n.id, () => answers(`${n.url}/readyz`), 60_000, n.proc.exited)
+        await waitFor(n.id, () => answers(`${n.url}/readyz`), 60_000, n.proc)
       },
       async stop() {
         await nginx.stop('SIGQUIT', 5000)
@@ -183,8 +185,33 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === resolve(process.argv[1
   const nodes = Number(arg('nodes', process.env.CLUSTER_NODES ?? '3'))
   const port = Number(arg('port', process.env.CLUSTER_PORT ?? '8080'))
   const dir = resolve(arg('dir', join(process.env.DATA_DIR ?? './data', 'cluster')))
+  // Ctrl-C (SIGINT), `kill` (SIGTERM) and a closed terminal (SIGHUP) all stop everything started
+  // here, also while it is still starting. A second Ctrl-C kills the children at once.
+  // After SIGHUP our output has nowhere to go: a write error must not end the launcher mid-stop.
+  for (const stream of [process.stdout, process.stderr]) stream.on('error', () => undefined)
+  let cluster: RunningCluster | undefined
+  let stopping = false
+  const shutdown = async (signal: NodeJS.Signals) => {
+    if (stopping) {
+      if (signal === 'SIGINT') {
+        console.log('Killing everything started here …')
+        process.exit(130) // processes.ts SIGKILLs the children on exit
+      }
+      return
+    }
+    stopping = true
+    console.log(`\n${signal}: stopping …`)
+    try {
+      await cluster?.stop()
+      await stopAll()
+      console.log('Stopped.')
+    } finally {
+      process.exit(0)
+    }
+  }
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, () => void shutdown(signal))
+
   console.log(`Starting ${nodes} nodes behind nginx (logs under ${dir}/logs) …`)
-  let cluster: RunningCluster
   try {
     cluster = await startCluster({
       nodes,
@@ -196,10 +223,14 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === resolve(process.argv[1
       print: (line) => console.log(line),
     })
   } catch (err) {
-    // One line for the operator (a missing program says how to install it); the logs hold the rest.
+    if (stopping) await new Promise(() => {}) // shutdown() stops what started and exits
+    // One line for the operator (a missing program says how to install it, a process that ended
+    // says why, from its log); the logs hold the rest.
     console.error((err as Error).message)
+    await stopAll()
     process.exit(1)
   }
+  if (stopping) await new Promise(() => {})
   console.log(`
 Switchboard cluster is up.
   open the web client:  ${cluster.url}/
@@ -207,16 +238,5 @@ Switchboard cluster is up.
 ${cluster.nodes.map((n) => `  ${n.id.padEnd(20)}  ${n.url}   (metrics ${n.url}/metrics)`).join('\n')}
   Postgres:             ${cluster.databaseUrl}${cluster.postgres ? '  (started here)' : ''}
   Redis:                ${cluster.redisUrl}${cluster.redis ? '  (started here)' : ''}
-Ctrl-C stops everything started here.`)
-  let stopping = false
-  const shutdown = async () => {
-    if (stopping) return
-    stopping = true
-    console.log('\nStopping …')
-    await cluster.stop()
-    console.log('Stopped.')
-    process.exit(0)
-  }
-  process.on('SIGINT', shutdown)
-  process.on('SIGTERM', shutdown)
+Ctrl-C (or closing the terminal, or SIGTERM) stops everything started here.`)
 }

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process'
-import { accessSync, constants, createWriteStream, statSync } from 'node:fs'
+import { accessSync, closeSync, constants, createWriteStream, existsSync, openSync, readSync, statSync } from 'node:fs'
 import net from 'node:net'
 import { delimiter, isAbsolute, join } from 'node:path'
 
@@ -8,21 +8,47 @@ export interface Proc {
   name: string
   child: ChildProcess
   exited: Promise<number | null>
+  /** Where its output goes, and how long the file was before it started (its own lines follow). */
+  logFile: string
+  logOffset: number
+  /** Stops it with `signal` (default: the signal it was started with as `stopSignal`, else SIGTERM), SIGKILL after `timeoutMs`. */
   stop(signal?: NodeJS.Signals, timeoutMs?: number): Promise<number | null>
 }
 
-const running = new Set<ChildProcess>()
+/** Every child still running, in start order. */
+const running = new Map<ChildProcess, Proc>()
+let refusing = false
 // Last resort: never leave children behind when the launcher or a test process exits.
 process.once('exit', () => {
-  for (const c of running) if (c.exitCode === null && c.pid) c.kill('SIGKILL')
+  for (const c of running.keys()) if (c.exitCode === null && c.pid) c.kill('SIGKILL')
 })
 
+/**
+ * Stops every child this process started and still runs, newest first, each with its own stop
+ * signal, and refuses to start new ones from then on: what a launcher does on SIGINT, SIGTERM or
+ * SIGHUP while it is still starting things.
+ */
+export async function stopAll(timeoutMs = 10_000): Promise<void> {
+  refusing = true
+  await Promise.all([...running.values()].reverse().map((p) => p.stop(undefined, timeoutMs)))
+}
+
 /** Spawns `cmd` with output appended to `logFile`; the returned handle stops exactly this pid. */
-export function start(name: string, cmd: string, args: string[], opts: SpawnOptions & { logFile: string; onLine?: (line: string) => void }): Proc {
+export function start(
+  name: string,
+  cmd: string,
+  args: string[],
+  opts: SpawnOptions & { logFile: string; onLine?: (line: string) => void; stopSignal?: NodeJS.Signals },
+): Proc {
+  if (refusing) throw new Error(`not starting ${name}: shutting down`)
+  const logOffset = existsSync(opts.logFile) ? statSync(opts.logFile).size : 0
   const log = createWriteStream(opts.logFile, { flags: 'a' })
+  log.on('error', () => undefined) // a log we cannot write must not end the launcher
+  const stopSignal = opts.stopSignal ?? 'SIGTERM'
   // Own process group: a terminal's Ctrl-C reaches only the launcher, which stops children in order.
   const child = spawn(cmd, args, { ...opts, detached: true, stdio: ['ignore', 'pipe', 'pipe'] })
-  running.add(child)
+  // The log ends once the pipes are drained (after 'exit', output may still be arriving).
+  child.once('close', () => log.end())
   for (const stream of [child.stdout, child.stderr]) {
     let rest = ''
     stream?.on('data', (d: Buffer) => {
@@ -36,20 +62,22 @@ export function start(name: string, cmd: string, args: string[], opts: SpawnOpti
   const exited = new Promise<number | null>((resolve) => {
     child.once('exit', (code, signal) => {
       running.delete(child)
-      log.end()
       resolve(code ?? (signal ? 128 : null))
     })
     child.once('error', () => {
       running.delete(child)
+      log.end()
       resolve(127)
     })
   })
-  return {
+  const proc: Proc = {
     name,
     child,
     exited,
-    async stop(signal: NodeJS.Signals = 'SIGTERM', timeoutMs = 30_000) {
-      if (child.exitCode !== null || child.signalCode !== null) return exited
+    logFile: opts.logFile,
+    logOffset,
+    async stop(signal: NodeJS.Signals = stopSignal, timeoutMs = 30_000) {
+      if (child.exitCode !== null || child.signalCode !== null || !running.has(child)) return exited
       child.kill(signal)
       const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs)
       const code = await exited
@@ -57,6 +85,53 @@ export function start(name: string, cmd: string, args: string[], opts: SpawnOpti
       return code
     },
   }
+  running.set(child, proc)
+  return proc
+}
+
+/**
+ * Why a process ended, from what it wrote since it started: the last line that reads like an
+ * error (Postgres `FATAL:`, nginx `[emerg]`, a pino error line, …), else its last line.
+ */
+export function exitCause(proc: Pick<Proc, 'logFile' | 'logOffset'>): string | undefined {
+  let text = ''
+  try {
+    const size = statSync(proc.logFile).size
+    const from = Math.max(proc.logOffset, size - 16_384)
+    const buf = Buffer.alloc(size - from)
+    const fd = openSync(proc.logFile, 'r')
+    try {
+      readSync(fd, buf, 0, buf.length, from)
+    } finally {
+      closeSync(fd)
+    }
+    text = buf.toString('utf8')
+  } catch {
+    return undefined
+  }
+  const lines = text.split('\n').map((l) => l.trim()).filter(Boolean).map(readable)
+  const cause = lines.findLast((l) => /\b(FATAL|PANIC|ERROR|emerg|alert|crit|error|Error|Failed|failed)\b/.test(l)) ?? lines.at(-1)
+  return cause && (cause.length > 300 ? `${cause.slice(0, 300)}…` : cause)
+}
+
+/** A pino JSON line as its message (and error message); other lines as they are. */
+function readable(line: string): string {
+  if (!line.startsWith('{')) return line
+  try {
+    const j = JSON.parse(line) as { msg?: string; err?: { message?: string } | string; level?: number }
+    const err = typeof j.err === 'string' ? j.err : j.err?.message
+    if (j.msg) return err ? `${j.msg}: ${err}` : j.msg
+  } catch {
+    // not JSON after all
+  }
+  return line
+}
+
+/** The one line a launcher prints when `proc` ended while we waited for it. */
+export function exitedError(what: string, proc: Pick<Proc, 'logFile' | 'logOffset' | 'child'>): Error {
+  const code = proc.child.exitCode ?? proc.child.signalCode
+  const cause = exitCause(proc)
+  return new Error(`${what} exited${code === null ? '' : ` (${code})`}${cause ? `: ${cause}` : ''} (log: ${proc.logFile})`)
 }
 
 /** Where `cmd` would be found on `path` (an absolute path is checked as it is), or undefined. */
@@ -110,13 +185,22 @@ export async function freePort(): Promise<number> {
   return port
 }
 
-/** Polls `check` until it resolves true (or throws after `ms`). */
-export async function waitFor(what: string, check: () => Promise<boolean>, ms = 30_000, exited?: Promise<unknown>): Promise<void> {
+/**
+ * Polls `check` until it resolves true (or throws after `ms`). Given the process (or its `exited`
+ * promise), stops as soon as it ends; with the process, the error names the cause from its log.
+ */
+export async function waitFor(what: string, check: () => Promise<boolean>, ms = 30_000, exited?: Promise<unknown> | Proc): Promise<void> {
   const until = Date.now() + ms
   let dead = false
-  void exited?.then(() => (dead = true))
+  const proc = exited && 'child' in exited ? exited : undefined
+  const ended = proc ? proc.exited : (exited as Promise<unknown> | undefined)
+  void ended?.then(() => (dead = true))
   while (Date.now() < until) {
-    if (dead) throw new Error(`${what}: the process exited`)
+    if (dead) {
+      // Let the last output reach the log file first.
+      await new Promise((r) => setTimeout(r, 100))
+      throw proc ? exitedError(what, proc) : new Error(`${what}: the process exited`)
+    }
     if (await check().catch(() => false)) return
     await new Promise((r) => setTimeout(r, 100))
   }

@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process'
-import { chownSync, existsSync, mkdirSync, readdirSync } from 'node:fs'
-import { join } from 'node:path'
+import { chownSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { basename, join } from 'node:path'
 import net from 'node:net'
 import pg from 'pg'
 import { freePort, MissingProgramError, requirePrograms, start, waitFor, type Proc, type Requirement } from './processes.ts'
@@ -41,7 +41,7 @@ export async function startRedis(dir: string, port?: number): Promise<LocalRedis
       await handle.proc.stop('SIGTERM')
       await new Promise((r) => setTimeout(r, downMs))
       handle.proc = launch()
-      await waitFor('redis', ping, 10_000, handle.proc.exited)
+      await waitFor('redis', ping, 10_000, handle.proc)
     },
     async stop() {
       await handle.proc.stop('SIGTERM')
@@ -51,7 +51,7 @@ export async function startRedis(dir: string, port?: number): Promise<LocalRedis
       await waitFor('redis', ping, 10_000, handle.proc.exited)
     },
   }
-  await waitFor('redis', ping, 10_000, handle.proc.exited)
+  await waitFor('redis', ping, 10_000, handle.proc)
   return handle
 }
 
@@ -87,7 +87,65 @@ function postgresBinDir(): string {
   return bin
 }
 
-export async function startPostgres(dir: string): Promise<LocalPostgres> {
+/**
+ * A pid file an earlier run left (Postgres' `postmaster.pid`, nginx's pid file): removed when no
+ * process with that pid runs `program` on `owns` (it died; or the pid now belongs to something
+ * else, as after a container restart), else an error in one line naming the process. `print`
+ * hears about a removal.
+ */
+export function clearStalePidFile(file: string, what: string, owns: { program: string; path: string }, print?: (line: string) => void): void {
+  const still = (pid: number) => new Error(`${what} (pid ${pid}) from an earlier launch is still running on ${owns.path}: stop it (kill ${pid}) and start again`)
+  if (!existsSync(file)) return
+  const pid = Number(readFileSync(file, 'utf8').split('\n')[0].trim())
+  if (Number.isSafeInteger(pid) && pid > 0 && pid !== process.pid && runs(pid, owns)) throw still(pid)
+  // The file names someone else, but the earlier instance may still run (its pid file overwritten).
+  const other = runningOn(owns)
+  if (other !== undefined) throw still(other)
+  rmSync(file, { force: true })
+  print?.(`removed a stale ${basename(file)} (${what} pid ${Number.isSafeInteger(pid) && pid > 0 ? pid : '?'} is not running)`)
+}
+
+/** A process (the oldest, its main one) whose command line has `program` and `path`, from /proc; undefined without /proc. */
+function runningOn(owns: { program: string; path: string }): number | undefined {
+  let pids: number[]
+  try {
+    pids = readdirSync('/proc').filter((n) => /^\d+$/.test(n)).map(Number).sort((a, b) => a - b)
+  } catch {
+    return undefined
+  }
+  return pids.find((pid) => pid !== process.pid && isProgramOn(cmdlineOf(pid), owns))
+}
+
+/** The command line as written (NULs between arguments), or undefined. */
+function cmdlineOf(pid: number): string | undefined {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8')
+  } catch {
+    return undefined
+  }
+}
+
+/** `program` itself (argv[0], or a title it set like "nginx: master process …") with `path` among its arguments. */
+function isProgramOn(cmdline: string | undefined, owns: { program: string; path: string }): boolean {
+  if (!cmdline) return false
+  const argv0 = cmdline.split('\0')[0]
+  const isProgram = basename(argv0.split(' ')[0]) === owns.program || argv0.startsWith(`${owns.program}:`)
+  return isProgram && ` ${cmdline.replaceAll('\0', ' ')} `.includes(` ${owns.path}`)
+}
+
+/** True when `pid` is alive and, where /proc tells, runs `program` with `path` on its command line. */
+function runs(pid: number, owns: { program: string; path: string }): boolean {
+  try {
+    process.kill(pid, 0)
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ESRCH') return false // EPERM: alive, someone else's
+  }
+  const cmdline = cmdlineOf(pid)
+  if (cmdline === undefined) return true // no /proc here: assume the worst and name it
+  return isProgramOn(cmdline, owns)
+}
+
+export async function startPostgres(dir: string, opts: { print?: (line: string) => void } = {}): Promise<LocalPostgres> {
   const bin = postgresBinDir()
   const port = await freePort()
   // Postgres refuses to run as root: run it as the `postgres` system user then.
@@ -103,24 +161,32 @@ export async function startPostgres(dir: string): Promise<LocalPostgres> {
       throw new Error(`initdb failed (every folder above ${dir} must be traversable by the postgres user): ${stderr.trim()}`)
     }
   }
+  // An earlier launch that was killed leaves postmaster.pid; Postgres refuses to start while its
+  // pid is alive, even when that pid now belongs to another program.
+  clearStalePidFile(join(data, 'postmaster.pid'), 'Postgres', { program: 'postgres', path: data }, opts.print)
   const proc = start(
     'postgres',
     join(bin, 'postgres'),
     ['-D', data, '-p', String(port), '-k', dir, '-c', 'listen_addresses=127.0.0.1', '-c', 'max_connections=200'],
-    { ...asUser, logFile: join(dir, 'postgres.log') },
+    { ...asUser, logFile: join(dir, 'postgres.log'), stopSignal: 'SIGINT' },
   )
   const admin = `postgres://postgres@127.0.0.1:${port}/postgres`
-  await waitFor(
-    'postgres',
-    async () => {
-      const c = new pg.Client({ connectionString: admin })
-      await c.connect()
-      await c.end()
-      return true
-    },
-    30_000,
-    proc.exited,
-  )
+  try {
+    await waitFor(
+      'postgres',
+      async () => {
+        const c = new pg.Client({ connectionString: admin })
+        await c.connect()
+        await c.end()
+        return true
+      },
+      30_000,
+      proc,
+    )
+  } catch (err) {
+    await proc.stop('SIGINT', 5000)
+    throw err
+  }
   const c = new pg.Client({ connectionString: admin })
   await c.connect()
   const exists = await c.query(`select 1 from pg_database where datname = 'switchboard'`)

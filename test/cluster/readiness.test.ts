@@ -136,7 +136,9 @@ describe('readiness: degraded, never dark', () => {
     const isolated = nodes()[1]
     const octet = octets.get(isolated.id)![0]
     const { token } = await devToken(url(), 'pg-alone')
-    assert.equal((await getVia(octet, '/api/rooms/nowhere/messages', token)).node, isolated.id, 'this address is served by node 2')
+    // nginx may still hold a passive failure mark (fail_timeout) on a node that briefly refused
+    // sessions while Redis came back in the previous test: wait until the address is served by it.
+    await eventually(async () => (await getVia(octet, '/api/rooms/nowhere/messages', token)).node === isolated.id, 20_000, 'this address served by node 2')
     const created = await fetch(`${url()}/api/rooms`, {
       method: 'POST',
       headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },

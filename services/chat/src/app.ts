@@ -27,7 +27,7 @@ import { gateWhileDraining } from './realtime/drain-gate.ts'
 import { createIo, engineClients } from './realtime/io.ts'
 import { adminRouter, localStats, type NodeStats } from './realtime/admin.handlers.ts'
 import { createNotifier, notificationsRouter } from './realtime/notifications.ts'
-import { announcePresence, presenceTracker } from './realtime/presence.handlers.ts'
+import { presenceAnnouncer, presenceRepair, presenceTracker } from './realtime/presence.handlers.ts'
 import { createRoomEvents } from './realtime/room-events.ts'
 import { RoomFeed } from './realtime/room-feed.ts'
 import { createBlobStore } from './store/blob-stores.ts'
@@ -138,7 +138,31 @@ export async function buildApp({ config, log, db, cluster, metrics = createMetri
   // One router and one disconnect listener for every socket: an idle connection holds no
   // closures of its own (D37).
   const chatEvents = chatRouter(chat, { config, log, metrics, tokens, rooms, messages, feed, joinLimit, syncLimit, typing })
-  const presenceOf = presenceTracker(chat, cluster.presence, rooms, log, track, () => draining)
+  const announce = presenceAnnouncer(chat, rooms, log)
+  const presenceOf = presenceTracker(chat, cluster.presence, rooms, log, track, () => draining, {
+    announce,
+    onError: (op) => {
+      metrics.presenceErrors.inc({ op })
+      metrics.presencePendingRemovals.set(cluster.presence.pendingRemovals ?? 0)
+    },
+  })
+  // Presence heals by itself (SPEC §4): Redis is reconciled with this node's sockets.
+  const repair = cluster.shared
+    ? presenceRepair(chat, cluster.presence, announce, log, {
+        intervalMs: config.PRESENCE_RECONCILE_MS,
+        isDraining: () => draining,
+        onRun: (seconds, result) => {
+          metrics.presenceReconcileSeconds.observe({ status: result ? 'ok' : 'error' }, seconds)
+          metrics.presencePendingRemovals.set(cluster.presence.pendingRemovals ?? 0)
+          if (!result) return
+          metrics.presenceReconcileLastSuccess.set(Date.now() / 1000)
+          metrics.presenceRepairs.inc({ kind: 'readded' }, result.readded)
+          metrics.presenceRepairs.inc({ kind: 'removed' }, result.removed)
+          metrics.presenceRepairs.inc({ kind: 'announced_online' }, result.online.length)
+          metrics.presenceRepairs.inc({ kind: 'announced_offline' }, result.offline.length)
+        },
+      })
+    : undefined
   const onChatDisconnect = function (this: ChatSocket, reason: string) {
     log.debug({ socketId: this.id, userId: this.data.identity.userId, reason }, 'socket disconnected')
     presenceOf.disconnected(this)
@@ -166,15 +190,10 @@ export async function buildApp({ config, log, db, cluster, metrics = createMetri
     },
     onOffline: (users, deadNodeId) => {
       log.info({ deadNodeId, users: users.length }, 'announcing users of a dead node offline')
-      for (const user of users) {
-        announcePresence(chat, rooms, user, 'presence:offline').catch((err: unknown) => log.warn({ err, userId: user.userId }, 'offline announce failed'))
-      }
+      for (const user of users) void announce(user, 'presence:offline')
     },
     onLostRegistration: async () => {
-      for (const socket of chat.sockets.values()) {
-        const { userId, username } = socket.data.identity
-        await cluster.presence.add({ userId, username }, socket.id)
-      }
+      await repair?.runNow()
       for (const name of ['/', '/chat', '/notifications', '/admin']) {
         for (const socket of io.of(name).sockets.values()) {
           if (socket.data.counted) await cluster.connections.restore(name, socket.data.identity.userId, socket.id)
@@ -219,6 +238,7 @@ export async function buildApp({ config, log, db, cluster, metrics = createMetri
     readiness.stop()
     feed.close()
     await uploadSweep.stop()
+    await repair?.stop()
     await new Promise<void>((resolve) => io.close(() => resolve()))
     await Promise.allSettled([...inFlight])
     await http.close()
@@ -248,9 +268,10 @@ export async function buildApp({ config, log, db, cluster, metrics = createMetri
       // Presence hand-over: whoever has not reconnected to another node after a moment is offline.
       await new Promise((r) => setTimeout(r, Math.min(2000, graceMs / 4)))
       await Promise.allSettled([...inFlight])
+      await repair?.stop()
       try {
         const offline = await cluster.presence.reapNode(config.nodeId)
-        await Promise.allSettled(offline.map((user) => announcePresence(chat, rooms, user, 'presence:offline')))
+        await Promise.allSettled(offline.map((user) => announce(user, 'presence:offline')))
         log.info({ offline: offline.length }, 'drain: presence handed over')
         await cluster.connections.reapNode(config.nodeId)
       } catch (err) {

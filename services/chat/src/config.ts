@@ -30,6 +30,8 @@ const configSchema = (production: boolean) => Type.Object({
   REDIS_ADAPTER: Type.Union([Type.Literal('classic'), Type.Literal('sharded')], { default: 'classic' }),
   LIVENESS_INTERVAL_MS: Type.Integer({ default: 5000, minimum: 100 }),
   LIVENESS_TTL_MS: Type.Integer({ default: 15000, minimum: 300 }),
+  PRESENCE_TTL_MS: Type.Integer({ default: 20000, minimum: 300 }),
+  PRESENCE_RECONCILE_MS: Type.Integer({ default: 5000, minimum: 100 }),
 
   JWT_SECRET: Type.String({ default: '' }),
   JWT_JWKS_URL: Type.String({ default: '' }),
@@ -167,6 +169,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (raw.LIVENESS_TTL_MS < 2 * raw.LIVENESS_INTERVAL_MS) {
     throw new Error('LIVENESS_TTL_MS must be at least twice LIVENESS_INTERVAL_MS')
   }
+  if (raw.PRESENCE_TTL_MS < 2 * raw.PRESENCE_RECONCILE_MS) {
+    throw new Error('PRESENCE_TTL_MS must be at least twice PRESENCE_RECONCILE_MS')
+  }
   if (raw.ADMIN_UI_USERNAME && !/^\$2[aby]\$\d\d\$.{53}$/.test(raw.ADMIN_UI_PASSWORD_HASH)) {
     throw new Error('ADMIN_UI_PASSWORD_HASH must be a bcrypt hash when ADMIN_UI_USERNAME is set')
   }
@@ -183,6 +188,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const trustedProxies = raw.TRUSTED_PROXIES.split(',').map((p) => p.trim()).filter(Boolean)
   for (const p of trustedProxies) {
     if (!isAddressOrCidr(p)) throw new Error(`TRUSTED_PROXIES must be comma-separated IP addresses or CIDRs (got ${shown(p)})`)
+  }
+  if (raw.PRESENCE_TTL_MS > 30_000) {
+    warnings.push(`PRESENCE_TTL_MS=${raw.PRESENCE_TTL_MS}: a user of a node that stops refreshing presence may look online for longer than 30 s.`)
   }
   const { ENCRYPTION_KEYS, ...rest } = raw
   return Object.freeze({

@@ -62,6 +62,22 @@ export function createMetrics(nodeId: string) {
     commitQueueDepth: new Gauge({ name: 'switchboard_commit_queue_depth', help: 'Messages waiting for or in a group commit on this node', registers: r }),
     commitQueueLimit: new Gauge({ name: 'switchboard_commit_queue_limit', help: 'GROUP_COMMIT_MAX_QUEUE: past it sends answer UNAVAILABLE', registers: r }),
     commitQueueRefused: new Counter({ name: 'switchboard_commit_queue_refused_total', help: 'Sends answered UNAVAILABLE because the group-commit queue was full', registers: r }),
+    presenceRepairs: new Counter({
+      name: 'switchboard_presence_repairs_total',
+      help: 'Presence repairs by the reconciliation: readded (Redis had lost a user of this node), removed (an entry for a user with no socket here), announced_online / announced_offline (users whose state the repair changed)',
+      labelNames: ['kind'],
+      registers: r,
+    }),
+    presenceReconcileSeconds: new Histogram({
+      name: 'switchboard_presence_reconcile_seconds',
+      help: 'Presence reconciliation passes (Redis against this node\'s sockets) and their duration',
+      labelNames: ['status'],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers: r,
+    }),
+    presenceReconcileLastSuccess: new Gauge({ name: 'switchboard_presence_reconcile_last_success_seconds', help: 'Unix time of the last presence reconciliation that succeeded', registers: r }),
+    presencePendingRemovals: new Gauge({ name: 'switchboard_presence_pending_removals', help: 'Presence removals that failed (Redis unreachable) and wait for the next reconciliation', registers: r }),
+    presenceErrors: new Counter({ name: 'switchboard_presence_errors_total', help: 'Presence writes that failed at connect or disconnect (repaired by the reconciliation)', labelNames: ['op'], registers: r }),
     feedGapFills: new Counter({ name: 'switchboard_feed_gap_fills_total', help: 'Messages read from Postgres because pub/sub did not deliver them', registers: r }),
   }
 }

@@ -51,7 +51,7 @@ export async function createCluster(config: Config, log: Logger, onRedisError?: 
   await Promise.all([command, pub, sub].map((c) => connectWithin(c, 3000)))
   for (const c of [pub, sub]) handleFireAndForget(c, log)
   const clients: Redis[] = [command, pub, sub]
-  const presence = new RedisPresence(command, config.REDIS_PREFIX, config.nodeId)
+  const presence = new RedisPresence(command, config.REDIS_PREFIX, config.nodeId, { ttlMs: config.PRESENCE_TTL_MS })
   const connections = new RedisConnections(command, config.REDIS_PREFIX, config.nodeId)
   const liveness = new NodeLiveness(
     command,

@@ -6,7 +6,7 @@ import type { RedisPresence } from './presence.redis.ts'
 export interface LivenessHooks {
   /** Users a dead node's crash left with no socket anywhere: announce them offline. */
   onOffline(users: OnlineUser[], deadNodeId: string): void
-  /** Our own entries vanished (Redis restarted empty, or we were reaped during a stall): re-register local sockets. */
+  /** Our own liveness key vanished (Redis restarted empty, or we were reaped during a stall): reconcile presence now. */
   onLostRegistration(): Promise<void>
   onReap?(deadNodeId: string, removed: number): void
 }
@@ -17,6 +17,12 @@ local existed = redis.call('EXISTS', KEYS[1])
 redis.call('SET', KEYS[1], '1', 'PX', ARGV[2])
 redis.call('SADD', KEYS[2], ARGV[1])
 return existed`
+
+// KEYS[1] reaping lock; ARGV holder, ttl ms. 1 if we still hold it (and renewed it).
+const RENEW = `
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1`
 
 /**
  * Node liveness (SPEC §4: crashed nodes detected within 30 s). Each node refreshes
@@ -46,11 +52,9 @@ export class NodeLiveness {
   }
 
   start(hooks: LivenessHooks): void {
-    // A previous incarnation under the same NODE_ID may have crashed: clean up after it first.
-    const first = Promise.all([this.presence.reapNode(this.nodeId), this.alsoReap?.reapNode(this.nodeId)]).then(([offline]) => offline).then(
-      (offline) => offline.length > 0 && hooks.onOffline(offline, this.nodeId),
-      (err: Error) => this.log.warn({ err: err.message }, 'could not reap our previous incarnation'),
-    )
+    // A previous incarnation under the same NODE_ID is cleaned up by the presence
+    // reconciliation's first pass (app.ts); its connection counts are reaped here.
+    this.alsoReap?.reapNode(this.nodeId).catch((err: Error) => this.log.warn({ err: err.message }, 'could not reap the connection counts of our previous incarnation'))
     const tick = async () => {
       if (this.running) return
       this.running = true
@@ -63,7 +67,7 @@ export class NodeLiveness {
         this.running = false
       }
     }
-    void first.then(tick)
+    void tick()
     this.timer = setInterval(() => void tick(), this.opts.intervalMs)
     this.timer.unref()
   }
@@ -90,14 +94,19 @@ export class NodeLiveness {
     const nodes = await this.redis.smembers(this.registry)
     for (const id of nodes) {
       if (id === this.nodeId || (await this.redis.exists(this.aliveKey(id))) === 1) continue
-      const lock = await this.redis.set(`${this.prefix}node:reaping:${id}`, this.nodeId, 'PX', this.opts.ttlMs, 'NX')
+      const lockKey = `${this.prefix}node:reaping:${id}`
+      const lock = await this.redis.set(lockKey, this.nodeId, 'PX', this.opts.ttlMs, 'NX')
       if (lock !== 'OK') continue
-      const offline = await this.presence.reapNode(id)
+      // The lock is renewed before each batch; a reaper that dies lets it lapse and the next
+      // one finishes the job (each step is idempotent, presence.redis.ts).
+      const renew = async () => {
+        if ((await this.redis.eval(RENEW, 1, lockKey, this.nodeId, this.opts.ttlMs)) !== 1) throw new Error(`lost the reaping lock of ${id}`)
+      }
+      const offline = await this.presence.reapNode(id, { renew, offline: (users) => hooks.onOffline(users, id) })
       await this.alsoReap?.reapNode(id)
       await this.redis.srem(this.registry, id)
       this.log.warn({ deadNode: id, offline: offline.length }, 'reaped presence of a dead node')
       hooks.onReap?.(id, offline.length)
-      if (offline.length > 0) hooks.onOffline(offline, id)
     }
   }
 }
