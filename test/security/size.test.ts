@@ -4,6 +4,7 @@
  * (HTTP body or socket payload) gets a clear error. The node keeps serving everyone else.
  */
 import assert from 'node:assert/strict'
+import http from 'node:http'
 import { describe, it } from 'node:test'
 import { ack, ackCode, chatClient, devToken, httpJson, next, RawSocket, useIsolatedNode } from './helpers.ts'
 
@@ -87,12 +88,22 @@ describe('oversized payloads and frames', () => {
     await ack(ws, 'room:join', 'poll-big')
     const open = await (await fetch(`${node.url}/socket.io/?EIO=4&transport=polling`)).text()
     const sid = /"sid":"([^"]+)"/.exec(open)![1]
-    const big = await fetch(`${node.url}/socket.io/?EIO=4&transport=polling&sid=${sid}`, {
-      method: 'POST',
-      headers: { 'content-type': 'text/plain;charset=UTF-8' },
-      body: `42/chat,["chat:message",{"roomId":"poll-big","text":"${'z'.repeat(1_500_000)}"}]`,
+    // A GET poll in flight, as every polling client keeps one: when the session ends, engine.io
+    // answers it at once (with no poll pending it would hold a 30 s close timer in this process).
+    const poll = fetch(`${node.url}/socket.io/?EIO=4&transport=polling&sid=${sid}`).then((r) => r.text(), () => '')
+    // Raw http.request, destroyed once answered: the server need not read the rest of the body.
+    const big = await new Promise<{ status: number }>((resolve, reject) => {
+      let answered = false
+      const req = http.request(`${node.url}/socket.io/?EIO=4&transport=polling&sid=${sid}`, { method: 'POST', agent: false, headers: { 'content-type': 'text/plain;charset=UTF-8' } }, (res) => {
+        answered = true
+        resolve({ status: res.statusCode ?? 0 })
+        req.destroy()
+      })
+      req.on('error', (err) => void (answered || reject(err)))
+      req.end(`42/chat,["chat:message",{"roomId":"poll-big","text":"${'z'.repeat(1_500_000)}"}]`)
     })
     assert.ok(big.status >= 400 && big.status < 500, `oversized POST: ${big.status}`)
+    await poll
     assert.equal(ackCode(await ack(ws, 'chat:message', { roomId: 'poll-big', text: 'fine' }), 'ws after'), 'ok')
     assert.equal((await httpJson(node.url, 'GET', '/healthz')).status, 200)
   })
