@@ -176,6 +176,38 @@ describe('property-based fuzz of every /chat event', () => {
     })
   }
 
+  it('unknown events sent with an ack: BAD_REQUEST, never silence, never INTERNAL', async () => {
+    const names = fc.sample(
+      fc.oneof(
+        fc.constantFrom('__proto__', 'constructor', 'toString', 'hasOwnProperty', 'admin:kick', 'admin:announce', 'feed:messages', 'feed:changed', 'chat:Message', 'room:join ', 'notification', 'presence:list'),
+        fc.string({ unit: junkChar, minLength: 1, maxLength: 30 }),
+        fc.string({ minLength: 1, maxLength: 30 }),
+      ),
+      { numRuns: 200, seed: 16 },
+    )
+    const known = new Set<string>(EVENTS)
+    const wrong: string[] = []
+    const unknown = [...new Set(names)].filter((n) => !known.has(n))
+    const answers = await Promise.all(
+      unknown.map((name, i) =>
+        sockets[i % sockets.length]
+          .timeout(3000)
+          .emitWithAck(name, { roomId: 'fz-a', text: 'x' })
+          .then(
+            (x: unknown) => x as { status?: string; code?: string },
+            (): { status?: string; code?: string } => ({ status: 'no answer' }),
+          ),
+      ),
+    )
+    answers.forEach((r, i) => {
+      const code = r.status === 'error' ? r.code : r.status
+      count('(unknown event)', String(code))
+      if (code !== 'BAD_REQUEST') wrong.push(`${JSON.stringify(unknown[i])} → ${code}`)
+    })
+    assert.ok(sockets.every((s) => s.connected))
+    assert.deepEqual(wrong, [])
+  })
+
   it('afterwards: the node is alive, history is gap-free and every stored row well-formed; summary', async () => {
     assert.equal((await httpJson(node.url, 'GET', '/healthz')).status, 200)
     const rooms = await node.db.selectFrom('messages').select('room_id').distinct().execute()
