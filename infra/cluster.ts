@@ -2,8 +2,8 @@ import { randomBytes } from 'node:crypto'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { answers, freePort, start, waitFor, type Proc } from './processes.ts'
-import { startPostgres, startRedis, type LocalPostgres, type LocalRedis } from './services.ts'
+import { answers, freePort, requirePrograms, start, waitFor, type Proc, type Requirement } from './processes.ts'
+import { postgresRequirement, redisRequirement, startPostgres, startRedis, type LocalPostgres, type LocalRedis } from './services.ts'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 
@@ -20,6 +20,8 @@ export interface ClusterOptions {
   redisPrefix?: string
   /** Extra environment for every node. */
   env?: Record<string, string>
+  /** Extra environment for node `index` (0-based) only, over `env` (all of it given): e.g. its own DATABASE_URL. */
+  nodeEnv?: (index: number, env: Readonly<Record<string, string>>) => Record<string, string>
   /** Called with each warning-or-worse node log line, and launcher messages. */
   print?: (line: string) => void
   /** The node program (default the chat node); another one, e.g. the load-test baseline, skips migrations and databases. */
@@ -61,14 +63,19 @@ export function renderTemplate(template: string, values: Record<string, string>)
  * front. Everything is a child process of ours, stopped by `stop()`.
  */
 export async function startCluster(opts: ClusterOptions): Promise<RunningCluster> {
+  const nodeScript = opts.nodeScript ?? 'services/chat/src/server.ts'
+  const chatNodes = nodeScript === 'services/chat/src/server.ts'
+  // Everything missing is said at once, before anything starts.
+  const needed: Requirement[] = [{ binary: 'nginx', aptPackage: 'nginx' }]
+  if (!opts.redisUrl) needed.push(redisRequirement)
+  if (!opts.databaseUrl && chatNodes) needed.push(postgresRequirement())
+  requirePrograms(needed)
   const dir = resolve(opts.dir)
   const logs = join(dir, 'logs')
   mkdirSync(logs, { recursive: true })
   const print = opts.print ?? (() => {})
   const started: { stop(): Promise<unknown> }[] = []
   try {
-    const nodeScript = opts.nodeScript ?? 'services/chat/src/server.ts'
-    const chatNodes = nodeScript === 'services/chat/src/server.ts'
     const postgres = opts.databaseUrl || !chatNodes ? undefined : await startPostgres(join(dir, 'postgres'))
     if (postgres) started.push(postgres)
     const redis = opts.redisUrl ? undefined : await startRedis(join(dir, 'redis'))
@@ -100,10 +107,10 @@ export async function startCluster(opts: ClusterOptions): Promise<RunningCluster
     }
 
     const nodes: ClusterNode[] = []
-    const launchNode = (id: string, port: number): Proc =>
+    const launchNode = (id: string, port: number, index: number): Proc =>
       start(id, process.execPath, ['--import', 'tsx', nodeScript], {
         cwd: root,
-        env: { ...env, NODE_ID: id, PORT: String(port) },
+        env: { ...env, ...opts.nodeEnv?.(index, env), NODE_ID: id, PORT: String(port) },
         logFile: join(logs, `${id}.log`),
         onLine: (line) => {
           if (/"level":(40|50|60)/.test(line)) print(`[${id}] ${line}`)
@@ -112,7 +119,7 @@ export async function startCluster(opts: ClusterOptions): Promise<RunningCluster
     for (let i = 0; i < (opts.nodes ?? 3); i++) {
       const port = await freePort()
       const id = `node-${i + 1}`
-      nodes.push({ id, port, url: `http://127.0.0.1:${port}`, proc: launchNode(id, port) })
+      nodes.push({ id, port, url: `http://127.0.0.1:${port}`, proc: launchNode(id, port, i) })
     }
     started.unshift(...nodes.map((n) => ({ stop: () => n.proc.stop('SIGTERM') })))
     await Promise.all(nodes.map((n) => waitFor(n.id, () => answers(`${n.url}/readyz`), 60_000, n.proc.exited)))
@@ -123,7 +130,8 @@ export async function startCluster(opts: ClusterOptions): Promise<RunningCluster
     const conf = renderTemplate(readFileSync(join(root, 'nginx/switchboard.conf.template'), 'utf8'), {
       PREFIX: prefix,
       LISTEN: `127.0.0.1:${port}`,
-      CLIENT_MAX_BODY_SIZE: '1m',
+      // UPLOAD_MAX_BYTES of the nodes, plus a MiB for the multipart framing.
+      CLIENT_MAX_BODY_SIZE: `${Math.ceil(Number(env.UPLOAD_MAX_BYTES || 10 * 1024 * 1024) / 1048576) + 1}m`,
       // Clients on this machine may name their address in X-Forwarded-For (browser tests use it to
       // reach chosen nodes through ip_hash); other sources' headers are ignored.
       REAL_IP_FROM: '127.0.0.1',
@@ -150,7 +158,7 @@ export async function startCluster(opts: ClusterOptions): Promise<RunningCluster
       async restartNode(i) {
         const n = nodes[i]
         if (n.proc.child.exitCode === null && n.proc.child.signalCode === null) throw new Error(`${n.id} is still running`)
-        n.proc = launchNode(n.id, n.port)
+        n.proc = launchNode(n.id, n.port, i)
         await waitFor(n.id, () => answers(`${n.url}/readyz`), 60_000, n.proc.exited)
       },
       async stop() {
@@ -176,15 +184,22 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === resolve(process.argv[1
   const port = Number(arg('port', process.env.CLUSTER_PORT ?? '8080'))
   const dir = resolve(arg('dir', join(process.env.DATA_DIR ?? './data', 'cluster')))
   console.log(`Starting ${nodes} nodes behind nginx (logs under ${dir}/logs) …`)
-  const cluster = await startCluster({
-    nodes,
-    port,
-    dir,
-    databaseUrl: process.env.DATABASE_URL || undefined,
-    redisUrl: process.env.REDIS_URL || undefined,
-    env: process.env.JWT_SECRET ? { JWT_SECRET: process.env.JWT_SECRET } : undefined,
-    print: (line) => console.log(line),
-  })
+  let cluster: RunningCluster
+  try {
+    cluster = await startCluster({
+      nodes,
+      port,
+      dir,
+      databaseUrl: process.env.DATABASE_URL || undefined,
+      redisUrl: process.env.REDIS_URL || undefined,
+      env: process.env.JWT_SECRET ? { JWT_SECRET: process.env.JWT_SECRET } : undefined,
+      print: (line) => console.log(line),
+    })
+  } catch (err) {
+    // One line for the operator (a missing program says how to install it); the logs hold the rest.
+    console.error((err as Error).message)
+    process.exit(1)
+  }
   console.log(`
 Switchboard cluster is up.
   open the web client:  ${cluster.url}/

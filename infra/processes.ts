@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process'
-import { createWriteStream } from 'node:fs'
+import { accessSync, constants, createWriteStream, statSync } from 'node:fs'
 import net from 'node:net'
+import { delimiter, isAbsolute, join } from 'node:path'
 
 /** A child process we started; `stop()` signals it by pid and waits for it. */
 export interface Proc {
@@ -56,6 +57,48 @@ export function start(name: string, cmd: string, args: string[], opts: SpawnOpti
       return code
     },
   }
+}
+
+/** Where `cmd` would be found on `path` (an absolute path is checked as it is), or undefined. */
+export function findExecutable(cmd: string, path = process.env.PATH ?? ''): string | undefined {
+  const candidates = isAbsolute(cmd) ? [cmd] : path.split(delimiter).filter(Boolean).map((dir) => join(dir, cmd))
+  for (const file of candidates) {
+    try {
+      accessSync(file, constants.X_OK)
+      if (statSync(file).isFile()) return file
+    } catch {
+      // not here
+    }
+  }
+  return undefined
+}
+
+/** A program the launcher needs and the Debian package that has it. */
+export interface Requirement {
+  binary: string
+  /** Where to look (default: `binary` on PATH). */
+  path?: string
+  aptPackage: string
+  /** What to do instead of installing it, if anything (e.g. "or set DATABASE_URL"). */
+  instead?: string
+}
+
+/** Thrown before anything starts when a needed program is missing: one line, the command that fixes it. */
+export class MissingProgramError extends Error {
+  constructor(readonly missing: readonly Requirement[]) {
+    const instead = missing.filter((r) => r.instead).map((r) => r.instead)
+    super(
+      `${missing.map((r) => r.binary).join(', ')} not found: apt-get install -y ${missing.map((r) => r.aptPackage).join(' ')}` +
+        (instead.length ? ` (${instead.join('; ')})` : ''),
+    )
+    this.name = 'MissingProgramError'
+  }
+}
+
+/** Throws MissingProgramError naming every requirement that is not installed. */
+export function requirePrograms(requirements: readonly Requirement[], path = process.env.PATH ?? ''): void {
+  const missing = requirements.filter((r) => !findExecutable(r.path ?? r.binary, path))
+  if (missing.length) throw new MissingProgramError(missing)
 }
 
 /** A TCP port nobody listens on right now. */

@@ -3,7 +3,7 @@ import { chownSync, existsSync, mkdirSync, readdirSync } from 'node:fs'
 import { join } from 'node:path'
 import net from 'node:net'
 import pg from 'pg'
-import { freePort, start, waitFor, type Proc } from './processes.ts'
+import { freePort, MissingProgramError, requirePrograms, start, waitFor, type Proc, type Requirement } from './processes.ts'
 
 /** A Redis of our own (for the launcher, and for tests that restart Redis). */
 export interface LocalRedis {
@@ -13,9 +13,12 @@ export interface LocalRedis {
   /** Stops it (SIGTERM by default) and starts it again on the same port, empty. */
   restart(downMs?: number): Promise<void>
   stop(): Promise<void>
+  /** Starts it again (same port, empty) after `stop()`. */
+  start(): Promise<void>
 }
 
 export async function startRedis(dir: string, port?: number): Promise<LocalRedis> {
+  requirePrograms([redisRequirement])
   mkdirSync(dir, { recursive: true })
   const p = port ?? (await freePort())
   const launch = () => {
@@ -43,6 +46,10 @@ export async function startRedis(dir: string, port?: number): Promise<LocalRedis
     async stop() {
       await handle.proc.stop('SIGTERM')
     },
+    async start() {
+      handle.proc = launch()
+      await waitFor('redis', ping, 10_000, handle.proc.exited)
+    },
   }
   await waitFor('redis', ping, 10_000, handle.proc.exited)
   return handle
@@ -55,11 +62,29 @@ export interface LocalPostgres {
   stop(): Promise<void>
 }
 
-function postgresBinDir(): string {
+/** The newest Postgres `bin/` folder under /usr/lib/postgresql (Debian's layout), if any. */
+export function findPostgresBinDir(): string | undefined {
   const root = '/usr/lib/postgresql'
   const versions = existsSync(root) ? readdirSync(root).sort((a, b) => Number(b) - Number(a)) : []
   for (const v of versions) if (existsSync(join(root, v, 'bin', 'initdb'))) return join(root, v, 'bin')
-  throw new Error('no Postgres binaries under /usr/lib/postgresql: set DATABASE_URL instead')
+  return undefined
+}
+
+/** What startPostgres needs, for requirePrograms(). */
+export const postgresRequirement = (): Requirement => ({
+  binary: 'initdb',
+  path: join(findPostgresBinDir() ?? '/usr/lib/postgresql/<version>/bin', 'initdb'),
+  aptPackage: 'postgresql',
+  instead: 'or set DATABASE_URL',
+})
+
+/** What startRedis needs, for requirePrograms(). */
+export const redisRequirement: Requirement = { binary: 'redis-server', aptPackage: 'redis-server', instead: 'or set REDIS_URL' }
+
+function postgresBinDir(): string {
+  const bin = findPostgresBinDir()
+  if (!bin) throw new MissingProgramError([postgresRequirement()])
+  return bin
 }
 
 export async function startPostgres(dir: string): Promise<LocalPostgres> {

@@ -34,7 +34,8 @@ const fill = {
   // An emptyDir: the root filesystem is read-only.
   PREFIX: '/tmp/nginx',
   LISTEN: '8080',
-  CLIENT_MAX_BODY_SIZE: '1m',
+  // UPLOAD_MAX_BYTES (10 MiB by default) plus room for the multipart framing.
+  CLIENT_MAX_BODY_SIZE: '11m',
   UPSTREAM_SERVERS: upstreamServers,
   // Which peers may set X-Forwarded-For. With an L4 load balancer and externalTrafficPolicy:
   // Local the client address arrives unchanged and this trusts only in-cluster proxies; behind

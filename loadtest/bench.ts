@@ -86,7 +86,16 @@ try {
     dir: join(dir, 'switchboard'),
     redisUrl: redis.url,
     redisPrefix: 'bench-sb:',
-    env: { JWT_SECRET: secret, RATE_LIMIT_MESSAGES: '100000000', LOG_LEVEL: 'warn', AUTH_DEV_TOKENS: 'false' },
+    // Limits out of the way: the bench measures throughput (one user floods HTTP history, the
+    // load generator's 50 source addresses hold thousands of sessions each).
+    env: {
+      JWT_SECRET: secret,
+      RATE_LIMIT_MESSAGES: '100000000',
+      RATE_LIMIT_HTTP: '100000000',
+      MAX_CONNECTIONS_PER_IP: '1000000',
+      LOG_LEVEL: 'warn',
+      AUTH_DEV_TOKENS: 'false',
+    },
   })
   base = await startCluster({ nodes: n('nodes'), dir: join(dir, 'baseline'), redisUrl: redis.url, redisPrefix: 'bench-base:', nodeScript: 'loadtest/baseline/server.ts' })
   // Everything started so far is a server; the bench and the load workers it forks are the generator.

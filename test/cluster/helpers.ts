@@ -14,12 +14,18 @@ export interface TestCluster {
 }
 
 /** `nodes` nodes (three by default) + nginx on a Postgres database and a Redis of this test file; `stop()` removes all of it. */
-export async function startTestCluster(dir: string, redisPrefix: string, env: Record<string, string>, nodes = 3): Promise<TestCluster> {
+export async function startTestCluster(
+  dir: string,
+  redisPrefix: string,
+  env: Record<string, string>,
+  nodes = 3,
+  nodeEnv?: (index: number, env: Readonly<Record<string, string>>) => Record<string, string>,
+): Promise<TestCluster> {
   const database = await createTestDatabase()
   let redis: LocalRedis | undefined
   try {
     redis = await startRedis(join(dir, 'redis'))
-    const cluster = await startCluster({ nodes, dir, databaseUrl: database.url, redisUrl: redis.url, redisPrefix, env: { LOG_LEVEL: 'warn', ...env } })
+    const cluster = await startCluster({ nodes, dir, databaseUrl: database.url, redisUrl: redis.url, redisPrefix, env: { LOG_LEVEL: 'warn', ...env }, nodeEnv })
     const r = redis
     return {
       cluster,

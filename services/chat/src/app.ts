@@ -2,31 +2,38 @@ import { existsSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import fastifyStatic from '@fastify/static'
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
-import { RateLimiterMemory } from 'rate-limiter-flexible'
 import { Tokens } from './auth/tokens.ts'
 import type { Cluster } from './cluster/cluster.ts'
+import { EventRateLimit, Throttle } from './cluster/rate-limit.ts'
 import type { Config } from './config.ts'
+import { AttachmentsService } from './domain/attachments.service.ts'
 import { MessagesService } from './domain/messages.service.ts'
 import { RoomsService } from './domain/rooms.service.ts'
+import { attachmentRoutes } from './http/attachments/attachments.ts'
 import { authPlugin } from './http/auth.ts'
 import { dashboardRoutes } from './http/dashboard.ts'
 import { devTokenRoutes } from './http/dev-token.ts'
 import { errorsPlugin } from './http/errors.ts'
 import { healthRoutes } from './http/health.ts'
+import { httpLimits } from './http/limits.ts'
+import { trustProxies } from './http/proxies.ts'
 import { roomRoutes } from './http/rooms/rooms.ts'
 import type { Logger } from './logger.ts'
 import { createMetrics, type Metrics } from './metrics.ts'
-import { armExpiry, chatRouter } from './realtime/chat.handlers.ts'
+import { createReadiness } from './readiness.ts'
+import { chatRouter } from './realtime/chat.handlers.ts'
 import type { ChatServer, ChatSocket } from './realtime/events.ts'
 import { gateWhileDraining } from './realtime/drain-gate.ts'
 import { createIo, engineClients } from './realtime/io.ts'
 import { adminRouter, localStats, type NodeStats } from './realtime/admin.handlers.ts'
-import { createNotifier } from './realtime/notifications.ts'
+import { createNotifier, notificationsRouter } from './realtime/notifications.ts'
 import { announcePresence, presenceTracker } from './realtime/presence.handlers.ts'
 import { createRoomEvents } from './realtime/room-events.ts'
 import { RoomFeed } from './realtime/room-feed.ts'
-import { pingDb, type Db } from './store/db.ts'
+import { createBlobStore } from './store/blob-stores.ts'
+import type { Db } from './store/db.ts'
 import { GroupCommit } from './store/group-commit.ts'
+import { MessageTexts } from './store/message-text.ts'
 
 export interface AppDeps {
   config: Config
@@ -69,20 +76,36 @@ export async function buildApp({ config, log, db, cluster, metrics = createMetri
   const commits = new GroupCommit(db, log, {
     maxBatch: config.GROUP_COMMIT_MAX_BATCH,
     maxWaitMs: config.GROUP_COMMIT_MAX_WAIT_MS,
+    maxQueue: config.GROUP_COMMIT_MAX_QUEUE,
     onBatch: (size, seconds, ok) => {
       metrics.dbBatchSize.observe(size)
       metrics.dbBatchSeconds.observe({ status: ok ? 'ok' : 'error' }, seconds)
     },
+    onDepth: (depth) => metrics.commitQueueDepth.set(depth),
+    onRefused: () => metrics.commitQueueRefused.inc(),
   })
+  metrics.commitQueueLimit.set(config.GROUP_COMMIT_MAX_QUEUE)
+  // Unready only for node-local reasons; a fleet-wide outage keeps every node in service (D80).
+  const readiness = createReadiness(config, db, cluster, log, metrics)
   const rooms = new RoomsService(db, cluster.presence)
+  const attachments = new AttachmentsService(db, createBlobStore(config, db), rooms, {
+    maxBytes: config.UPLOAD_MAX_BYTES,
+    allowedTypes: config.uploadAllowedTypes,
+    unreferencedTtlMs: config.UPLOAD_UNREFERENCED_TTL_SECONDS * 1000,
+  })
 
-  const http = Fastify({ loggerInstance: log.child({}, { level: 'warn' }) as FastifyBaseLogger, trustProxy: true, bodyLimit: 1_048_576 })
+  // Forwarding headers count only from TRUSTED_PROXIES (request.ip, the limits, the origin check).
+  const trusted = trustProxies(config.trustedProxies)
+  // Fastify's own request logs only from warn up, and never louder than LOG_LEVEL asks (silent stays silent).
+  const httpLog = log.child({}, { level: log.levelVal >= 40 ? log.level : 'warn' }) as FastifyBaseLogger
+  const http = Fastify({ loggerInstance: httpLog, trustProxy: trusted, bodyLimit: 1_048_576 })
   http.addHook('onRequest', async (_request, reply) => {
     reply.header('x-switchboard-node', config.nodeId)
   })
 
-  const io = createIo(http.server, config, cluster, tokens, metrics, () => draining)
-  gateWhileDraining(http.server, io, config.nodeId, () => draining)
+  const io = createIo(http.server, config, cluster, tokens, metrics, () => draining, { log, trusted, track })
+  // New sessions go elsewhere while draining, and while this node alone is cut off from a dependency.
+  gateWhileDraining(http.server, io, config.nodeId, () => draining || readiness.current.status === 'isolated')
   const chat = io.of('/chat')
   const notifier = createNotifier(io, rooms, log)
   let messages: MessagesService | undefined
@@ -105,30 +128,33 @@ export async function buildApp({ config, log, db, cluster, metrics = createMetri
     },
   )
   cluster.onAdapterReconnect?.(() => void feed.reconcile())
-  messages = new MessagesService(db, commits, rooms, cluster.messageLimit, createRoomEvents(chat, feed, metrics, notifier))
-  const typingLimit = new RateLimiterMemory({ points: 1, duration: Math.max(config.TYPING_THROTTLE_MS, 1) / 1000 })
+  messages = new MessagesService(db, commits, rooms, cluster.messageLimit, createRoomEvents(chat, feed, metrics, notifier), attachments, new MessageTexts(config.encryption))
+  const p = config.REDIS_PREFIX
+  const joinLimit = new EventRateLimit(cluster.redis, config.RATE_LIMIT_JOINS, config.RATE_LIMIT_JOINS_WINDOW_SECONDS, `${p}rl:join`, 'room joins')
+  const syncLimit = new EventRateLimit(cluster.redis, config.RATE_LIMIT_SYNCS, config.RATE_LIMIT_SYNCS_WINDOW_SECONDS, `${p}rl:sync`, 'syncs')
+  const typing = new Throttle(cluster.redis, config.TYPING_THROTTLE_MS, `${p}rl:typing`)
 
   // One router and one disconnect listener for every socket: an idle connection holds no
   // closures of its own (D37).
-  const chatEvents = chatRouter(chat, { config, log, metrics, tokens, rooms, messages, feed, typingLimit })
+  const chatEvents = chatRouter(chat, { config, log, metrics, tokens, rooms, messages, feed, joinLimit, syncLimit, typing })
   const presenceOf = presenceTracker(chat, cluster.presence, rooms, log, track, () => draining)
   const onChatDisconnect = function (this: ChatSocket, reason: string) {
     log.debug({ socketId: this.id, userId: this.data.identity.userId, reason }, 'socket disconnected')
-    clearTimeout(this.data.expiry)
     presenceOf.disconnected(this)
   }
   chat.on('connection', (socket) => {
     log.debug({ socketId: socket.id, userId: socket.data.identity.userId, transport: socket.conn.transport.name }, 'socket connected')
     socket.onAny(chatEvents.listener)
-    armExpiry(socket, log)
     presenceOf.connected(socket)
     socket.on('disconnect', onChatDisconnect)
   })
 
   const admin = io.of('/admin')
   const trackedRooms = () => feed.trackedRooms
-  const adminEvents = adminRouter(io, { nodeId: config.nodeId, shared: cluster.shared, log, metrics, trackedRooms })
+  const adminEvents = adminRouter(io, { nodeId: config.nodeId, shared: cluster.shared, log, metrics, tokens, trackedRooms })
   admin.on('connection', (socket) => void socket.onAny(adminEvents.listener))
+  const notificationEvents = notificationsRouter(log, metrics, tokens)
+  io.of('/notifications').on('connection', (socket) => void socket.onAny(notificationEvents.listener))
   // Other nodes asking for this node's share of admin:stats.
   admin.on('admin:stats' as never, ((ack: (s: NodeStats) => void) => ack(localStats(io, config.nodeId, trackedRooms))) as never)
 
@@ -148,20 +174,31 @@ export async function buildApp({ config, log, db, cluster, metrics = createMetri
         const { userId, username } = socket.data.identity
         await cluster.presence.add({ userId, username }, socket.id)
       }
+      for (const name of ['/', '/chat', '/notifications', '/admin']) {
+        for (const socket of io.of(name).sockets.values()) {
+          if (socket.data.counted) await cluster.connections.restore(name, socket.data.identity.userId, socket.id)
+        }
+      }
     },
   })
 
   // HTTP: external concerns, then our own plugins, then routes.
   await http.register(errorsPlugin)
+  await http.register(httpLimits, { config, tokens, metrics, redis: cluster.redis })
   await http.register(authPlugin, { tokens })
   await http.register(healthRoutes, {
     nodeId: config.nodeId,
     isDraining: () => draining,
-    checks: config.REDIS_URL ? { postgres: () => pingDb(db), redis: () => cluster.ping() } : { postgres: () => pingDb(db) },
+    readiness: () => readiness.evaluate(),
     metricsText: () => metrics.registry.metrics(),
     metricsContentType: metrics.registry.contentType,
   })
-  await http.register(devTokenRoutes, { tokens, enabled: config.AUTH_DEV_TOKENS })
+  await http.register(devTokenRoutes, {
+    tokens,
+    enabled: config.AUTH_DEV_TOKENS,
+    limit: { max: config.RATE_LIMIT_DEV_TOKENS, windowMs: config.RATE_LIMIT_DEV_TOKENS_WINDOW_SECONDS * 1000 },
+  })
+  await http.register(attachmentRoutes, { attachments, maxBytes: config.UPLOAD_MAX_BYTES })
   await http.register(roomRoutes, { rooms, messages, historyLimit: config.HISTORY_LIMIT, onInvited: notifier.invited })
   if (config.ADMIN_UI_USERNAME) {
     await http.register(dashboardRoutes, { io: io as never, nodeId: config.nodeId, username: config.ADMIN_UI_USERNAME, passwordHash: config.ADMIN_UI_PASSWORD_HASH })
@@ -169,8 +206,18 @@ export async function buildApp({ config, log, db, cluster, metrics = createMetri
   const root = config.WEB_DIR || webRoot()
   if (root) await http.register(fastifyStatic, { root, prefix: '/', index: ['index.html'], maxAge: '1h' })
 
+  // Uploads no message took, on every node (D49).
+  const uploadSweep = attachments.startSweeping(config.UPLOAD_SWEEP_INTERVAL_SECONDS * 1000, (r) => {
+    if (r instanceof Error) log.warn({ err: r.message }, 'upload sweep failed; the next one retries')
+    else if (r.unreferenced + r.orphans > 0) log.info(r, 'upload sweep removed files')
+  })
+
+  // "Starting" is before this: the node listens only once it checked its dependencies and told its peers.
+  await readiness.start()
   const close = async () => {
+    readiness.stop()
     feed.close()
+    await uploadSweep.stop()
     await new Promise<void>((resolve) => io.close(() => resolve()))
     await Promise.allSettled([...inFlight])
     await http.close()
@@ -204,6 +251,7 @@ export async function buildApp({ config, log, db, cluster, metrics = createMetri
         const offline = await cluster.presence.reapNode(config.nodeId)
         await Promise.allSettled(offline.map((user) => announcePresence(chat, rooms, user, 'presence:offline')))
         log.info({ offline: offline.length }, 'drain: presence handed over')
+        await cluster.connections.reapNode(config.nodeId)
       } catch (err) {
         log.warn({ err: (err as Error).message }, 'drain: presence hand-over failed; survivors will reap this node')
       }

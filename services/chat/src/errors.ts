@@ -33,6 +33,8 @@ export class AppError extends Error {
     readonly code: ErrorCode,
     message: string,
     readonly details?: Record<string, unknown>,
+    /** Overrides the code's HTTP status where SPEC §6 asks for another (415 for a refused upload type). */
+    readonly httpStatus?: number,
   ) {
     super(message)
     this.name = 'AppError'

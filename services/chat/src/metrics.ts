@@ -37,10 +37,31 @@ export function createMetrics(nodeId: string) {
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
       registers: r,
     }),
-    rateLimited: new Counter({ name: 'switchboard_rate_limited_total', help: 'Messages refused by the rate limit', registers: r }),
+    rateLimited: new Counter({
+      name: 'switchboard_rate_limited_total',
+      help: 'Requests refused by a rate limit, by kind (message, join, sync, typing, http, dev_token)',
+      labelNames: ['kind'],
+      registers: r,
+    }),
+    connectionsRefused: new Counter({
+      name: 'switchboard_connections_refused_total',
+      help: 'Socket.IO handshakes refused by a connection limit, by reason (user, address)',
+      labelNames: ['reason'],
+      registers: r,
+    }),
     redisErrors: new Counter({ name: 'switchboard_redis_errors_total', help: 'Redis connection errors (adapter pub/sub and commands)', labelNames: ['client'], registers: r }),
     reaperRuns: new Counter({ name: 'switchboard_presence_reaped_nodes_total', help: 'Dead nodes whose presence this node reaped', registers: r }),
     reapedUsers: new Counter({ name: 'switchboard_presence_reaped_offline_total', help: 'Users announced offline after their node died', registers: r }),
+    dependencyUp: new Gauge({ name: 'switchboard_dependency_up', help: 'Whether this node reached the dependency at its last readiness check (1) or not (0)', labelNames: ['dependency'], registers: r }),
+    readinessState: new Gauge({
+      name: 'switchboard_readiness_state',
+      help: 'The node readiness (1 for the current state): ready, degraded (a dependency down for every node; still serving) or isolated (this node alone cut off; unready)',
+      labelNames: ['state'],
+      registers: r,
+    }),
+    commitQueueDepth: new Gauge({ name: 'switchboard_commit_queue_depth', help: 'Messages waiting for or in a group commit on this node', registers: r }),
+    commitQueueLimit: new Gauge({ name: 'switchboard_commit_queue_limit', help: 'GROUP_COMMIT_MAX_QUEUE: past it sends answer UNAVAILABLE', registers: r }),
+    commitQueueRefused: new Counter({ name: 'switchboard_commit_queue_refused_total', help: 'Sends answered UNAVAILABLE because the group-commit queue was full', registers: r }),
     feedGapFills: new Counter({ name: 'switchboard_feed_gap_fills_total', help: 'Messages read from Postgres because pub/sub did not deliver them', registers: r }),
   }
 }

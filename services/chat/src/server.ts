@@ -4,7 +4,7 @@ import { createCluster } from './cluster/cluster.ts'
 import { loadConfig } from './config.ts'
 import { createLogger } from './logger.ts'
 import { createMetrics } from './metrics.ts'
-import { createDb } from './store/db.ts'
+import { createDb, StoreLockedError } from './store/db.ts'
 import { migrateToLatest } from './store/migrate.ts'
 
 // Process only: config → logger → dependencies → app → listen → signals.
@@ -16,7 +16,15 @@ try {
   process.exit(78) // EX_CONFIG
 }
 const log = createLogger(config.LOG_LEVEL, { node: config.nodeId })
-const db = await createDb(config, log)
+for (const warning of config.warnings) log.warn(warning)
+let db
+try {
+  db = await createDb(config, log)
+} catch (err) {
+  if (!(err instanceof StoreLockedError)) throw err
+  console.error(`switchboard: ${err.message}`)
+  process.exit(75) // EX_TEMPFAIL: the holder may go away
+}
 if (config.MIGRATE_ON_START || config.embeddedDatabase) await migrateToLatest(db, log)
 const metrics = createMetrics(config.nodeId)
 const cluster = await createCluster(config, log, (client) => metrics.redisErrors.inc({ client }))
@@ -37,6 +45,11 @@ await app.http.listen({ port: config.PORT, host: config.HOST })
 const address = app.http.server.address()
 const port = typeof address === 'object' && address ? address.port : config.PORT
 log.info(
-  { port, database: config.embeddedDatabase ? 'embedded' : 'postgres', cluster: config.REDIS_URL ? 'redis' : 'in-process' },
+  {
+    port,
+    database: config.embeddedDatabase ? 'embedded' : 'postgres',
+    cluster: config.REDIS_URL ? 'redis' : 'in-process',
+    encryption: config.encryption ? { writes: config.encryption.writeKeyId, reads: config.encryption.keyIds } : 'off',
+  },
   `Switchboard listening on http://${config.HOST === '0.0.0.0' || config.HOST === '::' ? 'localhost' : config.HOST}:${port}`,
 )

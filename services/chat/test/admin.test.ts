@@ -32,6 +32,30 @@ describe('/admin and /notifications namespaces', () => {
     assert.deepEqual(err, { message: 'Forbidden', code: 'FORBIDDEN' })
   })
 
+  it('a dev token asked for with roles ["admin"] opens /admin; unknown roles are refused', async () => {
+    const mint = (body: unknown) =>
+      fetch(`${node.url}/api/dev/token`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
+    const res = await mint({ username: 'operator', roles: ['admin'] })
+    assert.equal(res.status, 200)
+    const minted = await res.json()
+    assert.deepEqual(minted.roles, ['admin'])
+    const admin = await chatClient(node.url, minted.token, { namespace: '/admin' })
+    const stats = await ack(admin, 'admin:stats', {})
+    assert.equal(stats.status, 'ok')
+    // The same user, same token kind, without the role: still a plain user.
+    const plain = await (await mint({ username: 'operator' })).json()
+    assert.equal(plain.userId, minted.userId)
+    assert.deepEqual(plain.roles, [])
+
+    for (const roles of [['root'], ['admin', 'root'], ['admin', 'admin'], 'admin', [1], ['__proto__']]) {
+      const refused = await mint({ username: 'operator', roles })
+      assert.equal(refused.status, 400, JSON.stringify(roles))
+      const body = await refused.json()
+      assert.equal(body.error, 'BAD_REQUEST')
+      assert.match(body.message, /roles/)
+    }
+  })
+
   it('admin:stats, admin:announce and admin:kick work for an admin', async () => {
     const admin = await chatClient(node.url, await adminToken(), { namespace: '/admin' })
     const [victim, bystander] = await usersInRoom(node.url, 'admin-room', ['victim', 'bystander'])

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import { SignJWT, UnsecuredJWT } from 'jose'
+import { Agent as HttpAgent } from 'node:http'
 import { io } from 'socket.io-client'
 import { useIsolatedNode, ack, chatClient, closeClients, devToken, next, startIsolatedNode, TEST_SECRET } from './helpers.ts'
 
@@ -79,6 +80,71 @@ describe('authentication (SPEC §2)', () => {
     const reason = await next(lapsing, 'disconnect', () => true, 10_000)
     assert.equal(reason, 'io server disconnect')
     assert.ok(refreshing.connected, 'the refreshed socket stays')
+  })
+
+  it('/notifications and /admin: disconnected at expiry unless refreshed; an admin refresh must keep the role', async () => {
+    const soon = () => Math.floor(Date.now() / 1000) + 2
+    const admin = (exp: number | string, roles = ['admin']) => sign({ name: 'root', roles }, exp)
+    const lapsingNotes = await chatClient(node.url, await sign({ name: 'a' }, soon()), { namespace: '/notifications' })
+    const refreshingNotes = await chatClient(node.url, await sign({ name: 'a' }, soon()), { namespace: '/notifications' })
+    const lapsingAdmin = await chatClient(node.url, await admin(soon()), { namespace: '/admin' })
+    const demoted = await chatClient(node.url, await admin(soon()), { namespace: '/admin' })
+    const refreshingAdmin = await chatClient(node.url, await admin(soon()), { namespace: '/admin' })
+
+    const notes = await ack(refreshingNotes, 'auth:refresh', { token: await sign({ name: 'a' }, '1h') })
+    assert.equal(notes.status, 'ok')
+    assert.ok(Date.parse(notes.expiresAt) > Date.now() + 30 * 60_000)
+    const otherUser = await new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setSubject('someone-else').setExpirationTime('1h').sign(key)
+    assert.equal((await ack(refreshingNotes, 'auth:refresh', { token: otherUser })).code, 'FORBIDDEN')
+    assert.equal((await ack(refreshingNotes, 'auth:refresh', { token: 'junk' })).code, 'AUTH_INVALID')
+
+    const noRole = await ack(demoted, 'auth:refresh', { token: await admin('1h', []) })
+    assert.deepEqual([noRole.status, noRole.code], ['error', 'FORBIDDEN'], 'a token without the admin role does not extend /admin')
+    assert.equal((await ack(refreshingAdmin, 'auth:refresh', { token: await admin('1h') })).status, 'ok')
+    assert.equal((await ack(lapsingAdmin, 'admin:stats', {})).status, 'ok', 'admin powers until exp')
+
+    const reasons = await Promise.all([lapsingNotes, lapsingAdmin, demoted].map((s) => next(s, 'disconnect', () => true, 10_000)))
+    assert.deepEqual(reasons, ['io server disconnect', 'io server disconnect', 'io server disconnect'])
+    assert.ok(refreshingNotes.connected, 'the refreshed /notifications socket stays')
+    assert.ok(refreshingAdmin.connected, 'the refreshed /admin socket stays')
+    assert.equal((await ack(refreshingAdmin, 'admin:stats', {})).status, 'ok')
+  })
+
+  it('an admin event after exp is refused even before the expiry timer fires', async () => {
+    const s = await chatClient(node.url, await sign({ name: 'root', roles: ['admin'] }, Math.floor(Date.now() / 1000) + 2), { namespace: '/admin' })
+    // Stall the timer: what matters is that the router checks exp on each event too.
+    const server = node.app.io.of('/admin').sockets.get(s.id!)!
+    clearTimeout(server.data.expiry)
+    await new Promise((r) => setTimeout(r, Math.min(3000, Math.max(0, server.data.identity.exp! * 1000 - Date.now()) + 50)))
+    const gone = next(s, 'disconnect')
+    const res = await ack(s, 'admin:kick', { userId: 'anyone' })
+    assert.deepEqual([res.status, res.code], ['error', 'AUTH_EXPIRED'])
+    assert.equal(await gone, 'io server disconnect')
+  })
+
+  it('X-Forwarded-Host counts only from a trusted proxy: a forged one matching an evil Origin is refused', async () => {
+    const { token } = await devToken(node.url, 'origin-forger')
+    const attempt = (octet: number, transport: 'websocket' | 'polling', origin: string, forwardedHost: string) => {
+      const agent = new HttpAgent({ localAddress: `127.0.${octet}.1` })
+      const s = io(`${node.url}/chat`, {
+        auth: { token },
+        transports: [transport],
+        extraHeaders: { origin, 'x-forwarded-host': forwardedHost },
+        reconnection: false,
+        forceNew: true,
+        ...({ localAddress: `127.0.${octet}.1`, agent } as object),
+      })
+      return new Promise<string>((resolve) => {
+        s.on('connect', () => (s.disconnect(), agent.destroy(), resolve('connected')))
+        s.on('connect_error', () => (s.disconnect(), agent.destroy(), resolve('refused')))
+      })
+    }
+    for (const transport of ['websocket', 'polling'] as const) {
+      // 127.0.9.1 is not in TRUSTED_PROXIES (default 127.0.0.1, ::1): its header is ignored.
+      assert.equal(await attempt(9, transport, 'http://evil.example', 'evil.example'), 'refused', `direct client, ${transport}`)
+      // nginx on 127.0.0.1 forwarding the host the browser asked for: honoured.
+      assert.equal(await attempt(0, transport, 'http://chat.example:8080', 'chat.example:8080'), 'connected', `trusted proxy, ${transport}`)
+    }
   })
 
   it('dev tokens: stable user id per username', async () => {

@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, it } from 'node:test'
-import { loadConfig } from '../src/config.ts'
+import { CONFIG_VARIABLES, loadConfig } from '../src/config.ts'
 
 describe('config: one schema, validated at boot', () => {
   const secret = 'x'.repeat(32)
@@ -16,6 +16,72 @@ describe('config: one schema, validated at boot', () => {
     assert.throws(() => loadConfig({ JWT_SECRET: 'short' }), /JWT_SECRET/)
     assert.throws(() => loadConfig({ JWT_SECRET: secret, JWT_JWKS_URL: 'https://x/jwks' }), /only one/)
     assert.throws(() => loadConfig({ AUTH_DEV_TOKENS: 'false' }), /JWT_SECRET or JWT_JWKS_URL/)
+    for (const bad of ['everyone', '10.0.0.0/33', '::1/129', '10.0.0.1/8/8', '10.0.0/8']) {
+      assert.throws(() => loadConfig({ TRUSTED_PROXIES: bad, JWT_SECRET: secret }), /TRUSTED_PROXIES/, bad)
+    }
+    assert.throws(() => loadConfig({ MAX_CONNECTIONS_PER_USER: '0', JWT_SECRET: secret }), /MAX_CONNECTIONS_PER_USER/)
+  })
+
+  it('says what an enum variable accepts, once, with the value it got', () => {
+    const message = (env: Record<string, string>) => {
+      try {
+        loadConfig({ JWT_SECRET: secret, ...env })
+      } catch (err) {
+        return (err as Error).message
+      }
+      return 'accepted'
+    }
+    assert.equal(message({ LOG_LEVEL: 'loud' }), 'LOG_LEVEL must be one of: fatal, error, warn, info, debug, trace, silent (got "loud")')
+    assert.equal(message({ REDIS_ADAPTER: 'fancy' }), 'REDIS_ADAPTER must be one of: classic, sharded (got "fancy")')
+    // Every union-of-literals variable, present and future: find them by what they refuse.
+    let enums = 0
+    for (const name of CONFIG_VARIABLES) {
+      const m = message({ [name]: '\u2603 not a value' }).split('; ')[0]
+      if (!m.includes('must be one of: ')) continue
+      enums++
+      assert.match(m, new RegExp(`^${name} must be one of: [^;]+ \\(got "\u2603 not a value"\\)$`))
+      const allowed = m.slice(m.indexOf('one of: ') + 8, m.indexOf(' (got')).split(', ')
+      for (const value of allowed) assert.doesNotThrow(() => loadConfig({ JWT_SECRET: secret, [name]: value }), `${name}=${value}`)
+    }
+    assert.ok(enums >= 2, 'LOG_LEVEL and REDIS_ADAPTER at least')
+  })
+
+  it('every schema error names the variable and what it accepts', () => {
+    const cases: [Record<string, string>, string][] = [
+      [{ PORT: 'abc' }, 'PORT must be an integer from 0 to 65535 (got "abc")'],
+      [{ RATE_LIMIT_MESSAGES: '0' }, 'RATE_LIMIT_MESSAGES must be an integer of at least 1 (got "0")'],
+      [{ MIGRATE_ON_START: 'maybe' }, 'MIGRATE_ON_START must be true or false (got "maybe")'],
+      [{ REDIS_PREFIX: 'a b' }, 'REDIS_PREFIX must be a string matching /^[A-Za-z0-9:_.-]{1,64}$/ (got "a b")'],
+      [{ PORT: 'x', LOG_LEVEL: 'y' }, 'PORT must be an integer from 0 to 65535 (got "x"); LOG_LEVEL must be one of: fatal, error, warn, info, debug, trace, silent (got "y")'],
+      [{ JWT_JWKS_URL: 'not a url', JWT_SECRET: '' }, 'JWT_JWKS_URL must be an absolute URL (got "not a url")'],
+    ]
+    for (const [env, expected] of cases) assert.throws(() => loadConfig({ JWT_SECRET: secret, ...env }), { message: expected })
+    // Every variable that can be wrong at all says so by name and says what it takes.
+    const dir = mkdtempSync(join(tmpdir(), 'sb-config-'))
+    try {
+      let refused = 0
+      for (const name of CONFIG_VARIABLES.filter((n) => n !== 'DATA_DIR')) {
+        try {
+          loadConfig({ DATA_DIR: dir, [name]: 'z'.repeat(300) })
+        } catch (err) {
+          refused++
+          const m = (err as Error).message
+          assert.match(m, new RegExp(`^(${CONFIG_VARIABLES.join('|')}) must be \\S`), name)
+          assert.ok(m.includes(name), `${name}: ${m}`)
+        }
+      }
+      assert.ok(refused > 20, `${refused} variables refuse a 300-character word`)
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
+  it('warns loudly when production runs with dev tokens', () => {
+    const [warning, ...rest] = loadConfig({ NODE_ENV: 'production', JWT_SECRET: secret, AUTH_DEV_TOKENS: 'true' }).warnings
+    assert.equal(rest.length, 0)
+    assert.match(warning, /AUTH_DEV_TOKENS=true with NODE_ENV=production: anyone .* can mint a token for any user/)
+    assert.deepEqual(loadConfig({ NODE_ENV: 'production', JWT_SECRET: secret }).warnings, [])
+    assert.deepEqual(loadConfig({ JWT_SECRET: secret, AUTH_DEV_TOKENS: 'true' }).warnings, [], 'dev tokens are the dev default')
   })
 
   it('NODE_ENV=production only picks safer defaults', () => {
@@ -34,6 +100,10 @@ describe('config: one schema, validated at boot', () => {
       assert.equal(c.AUTH_DEV_TOKENS, true)
       assert.equal(c.RATE_LIMIT_MESSAGES, 10)
       assert.equal(c.RATE_LIMIT_WINDOW_SECONDS, 10)
+      assert.equal(c.MAX_CONNECTIONS_PER_USER, 20)
+      assert.equal(c.MAX_CONNECTIONS_PER_IP, 500)
+      assert.deepEqual(c.trustedProxies, ['127.0.0.1', '::1'])
+      assert.deepEqual(loadConfig({ DATA_DIR: dir, TRUSTED_PROXIES: '10.0.0.0/8, fd00::/8,' }).trustedProxies, ['10.0.0.0/8', 'fd00::/8'])
       // The generated dev secret is kept and reused.
       assert.equal(readFileSync(join(dir, 'dev-jwt-secret'), 'utf8'), c.JWT_SECRET)
       assert.equal(loadConfig({ DATA_DIR: dir }).JWT_SECRET, c.JWT_SECRET)

@@ -194,14 +194,15 @@ export async function eventually(fn: () => boolean | Promise<boolean>, ms = 5000
 
 /**
  * A TCP proxy we can cut, to make a dependency unreachable without touching the shared
- * server: `cut()` drops every connection and refuses new ones until `restore()`.
+ * server: `cut()` drops every connection and refuses new ones until `restore()`. The target port
+ * may be a function, read at each connection (for a target that starts after the proxy).
  */
-export async function tcpProxy(targetPort: number, targetHost = '127.0.0.1') {
+export async function tcpProxy(targetPort: number | (() => number), targetHost = '127.0.0.1') {
   let open = true
   const live = new Set<net.Socket>()
   const server = net.createServer((client) => {
     if (!open) return client.destroy()
-    const upstream = net.connect(targetPort, targetHost)
+    const upstream = net.connect(typeof targetPort === 'function' ? targetPort() : targetPort, targetHost)
     live.add(client).add(upstream)
     const done = () => {
       client.destroy()

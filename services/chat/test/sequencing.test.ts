@@ -17,6 +17,8 @@ const draft = (roomId: string, clientMsgId: string | null = null, userId = 'u1')
   userId,
   username: userId,
   text: 't',
+  keyId: null,
+  textCipher: null,
   replyTo: null,
   clientMsgId,
   attachmentId: null,

@@ -19,6 +19,8 @@ const draft = (roomId: string, userId: string, clientMsgId: string | null, text 
   userId,
   username: userId,
   text,
+  keyId: null,
+  textCipher: null,
   replyTo: null,
   clientMsgId,
   attachmentId: null,

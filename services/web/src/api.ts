@@ -1,4 +1,4 @@
-import type { Message, RoomSummary } from './protocol.ts'
+import type { Attachment, Message, RoomSummary } from './protocol.ts'
 
 /** An HTTP error answer `{ error: CODE, message }` (SPEC §6). */
 export class ApiError extends Error {
@@ -15,19 +15,27 @@ export class ApiError extends Error {
   }
 }
 
-async function request<T>(path: string, init: { token?: string; method?: string; body?: unknown } = {}): Promise<T> {
+async function call(path: string, init: { token?: string; method?: string; body?: unknown; form?: FormData }): Promise<Response> {
   const headers: Record<string, string> = {}
   if (init.token) headers.authorization = `Bearer ${init.token}`
   if (init.body !== undefined) headers['content-type'] = 'application/json'
-  let res: Response
+  const body = init.form ?? (init.body === undefined ? undefined : JSON.stringify(init.body))
   try {
-    res = await fetch(path, { method: init.method ?? 'GET', headers, body: init.body === undefined ? undefined : JSON.stringify(init.body) })
+    return await fetch(path, { method: init.method ?? 'GET', headers, body })
   } catch {
     throw new ApiError(0, 'NETWORK', 'The server cannot be reached')
   }
+}
+
+const failure = async (res: Response) => {
   const body = (await res.json().catch(() => ({}))) as { error?: string; message?: string }
-  if (!res.ok) throw new ApiError(res.status, body.error ?? String(res.status), body.message ?? res.statusText)
-  return body as T
+  return new ApiError(res.status, body.error ?? String(res.status), body.message ?? res.statusText)
+}
+
+async function request<T>(path: string, init: { token?: string; method?: string; body?: unknown; form?: FormData } = {}): Promise<T> {
+  const res = await call(path, init)
+  if (!res.ok) throw await failure(res)
+  return (await res.json().catch(() => ({}))) as T
 }
 
 export const api = {
@@ -42,4 +50,17 @@ export const api = {
       `/api/rooms/${encodeURIComponent(roomId)}/messages?before=${before}&limit=${limit}`,
       { token },
     ),
+  /** `POST /api/uploads`: roomId first (the server checks the room before it reads the file). */
+  upload: (token: string, roomId: string, file: File) => {
+    const form = new FormData()
+    form.append('roomId', roomId)
+    form.append('file', file, file.name)
+    return request<Attachment>('/api/uploads', { token, method: 'POST', form })
+  },
+  /** An attachment's bytes. Fetched with the bearer token: an `<img src>` could not send it. */
+  attachment: async (token: string, url: string): Promise<Blob> => {
+    const res = await call(url, { token })
+    if (!res.ok) throw await failure(res)
+    return res.blob()
+  },
 }

@@ -37,6 +37,7 @@ export interface SendInput {
   text: string
   replyTo?: string
   clientMsgId?: string
+  attachmentId?: string
 }
 
 export interface ClientToServerEvents {

@@ -28,15 +28,20 @@ export async function launchChromium(): Promise<Browser> {
 
 export type WebCluster = TestCluster
 
-/** Three nodes + nginx on a database and Redis of this test file, serving the client from `webRoot`. */
-export function startWebCluster(dir: string, webRoot: string, env: Record<string, string> = {}): Promise<WebCluster> {
-  return startTestCluster(dir, 'sbweb:', {
-    WEB_DIR: webRoot,
-    LIVENESS_INTERVAL_MS: '1000',
-    LIVENESS_TTL_MS: '3000',
-    SHUTDOWN_GRACE_MS: '5000',
-    ...env,
-  })
+/** Three nodes (or `nodes`) + nginx on a database and Redis of this test file, serving the client from `webRoot`. */
+export function startWebCluster(dir: string, webRoot: string, env: Record<string, string> = {}, nodes = 3): Promise<WebCluster> {
+  return startTestCluster(
+    dir,
+    'sbweb:',
+    {
+      WEB_DIR: webRoot,
+      LIVENESS_INTERVAL_MS: '1000',
+      LIVENESS_TTL_MS: '3000',
+      SHUTDOWN_GRACE_MS: '5000',
+      ...env,
+    },
+    nodes,
+  )
 }
 
 /** `X-Forwarded-For` value that nginx (realip from 127.0.0.1) uses as the client address for ip_hash. */

@@ -36,9 +36,10 @@ describe('timeline rules (the browser client, no DOM)', () => {
   })
 
   it('words for receipts and typing', () => {
-    assert.deepEqual(seenBy({ u_me: 9, u_ana: 9, u_ben: 8, u_cy: 10 }, msg(9, 'x', 'u_dee'), 'u_me'), ['u_ana', 'u_cy'])
-    assert.deepEqual(seenBy({ u_me: 9, u_ana: 9 }, msg(9, 'x', 'u_ana'), 'u_me'), [], 'not by its own author')
-    assert.deepEqual(seenBy({ u_ana: 0 }, undefined, 'u_me'), [], 'nothing to have seen')
+    assert.deepEqual(seenBy(new Map(Object.entries({ u_me: 9, u_ana: 9, u_ben: 8, u_cy: 10 })), msg(9, 'x', 'u_dee'), 'u_me'), ['u_ana', 'u_cy'])
+    assert.deepEqual(seenBy(new Map(Object.entries({ u_me: 9, u_ana: 9 })), msg(9, 'x', 'u_ana'), 'u_me'), [], 'not by its own author')
+    assert.deepEqual(seenBy(new Map([['u_ana', 0]]), undefined, 'u_me'), [], 'nothing to have seen')
+    assert.deepEqual(seenBy(new Map([['constructor', 9], ['__proto__', 9]]), msg(9, 'x', 'u_dee'), 'u_me'), ['constructor', '__proto__'], 'user ids are data')
     assert.equal(nameList(['Ana', 'Ben', 'Cy', 'Dee']), 'Ana, Ben and 2 others')
     assert.equal(typingText([]), '')
     assert.equal(typingText(['Ana']), 'Ana is typing…')

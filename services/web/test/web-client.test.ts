@@ -210,6 +210,44 @@ describe('web client in Chromium, across the cluster behind nginx', () => {
     assert.equal(await eve.page.locator('[data-testid="room-item"][data-room-id="secret"]').count(), 0)
   })
 
+  it('rooms and reactions named after Object.prototype members work like any other room and reaction', async () => {
+    const ana = opened[0]
+    const cy = await user('cy', 2)
+    for (const roomId of ['constructor', '__proto__']) {
+      await joinRoom(ana.page, roomId)
+      await joinRoom(cy.page, roomId)
+      await sendText(ana.page, `hello in ${roomId}`)
+      await message(cy.page, `hello in ${roomId}`).waitFor()
+    }
+    // Someone reacts with prototype names to a message in "constructor" (from a plain client).
+    const res = await fetch(`${url()}/api/dev/token`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'reactor' }) })
+    const { token } = (await res.json()) as { token: string }
+    const s = io(`${url()}/chat`, { auth: { token }, transports: ['websocket'], forceNew: true, reconnection: false })
+    try {
+      await new Promise<void>((resolve, reject) => s.once('connect', resolve).once('connect_error', reject))
+      assert.equal((await s.emitWithAck('room:join', 'constructor')).status, 'ok')
+      const page = (await (await fetch(`${url()}/api/rooms/constructor/messages`, { headers: { authorization: `Bearer ${token}` } })).json()) as {
+        messages: { id: string; text: string }[]
+      }
+      const target = page.messages.find((m) => m.text === 'hello in constructor')!
+      for (const emoji of ['__proto__', 'constructor', 'toString']) {
+        assert.equal((await s.emitWithAck('chat:react', { roomId: 'constructor', messageId: target.id, emoji, on: true })).status, 'ok')
+      }
+    } finally {
+      s.disconnect()
+    }
+    await openListedRoom(cy, 'constructor')
+    const chips = message(cy.page, 'hello in constructor').locator('.chip')
+    await chips.filter({ hasText: 'toString 1' }).waitFor()
+    assert.deepEqual((await chips.allTextContents()).map((t) => t.trim()).sort(), ['__proto__ 1', 'constructor 1', 'toString 1'])
+    // The rooms keep working for both, on their different nodes.
+    await sendText(cy.page, 'still fine')
+    await openListedRoom(ana, 'constructor')
+    await message(ana.page, 'still fine').waitFor()
+    assert.equal(await cy.page.getByTestId('error').count(), 0, 'no error shown')
+    await cy.context.close()
+  })
+
   it('history: the newest page on open, older pages on demand, each message once in seq order', async () => {
     const res = await fetch(`${url()}/api/dev/token`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'archivist' }) })
     const { token } = (await res.json()) as { token: string }

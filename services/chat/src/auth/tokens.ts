@@ -4,6 +4,11 @@ import type { Identity } from '../domain/types.ts'
 import { AppError } from '../errors.ts'
 import { devUserId } from '../ids.ts'
 import { TtlCache } from '../ttl-cache.ts'
+import { storable } from '../validation.ts'
+
+/** The roles a dev token may carry (`POST /api/dev/token {"roles"}`). */
+export const DEV_TOKEN_ROLES = ['admin'] as const
+export type DevTokenRole = (typeof DEV_TOKEN_ROLES)[number]
 
 /**
  * Verifies bearer JWTs (HS256 shared secret, or RS256/ES256/EdDSA through a JWKS URL) and,
@@ -41,9 +46,11 @@ export class Tokens {
         clockTolerance: 5,
       })
       const sub = payload.sub
-      if (typeof sub !== 'string' || sub.length === 0 || sub.length > 128) throw new AppError('AUTH_INVALID', 'Invalid token')
-      const name = typeof payload.name === 'string' && payload.name.trim() ? payload.name.trim().slice(0, 64) : sub
-      const roles = Array.isArray(payload.roles) ? payload.roles.filter((r): r is string => typeof r === 'string') : []
+      // Refused, never rewritten: Postgres would turn a lone surrogate into U+FFFD and merge two users.
+      if (typeof sub !== 'string' || sub.length === 0 || sub.length > 128 || !storable(sub)) throw new AppError('AUTH_INVALID', 'Invalid token')
+      if (payload.name !== undefined && (typeof payload.name !== 'string' || !storable(payload.name))) throw new AppError('AUTH_INVALID', 'Invalid token')
+      const name = payload.name?.trim() ? [...payload.name.trim()].slice(0, 64).join('') : sub
+      const roles = Array.isArray(payload.roles) ? payload.roles.filter((r): r is string => typeof r === 'string' && storable(r)) : []
       const identity: Identity = { userId: sub, username: name, roles, exp: payload.exp }
       // Remembered until expiry (capped), never past it: an expired token is verified again and refused.
       if (payload.exp !== undefined) this.verified.set(token, identity, Math.min(payload.exp * 1000 - Date.now(), 3_600_000))
@@ -55,14 +62,14 @@ export class Tokens {
     }
   }
 
-  /** A dev token for `username` (only when AUTH_DEV_TOKENS is on and the secret is local). */
-  async devToken(username: string): Promise<{ token: string; userId: string; expiresAt: string }> {
+  /** A dev token for `username`, with `roles` (only when AUTH_DEV_TOKENS is on and the secret is local). */
+  async devToken(username: string, roles: readonly DevTokenRole[] = []): Promise<{ token: string; userId: string; expiresAt: string }> {
     if (!this.config.AUTH_DEV_TOKENS || !(this.key instanceof Uint8Array)) {
       throw new AppError('NOT_FOUND', 'Dev tokens are disabled')
     }
     const userId = devUserId(username)
     const exp = Math.floor(Date.now() / 1000) + this.config.DEV_TOKEN_TTL_SECONDS
-    const token = await new SignJWT({ name: username.trim() })
+    const token = await new SignJWT(roles.length ? { name: username.trim(), roles: [...roles] } : { name: username.trim() })
       .setProtectedHeader({ alg: 'HS256' })
       .setSubject(userId)
       .setIssuedAt()

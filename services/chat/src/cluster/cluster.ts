@@ -2,7 +2,9 @@ import { createAdapter, createShardedAdapter } from '@socket.io/redis-adapter'
 import type { Redis } from 'ioredis'
 import type { Config } from '../config.ts'
 import type { Logger } from '../logger.ts'
+import { MemoryConnections, RedisConnections, type ConnectionRegistry } from './connections.ts'
 import { NodeLiveness } from './liveness.ts'
+import { READINESS_CHECK_TIMEOUT_MS, RedisPeerBoard } from './readiness.ts'
 import { MemoryPresence, type PresenceStore } from './presence.ts'
 import { RedisPresence } from './presence.redis.ts'
 import { LeasedRedisRateLimit, leaseCap, MemoryRateLimit, type RateLimit } from './rate-limit.ts'
@@ -14,12 +16,18 @@ export interface Cluster {
   readonly shared: boolean
   readonly presence: PresenceStore
   readonly messageLimit: RateLimit
+  /** Sockets per user per namespace, cluster-wide (MAX_CONNECTIONS_PER_USER). */
+  readonly connections: ConnectionRegistry
+  /** The command connection, for other cluster-wide counters (HTTP limits); none when embedded. */
+  readonly redis?: Redis
   /** The Socket.IO adapter constructor, or undefined for the default in-memory one. */
   readonly adapter?: ReturnType<typeof createAdapter> | ReturnType<typeof createShardedAdapter>
   /** Called whenever the adapter's subscriber connection is ready again after a drop. */
   onAdapterReconnect?(fn: () => void): void
   /** Node heartbeats and crash clean-up (Redis only). */
   readonly liveness?: NodeLiveness
+  /** Where nodes say whether they reach Postgres (Redis only; readiness, D80). */
+  readonly peerBoard?: RedisPeerBoard
   ping(): Promise<void>
   close(): Promise<void>
 }
@@ -31,6 +39,7 @@ export async function createCluster(config: Config, log: Logger, onRedisError?: 
     return {
       shared: false,
       presence: new MemoryPresence(),
+      connections: new MemoryConnections(),
       messageLimit: new MemoryRateLimit(config.RATE_LIMIT_MESSAGES, config.RATE_LIMIT_WINDOW_SECONDS, limitPrefix),
       ping: async () => {},
       close: async () => {},
@@ -43,14 +52,24 @@ export async function createCluster(config: Config, log: Logger, onRedisError?: 
   for (const c of [pub, sub]) handleFireAndForget(c, log)
   const clients: Redis[] = [command, pub, sub]
   const presence = new RedisPresence(command, config.REDIS_PREFIX, config.nodeId)
-  const liveness = new NodeLiveness(command, presence, config.REDIS_PREFIX, config.nodeId, log, {
-    intervalMs: config.LIVENESS_INTERVAL_MS,
-    ttlMs: config.LIVENESS_TTL_MS,
-  })
+  const connections = new RedisConnections(command, config.REDIS_PREFIX, config.nodeId)
+  const liveness = new NodeLiveness(
+    command,
+    presence,
+    config.REDIS_PREFIX,
+    config.nodeId,
+    log,
+    { intervalMs: config.LIVENESS_INTERVAL_MS, ttlMs: config.LIVENESS_TTL_MS },
+    connections,
+  )
+  const peerBoard = new RedisPeerBoard(command, config.REDIS_PREFIX, config.nodeId, { freshMs: config.LIVENESS_TTL_MS, marginMs: READINESS_CHECK_TIMEOUT_MS })
   return {
     shared: true,
     presence,
+    connections,
+    redis: command,
     liveness,
+    peerBoard,
     onAdapterReconnect: (fn) => {
       let dropped = false
       sub.on('close', () => (dropped = true))
@@ -72,6 +91,7 @@ export async function createCluster(config: Config, log: Logger, onRedisError?: 
     },
     close: async () => {
       await liveness.stop()
+      await peerBoard.leave()
       await Promise.all(clients.map((c) => c.quit().catch(() => c.disconnect())))
     },
   }

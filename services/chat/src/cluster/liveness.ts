@@ -36,6 +36,8 @@ export class NodeLiveness {
     private readonly nodeId: string,
     private readonly log: Logger,
     private readonly opts: { intervalMs: number; ttlMs: number },
+    /** Other per-node entries to remove with a dead node's presence (connection counts). */
+    private readonly alsoReap?: { reapNode(nodeId: string): Promise<unknown> },
   ) {}
 
   private aliveKey = (id: string) => `${this.prefix}node:alive:${id}`
@@ -45,7 +47,7 @@ export class NodeLiveness {
 
   start(hooks: LivenessHooks): void {
     // A previous incarnation under the same NODE_ID may have crashed: clean up after it first.
-    const first = this.presence.reapNode(this.nodeId).then(
+    const first = Promise.all([this.presence.reapNode(this.nodeId), this.alsoReap?.reapNode(this.nodeId)]).then(([offline]) => offline).then(
       (offline) => offline.length > 0 && hooks.onOffline(offline, this.nodeId),
       (err: Error) => this.log.warn({ err: err.message }, 'could not reap our previous incarnation'),
     )
@@ -91,6 +93,7 @@ export class NodeLiveness {
       const lock = await this.redis.set(`${this.prefix}node:reaping:${id}`, this.nodeId, 'PX', this.opts.ttlMs, 'NX')
       if (lock !== 'OK') continue
       const offline = await this.presence.reapNode(id)
+      await this.alsoReap?.reapNode(id)
       await this.redis.srem(this.registry, id)
       this.log.warn({ deadNode: id, offline: offline.length }, 'reaped presence of a dead node')
       hooks.onReap?.(id, offline.length)

@@ -19,8 +19,8 @@ export interface LeaseOptions {
   storeReady: () => boolean
 }
 
-function refusal(res: RateLimiterRes | { msBeforeNext: number }): AppError {
-  return new AppError('RATE_LIMITED', `Too many messages; retry in ${Math.ceil(res.msBeforeNext / 1000)} s`, {
+function refusal(res: RateLimiterRes | { msBeforeNext: number }, what = 'messages'): AppError {
+  return new AppError('RATE_LIMITED', `Too many ${what}; retry in ${Math.ceil(res.msBeforeNext / 1000)} s`, {
     retryAfterMs: res.msBeforeNext,
   })
 }
@@ -43,11 +43,82 @@ export class MemoryRateLimit implements RateLimit {
   }
 }
 
-async function consumeOne(limiter: RateLimiterAbstract, key: string): Promise<void> {
+async function consumeOne(limiter: RateLimiterAbstract, key: string, what?: string): Promise<void> {
   try {
     await limiter.consume(key)
   } catch (res) {
-    throw res instanceof RateLimiterRes ? refusal(res) : res
+    throw res instanceof RateLimiterRes ? refusal(res, what) : res
+  }
+}
+
+/**
+ * A per-key limit on a rarer event (room joins, syncs): `points` per `durationSeconds`, in Redis
+ * when there is one, so a user's sockets on every node share one counter (decision D56). A key
+ * that filled its window is then refused on this node without asking Redis again. While Redis
+ * does not answer, each node counts on its own (`insuranceLimiter`): joins and syncs keep
+ * working in an outage (SPEC §5.6), limited per node.
+ */
+export class EventRateLimit implements RateLimit {
+  private readonly limiter: RateLimiterAbstract
+
+  constructor(
+    redis: Redis | undefined,
+    points: number,
+    durationSeconds: number,
+    keyPrefix: string,
+    /** What the refusal says there were too many of ("room joins"). */
+    private readonly what: string,
+  ) {
+    const memory = new RateLimiterMemory({ points, duration: durationSeconds, keyPrefix })
+    this.limiter = redis
+      ? new RateLimiterRedis({
+          storeClient: redis,
+          points,
+          duration: durationSeconds,
+          keyPrefix,
+          inMemoryBlockOnConsumed: points,
+          rejectIfRedisNotReady: true,
+          insuranceLimiter: memory,
+        })
+      : memory
+  }
+
+  consume(key: string): Promise<void> {
+    return consumeOne(this.limiter, key, this.what)
+  }
+}
+
+/**
+ * At most one event per key per `ms` across the cluster (typing: per user, room and state).
+ * A node first drops repeats it has seen itself in the window (no Redis call), then takes the
+ * window in Redis with one `SET key 1 PX ms NX`, so a user on several nodes is not throttled
+ * once per node. Redis windows are in milliseconds here, which rate-limiter-flexible's Redis
+ * store (whole seconds) cannot do. When Redis does not answer, the node's own window decides.
+ */
+export class Throttle {
+  private readonly local: RateLimiterMemory
+
+  constructor(
+    private readonly redis: Redis | undefined,
+    private readonly ms: number,
+    private readonly keyPrefix: string,
+  ) {
+    this.local = new RateLimiterMemory({ points: 1, duration: Math.max(ms, 1) / 1000 })
+  }
+
+  /** True when the event may pass. */
+  async allow(key: string): Promise<boolean> {
+    if (this.ms <= 0) return true
+    const here = await this.local.consume(key).then(
+      () => true,
+      () => false,
+    )
+    if (!here || !this.redis) return here
+    try {
+      return (await this.redis.set(`${this.keyPrefix}:${key}`, '1', 'PX', this.ms, 'NX')) === 'OK'
+    } catch {
+      return true
+    }
   }
 }
 

@@ -3,34 +3,31 @@ import { AppError } from '../errors.ts'
 import { newMessageId } from '../ids.ts'
 import type { Db } from '../store/db.ts'
 import type { GroupCommit } from '../store/group-commit.ts'
+import type { MessageTexts } from '../store/message-text.ts'
 import * as messages from '../store/messages.repository.ts'
 import * as rooms from '../store/rooms.repository.ts'
 import type { RoomEvents } from './events.ts'
+import { toAttachment, type AttachmentsService } from './attachments.service.ts'
 import { HistoryCache } from './history-cache.ts'
 import type { RoomsService } from './rooms.service.ts'
-import { cleanText, type DeleteInput, type EditInput, type ReactInput, type ReadInput, type SendInput } from './schemas.ts'
+import { cleanText, readTarget, type DeleteInput, type EditInput, type ReactInput, type ReadInput, type SendInput } from './schemas.ts'
 import type { Identity, Message } from './types.ts'
 
-/** Row → SPEC `Message`; optional fields only when set. */
-export function toMessage(row: messages.HistoryRow, reactions?: Record<string, string[]>): Message {
+/** Row → SPEC `Message` (with its text already opened, `MessageTexts.open`); optional fields only when set. */
+export function toMessage(row: messages.HistoryRow, text: string, reactions?: Record<string, string[]>): Message {
   const m: Message = {
     id: row.id,
     roomId: row.room_id,
     seq: Number(row.seq),
     userId: row.user_id,
     username: row.username,
-    text: row.text,
+    text,
     timestamp: new Date(row.created_at).toISOString(),
   }
   if (row.reply_to) m.replyTo = row.reply_to
-  if (row.attachment_id && row.att_file_name !== null) {
-    m.attachment = {
-      id: row.attachment_id,
-      fileName: row.att_file_name,
-      mimeType: row.att_mime_type ?? 'application/octet-stream',
-      size: Number(row.att_size ?? 0),
-      url: `/api/attachments/${row.attachment_id}`,
-    }
+  // A tombstone shows no file (deleting a message also unlinks it; older rows may still point at one).
+  if (row.attachment_id && row.att_file_name !== null && !row.deleted_at) {
+    m.attachment = toAttachment({ id: row.attachment_id, file_name: row.att_file_name, mime_type: row.att_mime_type ?? 'application/octet-stream', size: row.att_size ?? 0 })
   }
   if (reactions && Object.keys(reactions).length > 0) m.reactions = reactions
   if (row.edited_at) m.editedAt = new Date(row.edited_at).toISOString()
@@ -49,6 +46,9 @@ export class MessagesService {
     private readonly rooms: RoomsService,
     private readonly limit: RateLimit,
     private readonly events: RoomEvents,
+    private readonly attachments: AttachmentsService,
+    /** Message text in and out of its stored form (encrypted at rest when ENCRYPTION_KEYS is set). */
+    private readonly texts: MessageTexts,
   ) {}
 
   /**
@@ -62,24 +62,22 @@ export class MessagesService {
     if (input.replyTo && !(await messages.findMessage(this.db, input.roomId, { id: input.replyTo }))) {
       throw new AppError('NOT_FOUND', 'replyTo message not found in this room')
     }
-    let attachment: Message['attachment']
-    if (input.attachmentId) {
-      const a = await this.db.selectFrom('attachments').selectAll().where('id', '=', input.attachmentId).executeTakeFirst()
-      if (!a || a.room_id !== input.roomId || a.user_id !== who.userId) throw new AppError('NOT_FOUND', 'Attachment not found')
-      attachment = { id: a.id, fileName: a.file_name, mimeType: a.mime_type, size: a.size, url: `/api/attachments/${a.id}` }
-    }
-    // The rate-limit check runs while the draft waits for its batch; a refusal stores nothing.
-    const allowed = this.limit.consume(who.userId)
+    const attachment = input.attachmentId ? await this.attachments.forMessage(who, input.roomId, input.attachmentId) : undefined
+    const id = newMessageId()
     const draft: messages.Draft = {
-      id: newMessageId(),
+      id,
       roomId: input.roomId,
       userId: who.userId,
       username: who.username,
-      text,
+      ...this.texts.seal(input.roomId, id, text),
       replyTo: input.replyTo ?? null,
       clientMsgId: input.clientMsgId ?? null,
       attachmentId: input.attachmentId ?? null,
     }
+    // A full commit queue refuses before the draft spends a rate-limit point (SPEC §5.6).
+    this.commits.admit(draft)
+    // The rate-limit check runs while the draft waits for its batch; a refusal stores nothing.
+    const allowed = this.limit.consume(who.userId)
     const c = await this.commits.submit(draft, allowed)
     if (!c.duplicate) {
       const m: Message = {
@@ -105,7 +103,7 @@ export class MessagesService {
     const row = await this.liveMessage(input.roomId, input.messageId)
     if (row.user_id !== who.userId) throw new AppError('FORBIDDEN', 'Only the author can edit a message')
     const at = new Date()
-    await messages.updateText(this.db, input.roomId, input.messageId, text, at)
+    await messages.updateText(this.db, input.roomId, input.messageId, this.texts.seal(input.roomId, input.messageId, text), at)
     this.events.messageEdited({ roomId: input.roomId, messageId: input.messageId, text, editedAt: at.toISOString(), userId: who.userId })
   }
 
@@ -130,7 +128,7 @@ export class MessagesService {
   /** Raises the caller's read mark to a message of the room and tells the room. */
   async markRead(who: Identity, input: ReadInput): Promise<void> {
     await this.rooms.requireMember(who, input.roomId)
-    const by = 'messageId' in input ? { id: input.messageId } : { seq: input.seq }
+    const by = readTarget(input)
     const row = await messages.findMessage(this.db, input.roomId, by)
     if (!row) throw new AppError('NOT_FOUND', 'Message not found in this room')
     const seq = Number(row.seq)
@@ -161,10 +159,11 @@ export class MessagesService {
     const byMessage = new Map<string, Record<string, string[]>>()
     for (const r of reactions) {
       let m = byMessage.get(r.message_id)
-      if (!m) byMessage.set(r.message_id, (m = {}))
+      // Emoji are user input: a reaction named `constructor` or `__proto__` is a key like any other.
+      if (!m) byMessage.set(r.message_id, (m = Object.create(null) as Record<string, string[]>))
       ;(m[r.emoji] ??= []).push(r.user_id)
     }
-    return rows.map((r) => toMessage(r, byMessage.get(r.id)))
+    return rows.map((r) => toMessage(r, this.texts.open(r), byMessage.get(r.id)))
   }
 
   private async liveMessage(roomId: string, messageId: string) {

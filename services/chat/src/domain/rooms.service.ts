@@ -1,6 +1,6 @@
 import type { Db } from '../store/db.ts'
 import * as rooms from '../store/rooms.repository.ts'
-import { AppError } from '../errors.ts'
+import { AppError, isUnavailable } from '../errors.ts'
 import type { Identity, OnlineUser, Room } from './types.ts'
 import type { PresenceStore } from '../cluster/presence.ts'
 import { TtlCache } from '../ttl-cache.ts'
@@ -80,9 +80,19 @@ export class RoomsService {
     this.readable.set(key, true, ACCESS_TTL_MS)
   }
 
-  async leave(who: Identity, roomId: string): Promise<void> {
-    await rooms.removeMember(this.db, roomId, who.userId)
+  /**
+   * Ends the caller's membership. A stranger learns nothing and tells nobody anything: a room
+   * that does not exist is NOT_FOUND, someone else's private room FORBIDDEN, and a public room
+   * the caller was not in answers false (nothing to announce).
+   */
+  async leave(who: Identity, roomId: string): Promise<boolean> {
+    const row = await rooms.findRoom(this.db, roomId)
+    if (!row) throw new AppError('NOT_FOUND', 'Room not found')
+    const removed = await rooms.removeMember(this.db, roomId, who.userId)
     this.readable.delete(`${roomId}\u0000${who.userId}`)
+    if (removed.numDeletedRows > 0n) return true
+    if (row.is_private) throw new AppError('FORBIDDEN', 'Not a member of this room')
+    return false
   }
 
   /** `POST /api/rooms`: creates a room with the caller and `members` in it. */
@@ -121,11 +131,16 @@ export class RoomsService {
   /** Online members of a room and every member's read mark. */
   async roomState(roomId: string): Promise<{ online: OnlineUser[]; reads: Record<string, number> }> {
     const members = await rooms.membersOf(this.db, roomId, MAX_LISTED_MEMBERS)
-    const online = await this.presence.online(members.map((m) => m.user_id))
-    const reads: Record<string, number> = {}
+    const online = await this.onlineIfKnown(members.map((m) => m.user_id))
+    // User ids are keys from users (JWT sub): a prototype-free map.
+    const reads: Record<string, number> = Object.create(null)
     for (const m of members) reads[m.user_id] = Number(m.last_read_seq)
+    const here = members.filter((m) => online.has(m.user_id))
+    // A DM peer who never opened the room was added under their id: use the name they go by elsewhere.
+    const unnamed = here.filter((m) => m.username === m.user_id).map((m) => m.user_id)
+    const names = unnamed.length > 0 ? await rooms.knownUsernames(this.db, unnamed) : new Map<string, string>()
     return {
-      online: members.filter((m) => online.has(m.user_id)).map((m) => ({ userId: m.user_id, username: m.username })),
+      online: here.map((m) => ({ userId: m.user_id, username: names.get(m.user_id) ?? m.username })),
       reads,
     }
   }
@@ -133,8 +148,21 @@ export class RoomsService {
   /** Online users who share a room with `userId` (for `presence:list`). */
   async onlineRoomMates(userId: string): Promise<OnlineUser[]> {
     const mates = await rooms.roomMatesOf(this.db, userId, MAX_LISTED_MEMBERS)
-    const online = await this.presence.online(mates.map((m) => m.user_id))
+    const online = await this.onlineIfKnown(mates.map((m) => m.user_id))
     return mates.filter((m) => online.has(m.user_id)).map((m) => ({ userId: m.user_id, username: m.username }))
+  }
+
+  /**
+   * Who is online, or nobody while the presence store (Redis) is unreachable: joins, history and
+   * sync need only Postgres and keep working through a Redis outage (SPEC §5.6).
+   */
+  private async onlineIfKnown(userIds: string[]): Promise<Set<string>> {
+    try {
+      return await this.presence.online(userIds)
+    } catch (err) {
+      if (isUnavailable(err)) return new Set()
+      throw err
+    }
   }
 
   /** The room's last committed seq (0 for a room that does not exist). */

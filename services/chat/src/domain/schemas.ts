@@ -1,47 +1,64 @@
 import Type, { type Static } from 'typebox'
+import { AppError } from '../errors.ts'
 
 /** SPEC §4 limits. */
 export const MAX_TEXT = 5000
 export const ROOM_ID_PATTERN = '^[A-Za-z0-9:_.\\-]{1,128}$'
 
-export const RoomId = Type.String({ pattern: ROOM_ID_PATTERN, description: '1–128 chars of [A-Za-z0-9:_.-]' })
-export const MessageId = Type.String({ pattern: '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$' })
-export const Seq = Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER })
+export const RoomId = Type.String({ pattern: ROOM_ID_PATTERN, description: 'a room id: 1–128 chars of [A-Za-z0-9:_.-]' })
+export const MessageId = Type.String({
+  pattern: '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$',
+  description: 'a message id (UUID)',
+})
+export const Seq = Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER, description: 'an integer seq ≥ 0' })
 // Length is checked again after trimming; this bound only stops absurd payloads early.
-const Text = Type.String({ maxLength: MAX_TEXT * 4 })
+const Text = Type.String({ maxLength: MAX_TEXT * 4, description: `a string of 1–${MAX_TEXT} characters` })
+const Flag = (name: string) => Type.Boolean({ description: `${name}: true or false` })
 
-export const JoinPayload = Type.Union([RoomId, Type.Object({ roomId: RoomId, lastSeq: Type.Optional(Seq) })])
-export const LeavePayload = Type.Union([RoomId, Type.Object({ roomId: RoomId })])
+/** `room:join` and `room:leave` also take a bare room id: the router wraps it as `{ roomId }`. */
+export const JoinPayload = Type.Object({ roomId: RoomId, lastSeq: Type.Optional(Seq) })
+export const LeavePayload = Type.Object({ roomId: RoomId })
 export const SendPayload = Type.Object({
   roomId: RoomId,
   text: Text,
   replyTo: Type.Optional(MessageId),
-  clientMsgId: Type.Optional(Type.String({ minLength: 1, maxLength: 128 })),
-  attachmentId: Type.Optional(MessageId),
+  clientMsgId: Type.Optional(Type.String({ minLength: 1, maxLength: 128, description: 'a string of 1–128 characters' })),
+  attachmentId: Type.Optional(Type.String({ ...MessageId, description: 'an attachment id (UUID)' })),
 })
 export const EditPayload = Type.Object({ roomId: RoomId, messageId: MessageId, text: Text })
 export const DeletePayload = Type.Object({ roomId: RoomId, messageId: MessageId })
 export const ReactPayload = Type.Object({
   roomId: RoomId,
   messageId: MessageId,
-  emoji: Type.String({ minLength: 1, maxLength: 32 }),
-  on: Type.Boolean(),
+  emoji: Type.String({ minLength: 1, maxLength: 32, description: 'a string of 1–32 characters' }),
+  on: Flag('on'),
 })
-export const TypingPayload = Type.Object({ roomId: RoomId, isTyping: Type.Boolean() })
-export const ReadPayload = Type.Union([
-  Type.Object({ roomId: RoomId, messageId: MessageId }),
-  Type.Object({ roomId: RoomId, seq: Seq }),
-])
+export const TypingPayload = Type.Object({ roomId: RoomId, isTyping: Flag('isTyping') })
+/** One of `messageId` and `seq` (checked by `readTarget`: a union would report the wrong branch). */
+export const ReadPayload = Type.Object({ roomId: RoomId, messageId: Type.Optional(MessageId), seq: Type.Optional(Seq) })
 export const SyncPayload = Type.Object({
-  rooms: Type.Record(Type.String({ pattern: ROOM_ID_PATTERN }), Seq, { maxProperties: 200, additionalProperties: false }),
+  rooms: Type.Record(Type.String({ pattern: ROOM_ID_PATTERN }), Seq, {
+    maxProperties: 200,
+    additionalProperties: false,
+    description: 'an object of at most 200 room ids, each mapped to its lastSeq',
+    keyDescription: 'room ids (1–128 chars of [A-Za-z0-9:_.-])',
+  }),
 })
-export const RefreshPayload = Type.Object({ token: Type.String({ minLength: 1, maxLength: 8192 }) })
+export const RefreshPayload = Type.Object({ token: Type.String({ minLength: 1, maxLength: 8192, description: 'a JWT' }) })
 
 export type SendInput = Static<typeof SendPayload>
 export type EditInput = Static<typeof EditPayload>
 export type DeleteInput = Static<typeof DeletePayload>
 export type ReactInput = Static<typeof ReactPayload>
 export type ReadInput = Static<typeof ReadPayload>
+
+/** What a `chat:read` points at: exactly one of `messageId` and `seq`. */
+export function readTarget(input: ReadInput): { id: string } | { seq: number } {
+  if ((input.messageId === undefined) === (input.seq === undefined)) {
+    throw new AppError('BAD_REQUEST', 'Invalid payload: give exactly one of messageId (a message id) and seq (an integer seq ≥ 0)')
+  }
+  return input.messageId !== undefined ? { id: input.messageId } : { seq: input.seq! }
+}
 
 /** Trims message text and enforces SPEC §4: non-empty, at most 5,000 characters. */
 export function cleanText(text: string): string | null {

@@ -14,7 +14,7 @@ export const errorsPlugin = fp(
       else e = toAppError(err)
       if (e.code === 'INTERNAL') request.log.error({ err }, 'request failed')
       else if (e.code === 'UNAVAILABLE') request.log.warn({ err: fe.message }, 'dependency unavailable')
-      return reply.status(httpStatus[e.code]).send({ error: e.code, message: e.message })
+      return reply.status(e.httpStatus ?? httpStatus[e.code]).send({ error: e.code, message: e.message })
     })
     app.setNotFoundHandler((request, reply) =>
       reply.status(404).send({ error: 'NOT_FOUND', message: `No route ${request.method} ${request.url.split('?')[0]}` }),

@@ -1,18 +1,21 @@
 import type { FastifyInstance } from 'fastify'
+import type { ReadinessState } from '../cluster/readiness.ts'
 
 export interface HealthDeps {
   nodeId: string
   isDraining: () => boolean
-  /** Named dependency checks; each rejects when its dependency is unreachable. */
-  checks: Record<string, () => Promise<void>>
+  /** A fresh look at the dependencies and, when one is down, at what the peers report (cluster/readiness.ts). */
+  readiness: () => Promise<ReadinessState>
   metricsText: () => Promise<string>
   metricsContentType: string
 }
 
-const within = (p: Promise<void>, ms: number) =>
-  Promise.race([p, new Promise<void>((_, reject) => setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms).unref())])
+const names: Record<string, string> = { postgres: 'Postgres', redis: 'Redis' }
 
-/** `/healthz` (process up), `/readyz` (dependencies reachable, not draining), `/metrics`. */
+/**
+ * `/healthz` (process up), `/readyz` (SPEC §6: 503 only for node-local reasons, `degraded` with
+ * 200 for a fleet-wide outage, each dependency `ok`/`down`), `/metrics`.
+ */
 export async function healthRoutes(app: FastifyInstance, deps: HealthDeps): Promise<void> {
   app.get('/healthz', async () => ({ status: 'ok', node: deps.nodeId }))
 
@@ -20,20 +23,24 @@ export async function healthRoutes(app: FastifyInstance, deps: HealthDeps): Prom
     if (deps.isDraining()) {
       return reply.status(503).send({ status: 'draining', error: 'UNAVAILABLE', message: 'Node is draining', node: deps.nodeId })
     }
-    const names = Object.keys(deps.checks)
-    const results = await Promise.allSettled(names.map((n) => within(deps.checks[n](), 1000)))
-    const checks: Record<string, string> = {}
-    const failed: string[] = []
-    results.forEach((r, i) => {
-      checks[names[i]] = r.status === 'fulfilled' ? 'ok' : `down: ${(r.reason as Error).message}`
-      if (r.status === 'rejected') failed.push(names[i])
-    })
-    if (failed.length > 0) {
-      return reply
-        .status(503)
-        .send({ status: 'unavailable', error: 'UNAVAILABLE', message: `Unreachable: ${failed.join(', ')}`, node: deps.nodeId, checks })
+    const s = await deps.readiness()
+    const body = { node: deps.nodeId, checks: s.checks, ...(Object.keys(s.errors).length > 0 ? { errors: s.errors } : {}) }
+    if (s.status === 'isolated') {
+      const lost = names[s.lost!]
+      return reply.status(503).send({
+        status: 'unavailable',
+        error: 'UNAVAILABLE',
+        message: `${lost} is unreachable from this node while ${s.peers} other node(s) reach it`,
+        lost: s.lost,
+        peers: s.peers,
+        ...body,
+      })
     }
-    return { status: 'ready', node: deps.nodeId, checks }
+    if (s.status === 'degraded') {
+      const down = Object.entries(s.checks).filter(([, v]) => v === 'down').map(([k]) => names[k] ?? k)
+      return { status: 'degraded', message: `${down.join(' and ')} unreachable, and no other node reports reaching it: serving what does not need it`, ...body }
+    }
+    return { status: 'ready', ...body }
   })
 
   app.get('/metrics', async (_request, reply) => reply.type(deps.metricsContentType).send(await deps.metricsText()))

@@ -1,8 +1,10 @@
 import type { Namespace } from 'socket.io'
 import Type from 'typebox'
+import type { Tokens } from '../auth/tokens.ts'
 import type { Logger } from '../logger.ts'
 import type { Metrics } from '../metrics.ts'
 import { EventRouter } from './handle.ts'
+import { addRefresh } from './session.ts'
 import { userRoom, type ChatServer } from './events.ts'
 
 export const KickPayload = Type.Object({ userId: Type.String({ minLength: 1, maxLength: 128 }) })
@@ -27,13 +29,15 @@ export function localStats(io: ChatServer, nodeId: string, trackedRooms: () => n
 /**
  * /admin (SPEC §3, `roles` contains `admin`): `admin:stats` gathers every node's numbers,
  * `admin:kick {userId}` disconnects the user's sockets on every node, `admin:announce {text}`
- * reaches every /chat socket of the cluster.
+ * reaches every /chat socket of the cluster; `auth:refresh` as on every namespace.
  */
 export function adminRouter(
   io: ChatServer,
-  deps: { nodeId: string; shared: boolean; log: Logger; metrics: Metrics; trackedRooms: () => number },
+  deps: { nodeId: string; shared: boolean; log: Logger; metrics: Metrics; tokens: Tokens; trackedRooms: () => number },
 ): EventRouter {
   const router = new EventRouter(deps.log, deps.metrics)
+  // A refresh must keep the admin role: an /admin socket never outlives its admin token.
+  addRefresh(router, deps.tokens, deps.log, 'admin')
 
   router.on('admin:stats', Type.Any(), async () => {
     // The other nodes answer through the adapter (the embedded node has none to ask).

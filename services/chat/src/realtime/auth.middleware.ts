@@ -1,5 +1,5 @@
 import type { Socket } from 'socket.io'
-type ExtendedError = Error & { data?: unknown }
+export type ExtendedError = Error & { data?: unknown }
 import type { Tokens } from '../auth/tokens.ts'
 import { toAppError } from '../errors.ts'
 
@@ -33,7 +33,8 @@ export function authMiddleware(tokens: Tokens, role?: string) {
   }
 }
 
-function refusal(message: string, code: string): ExtendedError {
+/** A handshake refusal: `connect_error` with `err.message` and `err.data.code`. */
+export function refusal(message: string, code: string): ExtendedError {
   const err = new Error(message) as ExtendedError
   err.data = { code }
   return err

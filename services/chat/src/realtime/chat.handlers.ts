@@ -1,4 +1,4 @@
-import type { RateLimiterMemory } from 'rate-limiter-flexible'
+import type { RateLimit, Throttle } from '../cluster/rate-limit.ts'
 import type { Tokens } from '../auth/tokens.ts'
 import type { Config } from '../config.ts'
 import type { MessagesService } from '../domain/messages.service.ts'
@@ -11,6 +11,7 @@ import type { Metrics } from '../metrics.ts'
 import { userRoom, type ChatNamespace, type ChatSocket } from './events.ts'
 import { EventRouter } from './handle.ts'
 import type { RoomFeed, Subscription } from './room-feed.ts'
+import { addRefresh } from './session.ts'
 
 export interface ChatDeps {
   config: Config
@@ -20,10 +21,11 @@ export interface ChatDeps {
   rooms: RoomsService
   messages: MessagesService
   feed: RoomFeed
-  typingLimit: RateLimiterMemory
+  /** Per user, cluster-wide: room joins (which create rooms) and syncs (D56). */
+  joinLimit: RateLimit
+  syncLimit: RateLimit
+  typing: Throttle
 }
-
-const MAX_TIMER_MS = 2 ** 31 - 1
 
 /**
  * /chat: rooms, messages, typing, receipts, sync, token refresh (SPEC §4). Built once per
@@ -34,8 +36,8 @@ export function chatRouter(nsp: ChatNamespace, deps: ChatDeps): EventRouter {
   const who = (socket: ChatSocket) => socket.data.identity
   const router = new EventRouter(deps.log, deps.metrics)
 
-  router.on('room:join', S.JoinPayload, async (socket, p) => {
-    const { roomId, lastSeq } = typeof p === 'string' ? { roomId: p, lastSeq: undefined } : p
+  router.on('room:join', S.JoinPayload, async (socket, { roomId, lastSeq }) => {
+    await deps.joinLimit.consume(who(socket).userId)
     const wasIn = socket.rooms.has(roomId)
     await rooms.join(who(socket), roomId)
     const state = await rooms.roomState(roomId)
@@ -48,16 +50,16 @@ export function chatRouter(nsp: ChatNamespace, deps: ChatDeps): EventRouter {
       nsp.to(roomId).except(userRoom(userId)).emit('room:user-joined', { userId, username, roomId })
     }
     return { roomId, lastSeq: sub.lastSeq, online: state.online }
-  })
+  }, { bareRoomId: true })
 
-  router.on('room:leave', S.LeavePayload, async (socket, p) => {
-    const roomId = typeof p === 'string' ? p : p.roomId
+  router.on('room:leave', S.LeavePayload, async (socket, { roomId }) => {
     const { userId, username } = who(socket)
-    await rooms.leave(who(socket), roomId)
+    const wasMember = await rooms.leave(who(socket), roomId)
     // Membership is per user: every device of the user leaves, on whichever node.
     nsp.in(userRoom(userId)).socketsLeave(roomId)
-    nsp.to(roomId).except(userRoom(userId)).emit('room:user-left', { userId, username, roomId })
-  })
+    // Only a member's leave is news; a stranger's must reach nobody (SPEC §4).
+    if (wasMember) nsp.to(roomId).except(userRoom(userId)).emit('room:user-left', { userId, username, roomId })
+  }, { bareRoomId: true })
 
   router.on('chat:message', S.SendPayload, (socket, p) => messages.send(who(socket), p, socket.rooms.has(p.roomId)))
   router.on('chat:edit', S.EditPayload, (socket, p) => messages.edit(who(socket), p))
@@ -69,16 +71,17 @@ export function chatRouter(nsp: ChatNamespace, deps: ChatDeps): EventRouter {
     if (!socket.rooms.has(p.roomId)) throw new AppError('FORBIDDEN', 'Join the room first')
     const { userId, username } = who(socket)
     // Throttled per user, room and state; a throttled event is dropped, not an error.
-    const allowed = await deps.typingLimit.consume(`${userId}:${p.roomId}:${p.isTyping}`).then(
-      () => true,
-      () => false,
-    )
-    if (allowed) nsp.to(p.roomId).except(userRoom(userId)).emit('chat:typing', { userId, username, roomId: p.roomId, isTyping: p.isTyping })
+    // Cluster-wide: the user's sockets on other nodes share the window (D56).
+    const allowed = await deps.typing.allow(`${userId}:${p.roomId}:${p.isTyping}`)
+    if (!allowed) deps.metrics.rateLimited.inc({ kind: 'typing' })
+    else nsp.to(p.roomId).except(userRoom(userId)).emit('chat:typing', { userId, username, roomId: p.roomId, isTyping: p.isTyping })
   })
 
   router.on('chat:sync', S.SyncPayload, async (socket, p, ctx) => {
-    const out: Record<string, Message[]> = {}
-    const errors: Record<string, string> = {}
+    await deps.syncLimit.consume(who(socket).userId)
+    // Room ids are user input: `__proto__` is a room like any other.
+    const out: Record<string, Message[]> = Object.create(null)
+    const errors: Record<string, string> = Object.create(null)
     const hasMore: string[] = []
     const subs: Subscription[] = []
     try {
@@ -104,32 +107,7 @@ export function chatRouter(nsp: ChatNamespace, deps: ChatDeps): EventRouter {
     for (const s of subs) s.join()
   })
 
-  router.on('auth:refresh', S.RefreshPayload, async (socket, p) => {
-    const next = await deps.tokens.verify(p.token)
-    if (next.userId !== who(socket).userId) throw new AppError('FORBIDDEN', 'The new token is for another user')
-    socket.data.identity = next
-    armExpiry(socket, deps.log)
-    return { expiresAt: next.exp === undefined ? null : new Date(next.exp * 1000).toISOString() }
-  })
+  addRefresh(router, deps.tokens, deps.log)
 
   return router
-}
-
-/**
- * A socket whose token expires is disconnected at expiry unless it refreshed (SPEC §2). The
- * timer takes the socket as an argument rather than a closure (memory per idle connection).
- */
-export function armExpiry(socket: ChatSocket, log: Logger): void {
-  clearTimeout(socket.data.expiry)
-  const exp = socket.data.identity.exp
-  if (exp === undefined) return
-  const ms = exp * 1000 - Date.now()
-  socket.data.expiry = setTimeout(onExpiry, Math.max(0, Math.min(ms, MAX_TIMER_MS)), socket, log)
-}
-
-function onExpiry(socket: ChatSocket, log: Logger): void {
-  if ((socket.data.identity.exp ?? Infinity) * 1000 <= Date.now()) {
-    log.info({ socketId: socket.id, userId: socket.data.identity.userId }, 'token expired; disconnecting')
-    socket.disconnect(true)
-  } else armExpiry(socket, log)
 }

@@ -7,7 +7,8 @@ type RequestListener = (req: IncomingMessage, res: ServerResponse) => void
 type UpgradeListener = (req: IncomingMessage, socket: Duplex, head: Buffer) => void
 
 /**
- * While the node drains, Engine.IO requests that would start a session here (handshakes, and
+ * While the node drains (or is cut off from a dependency its peers reach: `isDraining` covers
+ * both, app.ts), Engine.IO requests that would start a session here (handshakes, and
  * requests for sessions this node does not hold) get 503 before Engine.IO sees them, so nginx
  * (`proxy_next_upstream … http_503`) retries them on another node at once. Sessions still open
  * here are served until the drain closes them.
@@ -24,7 +25,7 @@ export function gateWhileDraining(server: HttpServer, io: ChatServer, nodeId: st
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
     if (refuse(req)) {
       res.writeHead(503, { 'content-type': 'application/json', 'retry-after': '1', 'x-switchboard-node': nodeId, connection: 'close' })
-      res.end(JSON.stringify({ error: 'UNAVAILABLE', message: 'Node is draining' }))
+      res.end(JSON.stringify({ error: 'UNAVAILABLE', message: 'Node is draining or unready; retry on another node' }))
       return
     }
     for (const l of requestListeners) l.call(server, req, res)

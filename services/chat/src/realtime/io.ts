@@ -4,21 +4,37 @@ import type { Tokens } from '../auth/tokens.ts'
 import type { Cluster } from '../cluster/cluster.ts'
 import type { Config } from '../config.ts'
 import type { Metrics } from '../metrics.ts'
+import { requestedHost, type TrustProxy } from '../http/proxies.ts'
+import type { Logger } from '../logger.ts'
 import { authMiddleware } from './auth.middleware.ts'
-import { userRoom, type ChatServer } from './events.ts'
+import { userRoom, type ChatServer, type ChatSocket } from './events.ts'
+import { AddressLimit, userLimit } from './limits.ts'
+import { armExpiry } from './session.ts'
 
 /**
  * The Socket.IO server on the node's HTTP server: adapter, CORS for polling, the origin
  * allowlist on every handshake (WebSockets ignore CORS), the node header on every Engine.IO
  * response, and authenticated namespaces.
  */
-export function createIo(server: HttpServer, config: Config, cluster: Cluster, tokens: Tokens, metrics: Metrics, isDraining: () => boolean): ChatServer {
+export function createIo(
+  server: HttpServer,
+  config: Config,
+  cluster: Cluster,
+  tokens: Tokens,
+  metrics: Metrics,
+  isDraining: () => boolean,
+  opts: { log: Logger; trusted: TrustProxy; track: (work: Promise<unknown>) => void },
+): ChatServer {
+  const { log, trusted } = opts
+  const addresses = new AddressLimit(config.MAX_CONNECTIONS_PER_IP, trusted)
   const io: ChatServer = new Server(server, {
     adapter: cluster.adapter,
     cors: { origin: config.corsOrigins.length > 0 ? [...config.corsOrigins] : false, credentials: true },
     allowRequest: (req, cb) => {
       if (isDraining()) return cb('Server is draining', false)
-      cb(null, originAllowed(req, config.corsOrigins))
+      if (!originAllowed(req, config.corsOrigins, trusted)) return cb(null, false)
+      addresses.judge(req)
+      cb(null, true)
     },
     pingInterval: 25_000,
     pingTimeout: 20_000,
@@ -31,38 +47,54 @@ export function createIo(server: HttpServer, config: Config, cluster: Cluster, t
   io.engine.on('headers', stamp)
   // Memory: the handshake request (with its socket and buffers) would live as long as the
   // connection. Keep only what the auth middleware may read, then let it go.
-  io.engine.on('connection', (raw: { request: IncomingMessage | null; bearer?: string }) => {
+  io.engine.on('connection', (raw: Parameters<AddressLimit['opened']>[0] & { request: IncomingMessage | null; bearer?: string }) => {
+    addresses.opened(raw, raw.request)
     raw.bearer = raw.request?.headers.authorization
     raw.request = null
   })
 
-  io.use(authMiddleware(tokens))
-  io.of('/chat').use(authMiddleware(tokens))
-  const notifications = io.of('/notifications')
-  notifications.use(authMiddleware(tokens))
-  notifications.on('connection', (socket) => void socket.join(userRoom(socket.data.identity.userId)))
-
-  io.of('/admin').use(authMiddleware(tokens, 'admin'))
-
-  for (const name of ['/chat', '/notifications', '/admin']) {
+  // Every namespace: the address limit, authentication (with a role on /admin), the user limit
+  // (SPEC §2, §3); at connection the token's expiry; at disconnect the clean-up. One set of
+  // functions for all sockets of a namespace (D37).
+  const byAddress = addresses.middleware(metrics)
+  const byUser = userLimit(cluster.connections, config.MAX_CONNECTIONS_PER_USER, metrics, log)
+  for (const name of ['/', '/chat', '/notifications', '/admin']) {
     const nsp = io.of(name)
-    const gone = () => metrics.socketsConnected.dec({ namespace: name }) // one function for all sockets
+    nsp.use(byAddress)
+    nsp.use(authMiddleware(tokens, name === '/admin' ? 'admin' : undefined))
+    nsp.use(byUser)
+    const metered = name !== '/' // the metric's namespaces
+    const gone = function (this: ChatSocket) {
+      if (metered) metrics.socketsConnected.dec({ namespace: name })
+      clearTimeout(this.data.expiry)
+      if (this.data.counted) {
+        const { userId } = this.data.identity
+        opts.track(
+          cluster.connections.release(name, userId, this.id).catch((err: Error) => log.warn({ err: err.message, userId, namespace: name }, 'connection count release failed')),
+        )
+      }
+    }
     nsp.on('connection', (socket) => {
-      metrics.socketsConnected.inc({ namespace: name })
+      if (metered) metrics.socketsConnected.inc({ namespace: name })
+      armExpiry(socket, log)
       socket.on('disconnect', gone)
     })
   }
+  io.of('/notifications').on('connection', (socket) => void socket.join(userRoom(socket.data.identity.userId)))
   return io
 }
 
-/** Same-origin and configured origins pass; a request without Origin is not from a browser page. */
-export function originAllowed(req: IncomingMessage, allowed: readonly string[]): boolean {
+/**
+ * Same-origin and configured origins pass; a request without Origin is not from a browser page.
+ * The host asked for is `X-Forwarded-Host` only from a trusted proxy: anyone else could send one
+ * that matches their own Origin.
+ */
+export function originAllowed(req: IncomingMessage, allowed: readonly string[], trusted: TrustProxy): boolean {
   const origin = req.headers.origin
   if (!origin) return true
   if (allowed.includes(origin) || allowed.includes('*')) return true
   try {
-    const host = (req.headers['x-forwarded-host'] as string | undefined)?.split(',')[0].trim() ?? req.headers.host
-    return new URL(origin).host === host
+    return new URL(origin).host === requestedHost(req, trusted)
   } catch {
     return false
   }

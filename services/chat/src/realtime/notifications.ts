@@ -1,8 +1,12 @@
 import type { RoomsService } from '../domain/rooms.service.ts'
 import { dmPeer } from '../domain/rooms.service.ts'
 import type { Message, OnlineUser } from '../domain/types.ts'
+import type { Tokens } from '../auth/tokens.ts'
 import type { Logger } from '../logger.ts'
+import type { Metrics } from '../metrics.ts'
 import { userRoom, type ChatServer } from './events.ts'
+import { EventRouter } from './handle.ts'
+import { addRefresh } from './session.ts'
 
 /** `@name` mentions in a text (lower-cased, at most 20). */
 export function mentionedNames(text: string): string[] {
@@ -55,3 +59,8 @@ export function createNotifier(io: ChatServer, rooms: RoomsService, log: Logger)
 }
 
 export type Notifier = ReturnType<typeof createNotifier>
+
+/** /notifications client events: only `auth:refresh` (SPEC §2); pushes go the other way. */
+export function notificationsRouter(log: Logger, metrics: Metrics, tokens: Tokens): EventRouter {
+  return addRefresh(new EventRouter(log, metrics), tokens, log)
+}

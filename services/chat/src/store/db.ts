@@ -1,7 +1,8 @@
 import { mkdirSync } from 'node:fs'
-import { resolve } from 'node:path'
-import { Kysely, PostgresDialect, sql } from 'kysely'
+import { join, resolve } from 'node:path'
+import { Kysely, PostgresDialect, sql, type KyselyConfig } from 'kysely'
 import pg from 'pg'
+import lockfile from 'proper-lockfile'
 import type { Config } from '../config.ts'
 import type { Logger } from '../logger.ts'
 import type { Database } from './schema.ts'
@@ -29,6 +30,43 @@ class PreparingClient extends pg.Client {
       if (m) return (super.query as (...a: unknown[]) => never)({ name: m[1], text, values }, ...args.slice(2))
     }
     return (super.query as (...a: unknown[]) => never)(...args)
+  }
+}
+
+/** How long a crashed holder's lock on the embedded store keeps others out (proper-lockfile's default). */
+export const STORE_LOCK_STALE_MS = 10_000
+
+/** Another process (a node, `npm run migrate`) has the embedded store under this DATA_DIR open. */
+export class StoreLockedError extends Error {
+  constructor(readonly dataDir: string) {
+    super(
+      `DATA_DIR ${dataDir} is in use: another process holds its embedded database (lock ${join(dataDir, 'pglite.lock')}); stop it or give this one another DATA_DIR (a crashed holder's lock goes stale within ${STORE_LOCK_STALE_MS / 1000} s)`,
+    )
+    this.name = 'StoreLockedError'
+  }
+}
+
+/**
+ * Takes the exclusive lock on the embedded store under `dataDir` (PGlite aborts when two processes
+ * open one directory). proper-lockfile: an atomic mkdir, its mtime refreshed while we live, removed
+ * on exit, and taken over once stale after a crash. Resolves to the release function.
+ */
+export async function lockEmbeddedStore(dataDir: string, log: Logger): Promise<() => Promise<void>> {
+  const dir = resolve(dataDir)
+  mkdirSync(join(dir, 'pglite'), { recursive: true })
+  try {
+    return await lockfile.lock(join(dir, 'pglite'), {
+      stale: STORE_LOCK_STALE_MS,
+      realpath: false,
+      onCompromised: (err) => {
+        // Someone else may open the store now: stop rather than risk two writers.
+        log.fatal({ err: err.message, dataDir: dir }, 'lost the lock on the embedded store; exiting')
+        throw err
+      },
+    })
+  } catch (err) {
+    if ((err as { code?: string }).code === 'ELOCKED') throw new StoreLockedError(dir)
+    throw err
   }
 }
 
@@ -61,12 +99,36 @@ export async function createDb(config: Config, log: Logger): Promise<Db> {
   const { PGlite } = await import('@electric-sql/pglite')
   const { PGliteDialect } = await import('kysely-pglite-dialect')
   const dir = resolve(config.DATA_DIR, 'pglite')
-  mkdirSync(dir, { recursive: true })
-  const pglite = await PGlite.create(dir, {
-    parsers: { 20: (v: string) => Number(v) },
-  })
+  const release = await lockEmbeddedStore(config.DATA_DIR, log)
+  let pglite
+  try {
+    pglite = await PGlite.create(dir, {
+      parsers: { 20: (v: string) => Number(v) },
+    })
+  } catch (err) {
+    await release()
+    throw err
+  }
   log.info({ dir }, 'embedded PGlite database')
-  return new Kysely<Database>({ dialect: new PGliteDialect(pglite) })
+  return new EmbeddedKysely({ dialect: new PGliteDialect(pglite) }, release)
+}
+
+/** Releases the store's lock once PGlite is closed. */
+class EmbeddedKysely extends Kysely<Database> {
+  constructor(
+    config: KyselyConfig,
+    private readonly release: () => Promise<void>,
+  ) {
+    super(config)
+  }
+
+  override async destroy(): Promise<void> {
+    try {
+      await super.destroy()
+    } finally {
+      await this.release().catch(() => undefined)
+    }
+  }
 }
 
 /** A cheap round trip for /readyz. */

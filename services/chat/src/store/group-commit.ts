@@ -1,4 +1,4 @@
-import { isUnavailable } from '../errors.ts'
+import { AppError, isUnavailable } from '../errors.ts'
 import type { Logger } from '../logger.ts'
 import type { Db } from './db.ts'
 import { commitBatch, dedupeKey, type Committed, type Draft } from './messages.repository.ts'
@@ -7,9 +7,22 @@ export interface GroupCommitOptions {
   maxBatch: number
   /** How long the first draft of a batch may wait for company; 0 = next tick. */
   maxWaitMs: number
+  /**
+   * Most drafts queued or in flight on this node (GROUP_COMMIT_MAX_QUEUE); past it a new draft
+   * is refused with UNAVAILABLE and `retryAfterMs` instead of queueing (SPEC §5.6). Default: no bound.
+   */
+  maxQueue?: number
   /** Called with each batch's size and duration (metrics). */
   onBatch?: (size: number, seconds: number, ok: boolean) => void
+  /** Called whenever the depth (queued + in flight) changes (metrics). */
+  onDepth?: (depth: number) => void
+  /** Called for each draft refused because the queue was full (metrics). */
+  onRefused?: () => void
 }
+
+/** Bounds of the `retryAfterMs` a full queue suggests. */
+const RETRY_MIN_MS = 250
+const RETRY_MAX_MS = 10_000
 
 interface Pending {
   draft: Draft
@@ -38,6 +51,10 @@ export class GroupCommit {
   private timer: { cancel(): void } | null = null
   /** Same (room, user, clientMsgId) queued twice on this node: the second waits for the first. */
   private readonly waiting = new Map<string, Promise<Committed>>()
+  private inFlightSize = 0
+  private inFlightSince = 0
+  /** Moving average of commit durations (ms), for `retryAfterMs`. */
+  private commitMs = 10
 
   constructor(
     private readonly db: Db,
@@ -45,8 +62,27 @@ export class GroupCommit {
     private readonly opts: GroupCommitOptions,
   ) {}
 
+  /** Drafts queued or in a transaction in flight. */
   get depth(): number {
-    return this.queue.length
+    return this.queue.length + this.inFlightSize
+  }
+
+  /**
+   * Throws UNAVAILABLE (with `retryAfterMs`) when the queue is full and `draft` would add to it
+   * (a resend of a queued draft adds nothing). Call it before spending anything on the draft.
+   */
+  admit(draft: Draft): void {
+    if (this.opts.maxQueue === undefined || this.depth < this.opts.maxQueue) return
+    if (draft.clientMsgId !== null && this.waiting.has(dedupeKey(draft.roomId, draft.userId, draft.clientMsgId))) return
+    this.opts.onRefused?.()
+    throw new AppError('UNAVAILABLE', 'Too many messages are waiting for the database on this node; retry shortly', { retryAfterMs: this.retryAfterMs() })
+  }
+
+  /** About how long until the queue has room: the batches ahead of a new draft, each as long as commits take now. */
+  private retryAfterMs(): number {
+    const stalled = this.inFlightSize > 0 ? performance.now() - this.inFlightSince : 0
+    const batches = Math.ceil(this.depth / this.opts.maxBatch)
+    return Math.round(Math.min(RETRY_MAX_MS, Math.max(RETRY_MIN_MS, batches * Math.max(this.commitMs, stalled))))
   }
 
   submit(draft: Draft, gate?: Promise<unknown>): Promise<Committed> {
@@ -55,9 +91,16 @@ export class GroupCommit {
       const prior = this.waiting.get(key)
       if (prior) return (gate ?? Promise.resolve()).then(() => prior.then((c) => ({ ...c, duplicate: true })))
     }
+    try {
+      this.admit(draft)
+    } catch (err) {
+      gate?.catch(() => undefined)
+      return Promise.reject(err)
+    }
     const p = new Promise<Committed>((resolve, reject) => {
       const pending: Pending = { draft, resolve, reject, ready: gate === undefined }
       this.queue.push(pending)
+      this.opts.onDepth?.(this.depth)
       if (!gate) {
         this.readyCount++
         this.schedule()
@@ -72,6 +115,7 @@ export class GroupCommit {
         (err: unknown) => {
           const i = this.queue.indexOf(pending)
           if (i >= 0) this.queue.splice(i, 1)
+          this.opts.onDepth?.(this.depth)
           reject(err)
         },
       )
@@ -116,8 +160,12 @@ export class GroupCommit {
     for (const p of this.queue) (p.ready && batch.length < this.opts.maxBatch ? batch : rest).push(p)
     this.queue = rest
     this.readyCount -= batch.length
+    this.inFlightSize = batch.length
+    this.inFlightSince = performance.now()
     this.inFlight = this.commit(batch).finally(() => {
       this.inFlight = null
+      this.inFlightSize = 0
+      this.opts.onDepth?.(this.depth)
       // Under load the next batch gathered while this one was in flight: it has waited long
       // enough, go at once.
       if (this.readyCount > 0) this.run()
@@ -128,7 +176,10 @@ export class GroupCommit {
     const started = performance.now()
     try {
       const results = await commitBatch(this.db, batch.map((p) => p.draft), new Date())
-      this.opts.onBatch?.(batch.length, (performance.now() - started) / 1000, true)
+      const ms = performance.now() - started
+      this.commitMs = 0.8 * this.commitMs + 0.2 * ms
+      this.opts.onBatch?.(batch.length, ms / 1000, true)
+      this.settled(batch.length)
       batch.forEach((p, i) => p.resolve(results[i]))
     } catch (err) {
       this.opts.onBatch?.(batch.length, (performance.now() - started) / 1000, false)
@@ -138,7 +189,14 @@ export class GroupCommit {
         for (const p of batch) await this.commit([p])
         return
       }
+      this.settled(batch.length)
       for (const p of batch) p.reject(err)
     }
+  }
+
+  /** Drafts leave the depth before their senders hear back, so what a sender sees next counts right. */
+  private settled(n: number): void {
+    this.inFlightSize = Math.max(0, this.inFlightSize - n)
+    this.opts.onDepth?.(this.depth)
   }
 }

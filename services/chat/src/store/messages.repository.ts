@@ -1,5 +1,6 @@
 import { sql, type Kysely } from 'kysely'
 import { PREPARED } from './db.ts'
+import type { StoredText } from './message-text.ts'
 import type { Database, MessageRow } from './schema.ts'
 
 type Q = Kysely<Database>
@@ -55,10 +56,11 @@ export async function reactionsFor(db: Q, roomId: string, messageIds: string[]) 
     .execute()
 }
 
-export function updateText(db: Q, roomId: string, id: string, text: string, at: Date) {
+/** Writes an edit in its stored form (`MessageTexts.seal`). */
+export function updateText(db: Q, roomId: string, id: string, stored: StoredText, at: Date) {
   return db
     .updateTable('messages')
-    .set({ text, edited_at: at })
+    .set({ text: stored.text, key_id: stored.keyId, text_cipher: stored.textCipher, edited_at: at })
     .where('room_id', '=', roomId)
     .where('id', '=', id)
     .where('deleted_at', 'is', null)
@@ -68,7 +70,8 @@ export function updateText(db: Q, roomId: string, id: string, text: string, at: 
 export function softDelete(db: Q, roomId: string, id: string, at: Date) {
   return db
     .updateTable('messages')
-    .set({ text: '', deleted_at: at })
+    // The attachment goes with the text: unreferenced now, the upload sweep removes it.
+    .set({ text: '', key_id: null, text_cipher: null, deleted_at: at, attachment_id: null })
     .where('room_id', '=', roomId)
     .where('id', '=', id)
     .where('deleted_at', 'is', null)
@@ -95,13 +98,15 @@ export async function setReaction(db: Q, roomId: string, messageId: string, emoj
 
 // ---- group commit -------------------------------------------------------------------------
 
-/** A message waiting for its seq. */
+/** A message waiting for its seq; its text already in stored form (sealed in JS before the statement, D51). */
 export interface Draft {
   id: string
   roomId: string
   userId: string
   username: string
   text: string
+  keyId: string | null
+  textCipher: Buffer | null
   replyTo: string | null
   clientMsgId: string | null
   attachmentId: string | null
@@ -140,8 +145,9 @@ async function commitBatchInOneStatement(db: Q, drafts: readonly Draft[], now: D
       select * from unnest(
         ${col((d) => d.roomId)}::text[], ${col((d) => d.id)}::uuid[], ${col((d) => d.userId)}::text[],
         ${col((d) => d.username)}::text[], ${col((d) => d.text)}::text[], ${col((d) => d.replyTo)}::uuid[],
-        ${col((d) => d.clientMsgId)}::text[], ${col((d) => d.attachmentId)}::uuid[]
-      ) with ordinality as t(room_id, id, user_id, username, text, reply_to, client_msg_id, attachment_id, ord)
+        ${col((d) => d.clientMsgId)}::text[], ${col((d) => d.attachmentId)}::uuid[],
+        ${col((d) => d.keyId)}::text[], ${col((d) => d.textCipher)}::bytea[]
+      ) with ordinality as t(room_id, id, user_id, username, text, reply_to, client_msg_id, attachment_id, key_id, text_cipher, ord)
     ),
     locked as materialized (
       select r.id from rooms r where r.id in (select room_id from input) order by r.id for update
@@ -162,8 +168,8 @@ async function commitBatchInOneStatement(db: Q, drafts: readonly Draft[], now: D
       returning r.id, r.last_seq - c.c as base
     ),
     inserted as (
-      insert into messages (room_id, seq, id, user_id, username, text, reply_to, client_msg_id, attachment_id, created_at)
-      select f.room_id, b.base + f.n, f.id, f.user_id, f.username, f.text, f.reply_to, f.client_msg_id, f.attachment_id, ${now}::timestamptz
+      insert into messages (room_id, seq, id, user_id, username, text, reply_to, client_msg_id, attachment_id, key_id, text_cipher, created_at)
+      select f.room_id, b.base + f.n, f.id, f.user_id, f.username, f.text, f.reply_to, f.client_msg_id, f.attachment_id, f.key_id, f.text_cipher, ${now}::timestamptz
       from fresh f join bumped b on b.id = f.room_id
       returning id, seq
     )
@@ -212,13 +218,14 @@ export async function commitBatchCarefully(db: Q, drafts: readonly Draft[], now:
         from unnest(${rooms.map((r) => r[0])}::text[], ${rooms.map((r) => r[1])}::bigint[]) as v(id, last_seq)
         where rooms.id = v.id and rooms.last_seq < v.last_seq`.execute(trx)
       await sql`
-        insert into messages (room_id, seq, id, user_id, username, text, reply_to, client_msg_id, attachment_id, created_at)
+        insert into messages (room_id, seq, id, user_id, username, text, reply_to, client_msg_id, attachment_id, key_id, text_cipher, created_at)
         select r.*, ${now}::timestamptz from unnest(
           ${inserts.map((i) => i.draft.roomId)}::text[], ${inserts.map((i) => i.seq)}::bigint[],
           ${inserts.map((i) => i.draft.id)}::uuid[], ${inserts.map((i) => i.draft.userId)}::text[],
           ${inserts.map((i) => i.draft.username)}::text[], ${inserts.map((i) => i.draft.text)}::text[],
           ${inserts.map((i) => i.draft.replyTo)}::uuid[], ${inserts.map((i) => i.draft.clientMsgId)}::text[],
-          ${inserts.map((i) => i.draft.attachmentId)}::uuid[]) as r`.execute(trx)
+          ${inserts.map((i) => i.draft.attachmentId)}::uuid[], ${inserts.map((i) => i.draft.keyId)}::text[],
+          ${inserts.map((i) => i.draft.textCipher)}::bytea[]) as r`.execute(trx)
     }
     return results
   })
@@ -256,4 +263,38 @@ export function assignSeqs(
     results.push(committed)
   }
   return { results, inserts }
+}
+
+// ---- re-encryption (`npm run reencrypt`, D52) ------------------------------------------------
+
+/** Rows whose text is not sealed under `keyId`: plaintext rows (deleted ones excepted) and other keys. */
+const notOnKey = (keyId: string) => sql<boolean>`((key_id is null and text <> '') or key_id <> ${keyId})`
+
+export async function countNotOnKey(db: Q, keyId: string): Promise<number> {
+  const row = await db.selectFrom('messages').select((eb) => eb.fn.countAll<number>().as('n')).where(notOnKey(keyId)).executeTakeFirstOrThrow()
+  return Number(row.n)
+}
+
+/**
+ * The next `limit` rows not on `keyId` after `after` in primary-key order, locked `FOR UPDATE`
+ * (call inside a transaction): a concurrent edit waits for the rewrite, or the lock re-reads
+ * the row it wrote (and skips it when the edit already used `keyId`).
+ */
+export function lockNotOnKey(trx: Q, keyId: string, after: { roomId: string; seq: number } | null, limit: number) {
+  let q = trx
+    .selectFrom('messages')
+    .select(['room_id', 'seq', 'id', 'text', 'key_id', 'text_cipher'])
+    .where(notOnKey(keyId))
+  if (after) q = q.where(sql<boolean>`(room_id, seq) > (${after.roomId}, ${after.seq})`)
+  return q.orderBy('room_id').orderBy('seq').limit(limit).forUpdate().execute()
+}
+
+/** Rewrites the stored text of locked rows in one statement. */
+export async function rewriteTexts(trx: Q, rows: readonly { roomId: string; seq: number; stored: StoredText }[]): Promise<void> {
+  if (rows.length === 0) return
+  await sql`
+    update messages m set text = v.text, key_id = v.key_id, text_cipher = v.text_cipher
+    from unnest(${rows.map((r) => r.roomId)}::text[], ${rows.map((r) => r.seq)}::bigint[], ${rows.map((r) => r.stored.text)}::text[],
+      ${rows.map((r) => r.stored.keyId)}::text[], ${rows.map((r) => r.stored.textCipher)}::bytea[]) as v(room_id, seq, text, key_id, text_cipher)
+    where m.room_id = v.room_id and m.seq = v.seq`.execute(trx)
 }

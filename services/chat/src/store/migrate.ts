@@ -17,14 +17,31 @@ export async function migrateToLatest(db: Kysely<any>, log: Logger): Promise<voi
   if (error) throw error
 }
 
-// `npm run migrate`: apply migrations to DATABASE_URL (or the embedded database) and exit.
+// `npm run migrate`: apply migrations to DATABASE_URL, or to the embedded store under DATA_DIR
+// (taking its lock, so never while a node has it open), and exit.
 if (process.argv[1] && fileURLToPath(import.meta.url) === path.resolve(process.argv[1])) {
   const { loadConfig } = await import('../config.ts')
   const { createLogger } = await import('../logger.ts')
-  const { createDb } = await import('./db.ts')
-  const config = loadConfig()
+  const { createDb, StoreLockedError } = await import('./db.ts')
+  let config
+  try {
+    config = loadConfig()
+  } catch (err) {
+    console.error(`switchboard migrate: invalid configuration: ${(err as Error).message}`)
+    process.exit(78) // EX_CONFIG
+  }
   const log = createLogger(config.LOG_LEVEL, { node: config.nodeId })
-  const db = await createDb(config, log)
+  if (config.embeddedDatabase) {
+    log.info({ dataDir: path.resolve(config.DATA_DIR) }, `DATABASE_URL is not set: migrating the embedded store (PGlite) under ${path.resolve(config.DATA_DIR)}`)
+  }
+  let db
+  try {
+    db = await createDb(config, log)
+  } catch (err) {
+    if (!(err instanceof StoreLockedError)) throw err
+    console.error(`switchboard migrate: ${err.message}`)
+    process.exit(75) // EX_TEMPFAIL
+  }
   try {
     await migrateToLatest(db, log)
     log.info('database is at the latest migration')

@@ -43,6 +43,20 @@ export async function addMembers(db: Q, roomId: string, members: { userId: strin
     .execute()
 }
 
+/** The latest display name each user has in any membership where it is not just their id. */
+export async function knownUsernames(db: Q, userIds: string[]): Promise<Map<string, string>> {
+  const rows = await db
+    .selectFrom('memberships')
+    .select(['user_id', 'username'])
+    .distinctOn('user_id')
+    .where('user_id', 'in', userIds)
+    .whereRef('username', '<>', 'user_id')
+    .orderBy('user_id')
+    .orderBy('joined_at', 'desc')
+    .execute()
+  return new Map(rows.map((r) => [r.user_id, r.username]))
+}
+
 export function removeMember(db: Q, roomId: string, userId: string) {
   return db.deleteFrom('memberships').where('room_id', '=', roomId).where('user_id', '=', userId).executeTakeFirst()
 }

@@ -26,7 +26,11 @@ export interface MessagesTable {
   id: string
   user_id: string
   username: string
+  /** Plaintext, or '' when the text is encrypted (then `key_id` and `text_cipher` are set). */
   text: string
+  /** The ENCRYPTION_KEYS id that sealed `text_cipher`; null for plaintext and deleted rows. */
+  key_id: string | null
+  text_cipher: Uint8Array | null
   reply_to: string | null
   client_msg_id: string | null
   attachment_id: string | null
@@ -46,6 +50,15 @@ export interface AttachmentsTable {
   created_at: Generated<Date>
 }
 
+/** Attachment bytes in the Postgres blob store; `key_id` is for encryption at rest (null: plaintext). */
+export interface AttachmentChunksTable {
+  storage_key: string
+  idx: number
+  data: Uint8Array
+  key_id: string | null
+  created_at: Generated<Date>
+}
+
 export interface ReactionsTable {
   room_id: string
   message_id: string
@@ -54,15 +67,26 @@ export interface ReactionsTable {
   created_at: Generated<Date>
 }
 
+/** One row per node that reached Postgres lately (readiness, D80). */
+export interface NodeHeartbeatsTable {
+  node_id: string
+  /** Whether the node reached Redis at its last heartbeat. */
+  redis_ok: boolean
+  at: Generated<Date>
+}
+
 /** The Kysely database type. */
 export interface Database {
   rooms: RoomsTable
   memberships: MembershipsTable
   messages: MessagesTable
   attachments: AttachmentsTable
+  attachment_chunks: AttachmentChunksTable
   reactions: ReactionsTable
+  node_heartbeats: NodeHeartbeatsTable
 }
 
 export type RoomRow = Selectable<RoomsTable>
 export type MessageRow = Selectable<MessagesTable>
 export type NewMessageRow = Insertable<MessagesTable>
+export type AttachmentRow = Selectable<AttachmentsTable>

@@ -1,8 +1,8 @@
 import { io, type Socket } from 'socket.io-client'
 import { api, ApiError } from '../api.ts'
 import { uuid } from '../ids.ts'
-import type { Ack, ClientToServerEvents, JoinOk, Message, RoomSummary, ServerToClientEvents, SyncOk } from '../protocol.ts'
-import { ROOM_ID } from '../protocol.ts'
+import type { Ack, Attachment, ClientToServerEvents, JoinOk, Message, RoomSummary, ServerToClientEvents, SyncOk } from '../protocol.ts'
+import { MAX_TEXT, ROOM_ID } from '../protocol.ts'
 import { lastRoom, type Session } from '../session.ts'
 import { claimEchoes, dmPeer, firstSeqOf, lastSeqOf, mergeMessages, patchMessage, type PendingMessage } from './timeline.ts'
 
@@ -15,14 +15,14 @@ export interface RoomView {
   messages: Message[]
   pending: PendingMessage[]
   /** Read mark (seq) per user id. */
-  reads: Record<string, number>
+  reads: ReadonlyMap<string, number>
   /** User ids known to be members (joins, authors, receipts). */
-  members: Record<string, true>
+  members: ReadonlySet<string>
   /** Subscribed on the server in this session: included in `chat:sync` after a reconnect. */
   joined: boolean
   loadingOlder: boolean
   /** Who is typing: user id → name. */
-  typing: Record<string, string>
+  typing: ReadonlyMap<string, string>
 }
 
 export type Connection = 'connecting' | 'connected' | 'reconnecting'
@@ -37,11 +37,12 @@ export interface ChatState {
   error: { id: number; text: string } | null
   rooms: RoomSummary[]
   openRoomId: string | null
-  views: Record<string, RoomView>
+  /** Room ids, user ids and names come from users: every keyed collection is a Map (`constructor` is a room like any other). */
+  views: ReadonlyMap<string, RoomView>
   /** Online users: user id → name. */
-  online: Record<string, string>
+  online: ReadonlyMap<string, string>
   /** Every user name this tab has seen: user id → name. */
-  names: Record<string, string>
+  names: ReadonlyMap<string, string>
   /** Text handed back to the composer after a send that cannot succeed as it is. */
   draft: { id: number; roomId: string; text: string } | null
 }
@@ -67,7 +68,14 @@ const ERROR_SHOWN_MS = 15_000
 const FINAL = new Set(['BAD_REQUEST', 'FORBIDDEN', 'NOT_FOUND', 'TOO_LARGE'])
 export const BAD_ROOM_ID = 'Room ids are 1–128 characters: letters, digits, ":", "_", "." or "-".'
 
-const emptyView = (id: string): RoomView => ({ id, messages: [], pending: [], reads: {}, members: {}, joined: false, loadingOlder: false, typing: {} })
+const emptyView = (id: string): RoomView => ({ id, messages: [], pending: [], reads: new Map(), members: new Set(), joined: false, loadingOlder: false, typing: new Map() })
+/** A copy of `m` with `k` set to `v` (state is replaced, never mutated). */
+const withEntry = <K, V>(m: ReadonlyMap<K, V>, k: K, v: V): ReadonlyMap<K, V> => new Map(m).set(k, v)
+const withoutEntry = <K, V>(m: ReadonlyMap<K, V>, k: K): ReadonlyMap<K, V> => {
+  const next = new Map(m)
+  next.delete(k)
+  return next
+}
 
 /**
  * Owns the /chat connection of a signed-in tab and the state the UI renders. React reads it
@@ -104,9 +112,9 @@ export class ChatStore {
       error: null,
       rooms: [],
       openRoomId: null,
-      views: {},
-      online: {},
-      names: { [me.userId]: me.username },
+      views: new Map(),
+      online: new Map(),
+      names: new Map([[me.userId, me.username]]),
       draft: null,
     }
   }
@@ -147,11 +155,12 @@ export class ChatStore {
     s.on('presence:offline', (u) => this.setOnline([u], false))
     s.on('room:user-joined', (u) => {
       this.setOnline([u], true)
-      this.updateRoom(u.roomId, (v) => ({ ...v, members: { ...v.members, [u.userId]: true } }))
+      this.updateRoom(u.roomId, (v) => ({ ...v, members: new Set(v.members).add(u.userId) }))
     })
     s.on('room:user-left', (u) => {
       this.updateRoom(u.roomId, (v) => {
-        const { [u.userId]: _gone, ...members } = v.members
+        const members = new Set(v.members)
+        members.delete(u.userId)
         return { ...v, members }
       })
     })
@@ -183,13 +192,13 @@ export class ChatStore {
 
   private async onConnect(): Promise<void> {
     const me = this.state.me
-    this.set({ connection: 'connected', attempt: 0, connectError: null, online: { [me.userId]: me.username } })
+    this.set({ connection: 'connected', attempt: 0, connectError: null, online: new Map([[me.userId, me.username]]) })
     void this.refreshRooms()
     // After a reconnect: exactly what each joined room missed, then what we could not send.
-    const joined = Object.values(this.state.views).filter((v) => v.joined)
+    const joined = [...this.state.views.values()].filter((v) => v.joined)
     if (joined.length > 0) await this.sync(joined.map((v) => v.id))
     const open = this.state.openRoomId
-    if (open && !this.state.views[open]?.joined && !this.joining.has(open)) await this.join(open)
+    if (open && !this.state.views.get(open)?.joined && !this.joining.has(open)) await this.join(open)
     await this.flushPending()
   }
 
@@ -248,10 +257,10 @@ export class ChatStore {
     if (this.state.openRoomId === roomId) return
     this.stopTyping()
     this.flushRead()
-    this.set((s) => ({ openRoomId: roomId, views: s.views[roomId] ? s.views : { ...s.views, [roomId]: emptyView(roomId) } }))
+    this.set((s) => ({ openRoomId: roomId, views: s.views.has(roomId) ? s.views : withEntry(s.views, roomId, emptyView(roomId)) }))
     lastRoom.set(roomId)
-    const view = this.state.views[roomId]
-    if (view.joined) this.scheduleRead()
+    const view = this.state.views.get(roomId)
+    if (view?.joined) this.scheduleRead()
     else if (this.socket?.connected && !this.joining.has(roomId)) void this.join(roomId)
   }
 
@@ -289,7 +298,7 @@ export class ChatStore {
 
   /** Joins on the server: a fresh page of history, or (when we hold messages) what came after them. */
   private async join(roomId: string): Promise<void> {
-    const lastSeq = lastSeqOf(this.state.views[roomId]?.messages ?? [])
+    const lastSeq = lastSeqOf(this.state.views.get(roomId)?.messages ?? [])
     const attempt = {}
     this.joining.set(roomId, attempt)
     const res = await this.ack('room:join', lastSeq > 0 ? { roomId, lastSeq } : { roomId })
@@ -298,8 +307,8 @@ export class ChatStore {
     if (res.status === 'ok') {
       this.setOnline(res.online, true)
       this.updateRoom(roomId, (v) => {
-        const members = { ...v.members, [this.state.me.userId]: true as const }
-        for (const u of res.online) members[u.userId] = true
+        const members = new Set(v.members).add(this.state.me.userId)
+        for (const u of res.online) members.add(u.userId)
         return { ...v, joined: true, members }
       })
       if (!this.state.rooms.some((r) => r.id === roomId)) void this.refreshRooms()
@@ -313,15 +322,16 @@ export class ChatStore {
 
   private dropView(roomId: string): void {
     this.set((s) => {
-      const { [roomId]: _dropped, ...views } = s.views
-      return { views, openRoomId: s.openRoomId === roomId ? null : s.openRoomId }
+      return { views: withoutEntry(s.views, roomId), openRoomId: s.openRoomId === roomId ? null : s.openRoomId }
     })
     if (lastRoom.get() === roomId) lastRoom.set(null)
   }
 
   /** After a reconnect: `chat:sync` with each joined room's last seq, merged without duplicates. */
   private async sync(roomIds: string[]): Promise<void> {
-    const rooms = Object.fromEntries(roomIds.map((id) => [id, lastSeqOf(this.state.views[id]?.messages ?? [])]))
+    // Prototype-free: a room named `__proto__` is sent like any other.
+    const rooms: Record<string, number> = Object.create(null)
+    for (const id of roomIds) rooms[id] = lastSeqOf(this.state.views.get(id)?.messages ?? [])
     const res = await this.ack('chat:sync', { rooms })
     if (this.closed) return
     if (res.status !== 'ok') {
@@ -349,11 +359,11 @@ export class ChatStore {
 
   private onHistory(h: { roomId: string; messages: Message[]; reads: Record<string, number>; hasMore?: boolean }): void {
     this.updateRoom(h.roomId, (v) => {
-      const reads = { ...v.reads }
-      const members = { ...v.members }
+      const reads = new Map(v.reads)
+      const members = new Set(v.members)
       for (const [userId, seq] of Object.entries(h.reads ?? {})) {
-        reads[userId] = Math.max(reads[userId] ?? 0, seq)
-        members[userId] = true
+        reads.set(userId, Math.max(reads.get(userId) ?? 0, seq))
+        members.add(userId)
       }
       // We join with lastSeq whenever we hold messages, so `hasMore` means either older pages
       // (a fresh join: nothing held) or a catch-up too long to splice in. Either way the page
@@ -367,28 +377,25 @@ export class ChatStore {
   private addMessages(roomId: string, incoming: Message[]): void {
     if (incoming.length === 0) return
     const me = this.state.me.userId
-    if (incoming.some((m) => this.state.names[m.userId] !== m.username)) {
-      const names = { ...this.state.names }
-      for (const m of incoming) names[m.userId] = m.username
+    if (incoming.some((m) => this.state.names.get(m.userId) !== m.username)) {
+      const names = new Map(this.state.names)
+      for (const m of incoming) names.set(m.userId, m.username)
       this.set({ names })
     }
-    const before = this.state.views[roomId]?.messages
+    const before = this.state.views.get(roomId)?.messages
     this.updateRoom(roomId, (v) => {
       const messages = mergeMessages(v.messages, incoming)
       if (messages === v.messages) return v
       const mine = incoming.filter((m) => m.userId === me)
-      const members = { ...v.members }
+      const members = new Set(v.members)
       let typing = v.typing
       for (const m of incoming) {
-        members[m.userId] = true
-        if (typing[m.userId]) {
-          const { [m.userId]: _done, ...rest } = typing
-          typing = rest
-        }
+        members.add(m.userId)
+        if (typing.has(m.userId)) typing = withoutEntry(typing, m.userId)
       }
       return { ...v, messages, members, typing, pending: mine.length > 0 ? claimEchoes(v.pending, mine) : v.pending }
     })
-    const after = this.state.views[roomId]?.messages
+    const after = this.state.views.get(roomId)?.messages
     const newest = Math.max(...incoming.map((m) => m.seq))
     const showing = this.state.openRoomId === roomId && !document.hidden
     this.set((s) => ({
@@ -409,13 +416,16 @@ export class ChatStore {
   }
 
   private onReaction(e: { roomId: string; messageId: string; emoji: string; userId: string; on: boolean }): void {
-    const m = this.state.views[e.roomId]?.messages.find((x) => x.id === e.messageId)
+    const m = this.state.views.get(e.roomId)?.messages.find((x) => x.id === e.messageId)
     if (!m) return
-    const users = new Set(m.reactions?.[e.emoji] ?? [])
+    // Emoji are user input: `constructor` must not find Object's own property.
+    const users = new Set(m.reactions && Object.hasOwn(m.reactions, e.emoji) ? m.reactions[e.emoji] : [])
     if (e.on) users.add(e.userId)
     else users.delete(e.userId)
-    const reactions = { ...m.reactions, [e.emoji]: [...users] }
+    // Own keys only, on a prototype-free copy: an emoji named `__proto__` stays a key.
+    const reactions: Record<string, string[]> = Object.assign(Object.create(null), m.reactions)
     if (users.size === 0) delete reactions[e.emoji]
+    else reactions[e.emoji] = [...users]
     this.patch(e.roomId, e.messageId, { reactions })
   }
 
@@ -426,8 +436,7 @@ export class ChatStore {
     this.typingTimers.delete(key)
     const set = (on: boolean) =>
       this.updateRoom(roomId, (v) => {
-        const { [userId]: _old, ...typing } = v.typing
-        return { ...v, typing: on ? { ...typing, [userId]: username } : typing }
+        return { ...v, typing: on ? withEntry(v.typing, userId, username) : withoutEntry(v.typing, userId) }
       })
     set(isTyping)
     // Typing is volatile: without news for 3 s, the indicator goes.
@@ -437,26 +446,26 @@ export class ChatStore {
   private clearTypers(): void {
     for (const t of this.typingTimers.values()) clearTimeout(t)
     this.typingTimers.clear()
-    this.set((s) => ({ views: Object.fromEntries(Object.entries(s.views).map(([id, v]) => [id, { ...v, typing: {} }])) }))
+    this.set((s) => ({ views: new Map([...s.views].map(([id, v]) => [id, { ...v, typing: new Map() }])) }))
   }
 
   private onRead(roomId: string, userId: string, seq: number): void {
     this.updateRoom(roomId, (v) =>
-      (v.reads[userId] ?? 0) >= seq ? v : { ...v, reads: { ...v.reads, [userId]: seq }, members: { ...v.members, [userId]: true } },
+      (v.reads.get(userId) ?? 0) >= seq ? v : { ...v, reads: withEntry(v.reads, userId, seq), members: new Set(v.members).add(userId) },
     )
   }
 
   private setOnline(users: { userId: string; username: string }[], on: boolean): void {
     if (users.length === 0) return
     this.set((s) => {
-      const online = { ...s.online }
-      const names = { ...s.names }
+      const online = new Map(s.online)
+      const names = new Map(s.names)
       for (const u of users) {
         // A DM peer who never joined is a member named by their id: keep a real name we know.
-        const name = u.username === u.userId && names[u.userId] ? names[u.userId] : u.username
-        names[u.userId] = name
-        if (on) online[u.userId] = name
-        else delete online[u.userId]
+        const name = u.username === u.userId ? (names.get(u.userId) ?? u.username) : u.username
+        names.set(u.userId, name)
+        if (on) online.set(u.userId, name)
+        else online.delete(u.userId)
       }
       return { online, names }
     })
@@ -467,11 +476,34 @@ export class ChatStore {
   /** Sends `text` to the open room: shown at once as pending, kept until acknowledged. */
   send(text: string, replyTo?: string): boolean {
     const roomId = this.state.openRoomId
+    return roomId ? this.enqueue(roomId, text, replyTo) : false
+  }
+
+  /**
+   * Uploads `file` to the open room, then sends it as a message (the text, or the file name
+   * when there is none). False when the upload failed (the reason is shown).
+   */
+  async sendFile(file: File, text: string, replyTo?: string): Promise<boolean> {
+    const roomId = this.state.openRoomId
+    if (!roomId) return false
+    let attachment: Attachment
+    try {
+      attachment = await api.upload(this.state.me.token, roomId, file)
+    } catch (err) {
+      this.showError(`Could not upload "${file.name}": ${err instanceof ApiError ? err.display : String(err)}`)
+      return false
+    }
+    if (this.closed) return false
+    return this.enqueue(roomId, text.trim() || [...attachment.fileName].slice(0, MAX_TEXT).join(''), replyTo, attachment)
+  }
+
+  private enqueue(roomId: string, text: string, replyTo?: string, attachment?: Attachment): boolean {
     const trimmed = text.trim()
-    if (!roomId || !trimmed) return false
+    if (!trimmed) return false
     this.stopTyping()
     const p: PendingMessage = { clientMsgId: uuid(), roomId, text: trimmed, status: 'queued', timestamp: new Date().toISOString() }
     if (replyTo) p.replyTo = replyTo
+    if (attachment) p.attachment = attachment
     this.updateRoom(roomId, (v) => ({ ...v, pending: [...v.pending, p] }))
     if (this.socket?.connected) void this.emitSend(p)
     return true
@@ -489,7 +521,7 @@ export class ChatStore {
   }
 
   private findPending(clientMsgId: string): PendingMessage | undefined {
-    for (const v of Object.values(this.state.views)) {
+    for (const v of this.state.views.values()) {
       const p = v.pending.find((x) => x.clientMsgId === clientMsgId)
       if (p) return p
     }
@@ -502,7 +534,13 @@ export class ChatStore {
 
   private async emitSend(p: PendingMessage): Promise<void> {
     this.setPending(p, { status: 'sending', error: undefined })
-    const payload = { roomId: p.roomId, text: p.text, clientMsgId: p.clientMsgId, ...(p.replyTo ? { replyTo: p.replyTo } : {}) }
+    const payload = {
+      roomId: p.roomId,
+      text: p.text,
+      clientMsgId: p.clientMsgId,
+      ...(p.replyTo ? { replyTo: p.replyTo } : {}),
+      ...(p.attachment ? { attachmentId: p.attachment.id } : {}),
+    }
     const res = await this.ack('chat:message', payload)
     if (this.closed || !this.findPending(p.clientMsgId)) return
     if (res.status === 'ok') return this.acked(p, res.messageId, res.seq)
@@ -528,6 +566,7 @@ export class ChatStore {
         .map((x) => (x.echoSeq === seq ? { ...x, echoSeq: self?.echoSeq } : x))
       const message: Message = { id: messageId, roomId: p.roomId, seq, userId: me.userId, username: me.username, text: p.text, timestamp: p.timestamp }
       if (p.replyTo) message.replyTo = p.replyTo
+      if (p.attachment) message.attachment = p.attachment
       return { ...v, pending, messages: mergeMessages(v.messages, [message]) }
     })
     if (this.state.openRoomId === p.roomId) this.scheduleRead()
@@ -535,7 +574,7 @@ export class ChatStore {
 
   /** After a (re)connect and sync: everything not yet acknowledged, in order, same clientMsgIds. */
   private async flushPending(): Promise<void> {
-    for (const v of Object.values(this.state.views)) {
+    for (const v of this.state.views.values()) {
       for (const p of v.pending) {
         if (p.status === 'sending') continue
         if (!this.socket?.connected) return
@@ -601,7 +640,7 @@ export class ChatStore {
   /** Marks the open room read up to its newest message (only while the page is visible). */
   private async sendRead(): Promise<void> {
     const roomId = this.state.openRoomId
-    const view = roomId ? this.state.views[roomId] : undefined
+    const view = roomId ? this.state.views.get(roomId) : undefined
     if (!roomId || !view?.joined || !this.socket?.connected || document.hidden) return
     const seq = lastSeqOf(view.messages)
     if (seq <= (this.readSent.get(roomId) ?? 0)) return
@@ -627,7 +666,7 @@ export class ChatStore {
   /** `GET /api/rooms/:id/messages?before=<oldest seq>&limit=50`. */
   async loadOlder(): Promise<void> {
     const roomId = this.state.openRoomId
-    const view = roomId ? this.state.views[roomId] : undefined
+    const view = roomId ? this.state.views.get(roomId) : undefined
     const before = view ? firstSeqOf(view.messages) : 0
     if (!roomId || !view || view.loadingOlder || before <= 1) return
     this.updateRoom(roomId, (v) => ({ ...v, loadingOlder: true }))
@@ -646,7 +685,7 @@ export class ChatStore {
   /** A display name for a room: its name, or "@name" for a DM. */
   roomTitle(roomId: string): string {
     const peer = dmPeer(roomId, this.state.me.userId)
-    if (peer !== null) return `@${this.state.names[peer] ?? peer}`
+    if (peer !== null) return `@${this.state.names.get(peer) ?? peer}`
     return this.state.rooms.find((r) => r.id === roomId)?.name ?? roomId
   }
 
@@ -675,9 +714,9 @@ export class ChatStore {
   }
 
   private updateRoom(roomId: string, fn: (v: RoomView) => RoomView): void {
-    const v = this.state.views[roomId]
+    const v = this.state.views.get(roomId)
     if (!v) return
     const next = fn(v)
-    if (next !== v) this.set((s) => ({ views: { ...s.views, [roomId]: next } }))
+    if (next !== v) this.set((s) => ({ views: withEntry(s.views, roomId, next) }))
   }
 }

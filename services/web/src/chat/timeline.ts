@@ -1,4 +1,4 @@
-import type { Message } from '../protocol.ts'
+import type { Attachment, Message } from '../protocol.ts'
 
 /**
  * Pure rules of a room's timeline: merging by seq, matching our own echoes to pending sends,
@@ -11,6 +11,8 @@ export interface PendingMessage {
   roomId: string
   text: string
   replyTo?: string
+  /** Uploaded already; the message carries its id. */
+  attachment?: Attachment
   /** sending: emitted, waiting for the ack; queued: waits for the connection; failed: needs the user. */
   status: 'sending' | 'queued' | 'failed'
   error?: string
@@ -70,9 +72,9 @@ export function visiblePending(pending: readonly PendingMessage[], messages: rea
 }
 
 /** Who has read up to the newest message, other than me and its author. */
-export function seenBy(reads: Readonly<Record<string, number>>, newest: { seq: number; userId: string } | undefined, me: string): string[] {
+export function seenBy(reads: ReadonlyMap<string, number>, newest: { seq: number; userId: string } | undefined, me: string): string[] {
   if (!newest) return []
-  return Object.entries(reads)
+  return [...reads]
     .filter(([userId, seq]) => userId !== me && userId !== newest.userId && seq >= newest.seq)
     .map(([userId]) => userId)
 }

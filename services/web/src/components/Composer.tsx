@@ -1,5 +1,6 @@
 import { useEffect, useRef, useState, type FormEvent, type KeyboardEvent } from 'react'
 import { MAX_TEXT, type Message } from '../protocol.ts'
+import { AttachPicker } from './AttachPicker.tsx'
 
 interface Props {
   roomId: string
@@ -11,11 +12,15 @@ interface Props {
   onTyping(text: string): void
   onStopTyping(): void
   onSend(text: string): boolean
+  /** Uploads the file, then sends it with `text` (may be empty); false when the upload failed. */
+  onSendFile(file: File, text: string): Promise<boolean>
 }
 
 /** Enter sends, Shift+Enter starts a new line. Over-long text is sent anyway: the server's answer is shown. */
-export function Composer({ roomId, replyTo, onCancelReply, draft, onTakeDraft, onTyping, onStopTyping, onSend }: Props) {
+export function Composer({ roomId, replyTo, onCancelReply, draft, onTakeDraft, onTyping, onStopTyping, onSend, onSendFile }: Props) {
   const [text, setText] = useState('')
+  const [file, setFile] = useState<File | null>(null)
+  const [uploading, setUploading] = useState(false)
   const input = useRef<HTMLTextAreaElement>(null)
   const length = [...text.trim()].length
 
@@ -31,6 +36,19 @@ export function Composer({ roomId, replyTo, onCancelReply, draft, onTakeDraft, o
 
   function send(e?: FormEvent) {
     e?.preventDefault()
+    if (uploading) return
+    if (file) {
+      setUploading(true)
+      void onSendFile(file, text).then((sent) => {
+        setUploading(false)
+        if (sent) {
+          setText('')
+          setFile(null)
+        }
+        input.current?.focus()
+      })
+      return
+    }
     if (onSend(text)) setText('')
     input.current?.focus()
   }
@@ -69,9 +87,10 @@ export function Composer({ roomId, replyTo, onCancelReply, draft, onTakeDraft, o
         onKeyDown={onKeyDown}
         onBlur={onStopTyping}
       />
-      <button type="submit" data-testid="send" disabled={!text.trim()}>
-        Send
+      <button type="submit" data-testid="send" disabled={uploading || (!text.trim() && !file)}>
+        {uploading ? 'Uploading…' : 'Send'}
       </button>
+      <AttachPicker file={file} disabled={uploading} onPick={setFile} />
       {length > MAX_TEXT * 0.9 && (
         <p id="composer-count" className={length > MAX_TEXT ? 'count over' : 'count'} data-testid="composer-count">
           {length} / {MAX_TEXT} characters

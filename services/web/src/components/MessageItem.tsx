@@ -1,5 +1,6 @@
 import { memo } from 'react'
 import type { Message } from '../protocol.ts'
+import { AttachmentView } from './AttachmentView.tsx'
 import { PresenceDot } from './PresenceDot.tsx'
 
 export function formatTime(ts: string): string {
@@ -31,9 +32,11 @@ interface Props {
   repliedTo: Message | null | undefined
   onReply(m: Message): void
   onDirect(userId: string): void
+  /** For fetching attachments (previews and downloads). */
+  token: string
 }
 
-export const MessageItem = memo(function MessageItem({ message: m, mine, online, repliedTo, onReply, onDirect }: Props) {
+export const MessageItem = memo(function MessageItem({ message: m, mine, online, repliedTo, onReply, onDirect, token }: Props) {
   const reactions = Object.entries(m.reactions ?? {}).filter(([, users]) => users.length > 0)
   return (
     <li className={mine ? 'msg mine' : 'msg'} data-testid="message" data-seq={m.seq} data-id={m.id} data-status="sent">
@@ -60,11 +63,7 @@ export const MessageItem = memo(function MessageItem({ message: m, mine, online,
         {m.deletedAt ? 'This message was deleted.' : m.text}
         {m.editedAt && !m.deletedAt && <span className="edited"> (edited)</span>}
       </div>
-      {m.attachment && !m.deletedAt && (
-        <a className="chip" href={m.attachment.url} target="_blank" rel="noreferrer">
-          📎 {m.attachment.fileName}
-        </a>
-      )}
+      {m.attachment && !m.deletedAt && <AttachmentView attachment={m.attachment} token={token} />}
       {reactions.length > 0 && (
         <div className="reactions">
           {reactions.map(([emoji, users]) => (

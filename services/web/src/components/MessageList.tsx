@@ -57,10 +57,11 @@ export function MessageList({ view, state, onReply, onDirect, onLoadOlder, onRet
             key={m.seq}
             message={m}
             mine={m.userId === me}
-            online={Boolean(state.online[m.userId])}
+            online={state.online.has(m.userId)}
             repliedTo={m.replyTo ? (byId.get(m.replyTo) ?? null) : undefined}
             onReply={onReply}
             onDirect={onDirect}
+            token={state.me.token}
           />
         ))}
         {pending.map((p) => (

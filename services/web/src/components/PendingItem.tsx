@@ -40,6 +40,7 @@ export function PendingItem({
       <div className="text" data-testid="message-text">
         {p.text}
       </div>
+      {p.attachment && <span className="chip">📎 {p.attachment.fileName}</span>}
       {p.status === 'failed' && (
         <div className="actions">
           <button type="button" data-testid="retry" onClick={() => onRetry(p.clientMsgId)}>

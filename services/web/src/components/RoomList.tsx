@@ -3,7 +3,7 @@ import type { ChatState, ChatStore } from '../chat/store.ts'
 /** My rooms with unread counts; rooms opened in this session but not yet listed come last. */
 export function RoomList({ store, state }: { store: ChatStore; state: ChatState }) {
   const listed = new Set(state.rooms.map((r) => r.id))
-  const extra = Object.keys(state.views).filter((id) => !listed.has(id))
+  const extra = [...state.views.keys()].filter((id) => !listed.has(id))
   const items = [
     ...state.rooms.map((r) => ({ id: r.id, private: r.private || r.id.startsWith('dm:'), unread: r.unread })),
     ...extra.map((id) => ({ id, private: id.startsWith('dm:'), unread: 0 })),

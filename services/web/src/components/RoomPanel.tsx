@@ -11,7 +11,7 @@ export function RoomPanel({ store, state }: { store: ChatStore; state: ChatState
   const [replyTo, setReplyTo] = useState<Message | null>(null)
   const direct = useCallback((userId: string) => store.openDirect(userId), [store])
   const roomId = state.openRoomId
-  const view = roomId ? state.views[roomId] : undefined
+  const view = roomId ? state.views.get(roomId) : undefined
   const me = state.me.userId
 
   if (!roomId || !view) {
@@ -26,10 +26,10 @@ export function RoomPanel({ store, state }: { store: ChatStore; state: ChatState
   }
 
   const readers = seenBy(view.reads, view.messages[view.messages.length - 1], me)
-  const known = readers.filter((u) => state.names[u]).map((u) => state.names[u])
+  const known = readers.flatMap((u) => state.names.get(u) ?? [])
   const unknown = readers.length - known.length
   const seen = readers.length === 0 ? '' : `Seen by ${nameList(unknown > 0 ? [...known, `${unknown} other${unknown > 1 ? 's' : ''}`] : known)}`
-  const typing = typingText(Object.values(view.typing))
+  const typing = typingText([...view.typing.values()])
 
   return (
     <section className="room" aria-labelledby="room-title" data-testid="room" data-room-id={roomId} data-joined={view.joined}>
@@ -65,6 +65,11 @@ export function RoomPanel({ store, state }: { store: ChatStore; state: ChatState
         onStopTyping={() => store.stopTyping()}
         onSend={(text) => {
           const sent = store.send(text, replyTo?.id)
+          if (sent) setReplyTo(null)
+          return sent
+        }}
+        onSendFile={async (file, text) => {
+          const sent = await store.sendFile(file, text, replyTo?.id)
           if (sent) setReplyTo(null)
           return sent
         }}
