@@ -41,6 +41,12 @@ describe('attachments of a private room', () => {
     const path = up.body.url as string
     assert.equal(path, `/api/attachments/${up.body.id}`)
 
+    // Sent in a message of the room, it is the members' to read (D48: before that, the uploader's only).
+    const friendEarly = await fetch(`${node.url}${path}`, { headers: { authorization: `Bearer ${friend.token}` } })
+    assert.ok(friendEarly.status === 403 || friendEarly.status === 404, `not yet sent: ${friendEarly.status}`)
+    const o = await chatClient(node.url, owner.token)
+    assert.equal(ackCode(await ack(o, 'room:join', 'att-secret'), 'owner join'), 'ok')
+    assert.equal(ackCode(await ack(o, 'chat:message', { roomId: 'att-secret', text: 'a dot', attachmentId: up.body.id }), 'owner send'), 'ok')
     for (const [who, token] of [['owner', owner.token], ['friend', friend.token]] as const) {
       const res = await fetch(`${node.url}${path}`, { headers: { authorization: `Bearer ${token}` } })
       assert.equal(res.status, 200, who)

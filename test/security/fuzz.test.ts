@@ -39,7 +39,7 @@ const junkValue: fc.Arbitrary<unknown> = fc.oneof(
 )
 
 describe('property-based fuzz of every /chat event', () => {
-  const node = useIsolatedNode({ RATE_LIMIT_MESSAGES: '1000000', TYPING_THROTTLE_MS: '0' })
+  const node = useIsolatedNode({ RATE_LIMIT_MESSAGES: '1000000', RATE_LIMIT_JOINS: '1000000', RATE_LIMIT_SYNCS: '1000000', TYPING_THROTTLE_MS: '0' })
   const ids: string[] = []
   const tokens: string[] = []
   const sockets: Socket[] = []
