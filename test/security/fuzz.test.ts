@@ -24,6 +24,8 @@ const junkString = fc.oneof(
   fc.string({ unit: 'binary', maxLength: 40 }),
   fc.constantFrom('', ' ', 'NaN', 'Infinity', '-Infinity', '-0', '1e400', 'null', 'undefined', 'true', '[]', '{}', '__proto__', 'constructor', 'prototype', "'; drop table messages; --", '%00', 'x'.repeat(6000)),
 )
+/** What an error text must never show: stack frames, SQL, driver and library internals. */
+const LEAKY = /\bat .+:\d+|\.ts\b|node_modules|\bselect\b.+\bfrom\b|\binsert into\b|\bviolates\b|\brelation\b|SQLSTATE|TypeError|ReferenceError|Cannot read prop|undefined is not/i
 const deep = (n: number): unknown => (n === 0 ? 1 : [deep(n - 1)])
 const junkValue: fc.Arbitrary<unknown> = fc.oneof(
   junkString,
@@ -167,6 +169,7 @@ describe('property-based fuzz of every /chat event', () => {
             if (res?.status !== 'error' || typeof res.error !== 'string') bad.push(`not the SPEC shape: ${what}`)
             else if (!(ACK_CODES.has(code) || (event === 'auth:refresh' && AUTH_CODES.has(code)))) bad.push(`not a SPEC code: ${what}`)
             else if (code === 'INTERNAL') bad.push(what)
+            else if (LEAKY.test(res.error)) bad.push(`error text leaks internals: ${what}`)
           }
           // A dropped socket ends the run: every later payload would go unanswered.
           assert.equal(dropped, 0, 'a socket was dropped')
