@@ -92,6 +92,7 @@ export async function buildApp({ config, log, db, cluster, metrics = createMetri
     maxBytes: config.UPLOAD_MAX_BYTES,
     allowedTypes: config.uploadAllowedTypes,
     unreferencedTtlMs: config.UPLOAD_UNREFERENCED_TTL_SECONDS * 1000,
+    encryption: config.encryption,
   })
 
   // Forwarding headers count only from TRUSTED_PROXIES (request.ip, the limits, the origin check).

@@ -420,9 +420,11 @@ describe('embedded PGlite with ENCRYPTION_KEYS', () => {
   const filesUnder = (d: string): Buffer =>
     Buffer.concat((readdirSync(d, { recursive: true }) as string[]).map((f) => join(d, f)).filter((f) => statSync(f).isFile()).map((f) => readFileSync(f)))
 
-  it('seals and opens on the embedded database too; its files hold no plaintext', async () => {
+  it('seals and opens on the embedded database too (message text and an attachment); its files hold no plaintext', async () => {
     const secret = canary('embedded')
     const open = canary('embedded-plain')
+    const fileName = `${canary('embedded-file')}.txt`
+    const fileBody = `${canary('embedded-file-body')}\n`.repeat(20)
     const start = (keys: string | null) => startNode({ DATA_DIR: dir, ...(keys ? { ENCRYPTION_KEYS: keys } : {}) })
     let n = await start(null)
     let { token } = await devToken(n.url, 'eve')
@@ -442,11 +444,24 @@ describe('embedded PGlite with ENCRYPTION_KEYS', () => {
       const row = await n.db.selectFrom('messages').selectAll().where('id', '=', messageId).executeTakeFirstOrThrow()
       assert.deepEqual([row.text, row.key_id], ['', 'k1'])
       assert.deepEqual(await historyTexts(n, token, 'local'), [open, secret])
+      // An attachment in the embedded store's chunks: sealed too.
+      const form = new FormData()
+      form.append('roomId', 'local')
+      form.append('file', new Blob([Buffer.from(fileBody)], { type: 'text/plain' }), fileName)
+      const up = await fetch(`${n.url}/api/uploads`, { method: 'POST', headers: { authorization: `Bearer ${token}` }, body: form })
+      assert.equal(up.status, 201)
+      const { id } = (await up.json()) as { id: string }
+      const got = await fetch(`${n.url}/api/attachments/${id}`, { headers: { authorization: `Bearer ${token}` } })
+      assert.equal(await got.text(), fileBody)
+      assert.match(got.headers.get('content-disposition') ?? '', new RegExp(fileName))
+      const chunk = await n.db.selectFrom('attachment_chunks').select('key_id').executeTakeFirstOrThrow()
+      assert.equal(chunk.key_id, 'k1')
     } finally {
       closeClients()
       await n.close()
     }
     const bytes = filesUnder(dir)
     assert.ok(!bytes.includes(secret) && !bytes.includes(Buffer.from(secret).toString('hex')), 'the sealed text is nowhere in the files')
+    for (const p of [fileName, fileBody.slice(0, 40)]) assert.ok(!bytes.includes(p) && !bytes.includes(Buffer.from(p).toString('hex')), 'the attachment is nowhere in the files')
   })
 })

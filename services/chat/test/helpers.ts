@@ -7,7 +7,7 @@ import { io as connect, type Socket } from 'socket.io-client'
 import { buildApp, type App } from '../src/app.ts'
 import { createCluster, type Cluster } from '../src/cluster/cluster.ts'
 import { loadConfig, type Config } from '../src/config.ts'
-import { createLogger } from '../src/logger.ts'
+import { createLogger, type Logger } from '../src/logger.ts'
 import { createMetrics } from '../src/metrics.ts'
 import { createDb, type Db } from '../src/store/db.ts'
 import { migrateToLatest } from '../src/store/migrate.ts'
@@ -66,10 +66,10 @@ export interface TestNode {
   close(): Promise<void>
 }
 
-/** Builds and starts a real node in this process on a free port, as server.ts does. */
-export async function startNode(env: Record<string, string>): Promise<TestNode> {
+/** Builds and starts a real node in this process on a free port, as server.ts does (`opts.log`: a logger to read its logs from). */
+export async function startNode(env: Record<string, string>, opts: { log?: Logger } = {}): Promise<TestNode> {
   const config = loadConfig({ JWT_SECRET: TEST_SECRET, LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent', HOST: '127.0.0.1', PORT: '0', ...env })
-  const log = createLogger(config.LOG_LEVEL, { node: config.nodeId })
+  const log = opts.log ?? createLogger(config.LOG_LEVEL, { node: config.nodeId })
   const db = await createDb(config, log)
   await migrateToLatest(db, log)
   const metrics = createMetrics(config.nodeId)

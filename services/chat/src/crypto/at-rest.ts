@@ -4,8 +4,8 @@ import { inspect } from 'node:util'
 /**
  * Encryption at rest (SPEC §5.8, docs/decisions.md D50): AES-256-GCM from `node:crypto`, a fresh
  * random 12-byte nonce per call, and a key ring whose first key writes while every listed key
- * still reads. Generic on purpose: message text uses it today, attachment bytes (chunked in
- * Postgres, a `key_id` per chunk) are meant to use the same ring.
+ * still reads. Generic on purpose: message text (`store/message-text.ts`) and attachment chunks
+ * and file names (`store/attachment-seal.ts`) use the same ring.
  *
  * How to use it for a new kind of row:
  * - store `keyId` in a column beside the ciphertext, and the `data` blob (bytea) itself;

@@ -1,6 +1,8 @@
 import type { Readable } from 'node:stream'
+import type { Keyring } from '../crypto/at-rest.ts'
 import { AppError } from '../errors.ts'
 import { newMessageId } from '../ids.ts'
+import { AttachmentSeals } from '../store/attachment-seal.ts'
 import * as attachments from '../store/attachments.repository.ts'
 import type { BlobStore, ByteRange } from '../store/blob-store.ts'
 import type { Db } from '../store/db.ts'
@@ -14,6 +16,8 @@ export interface AttachmentsOptions {
   allowedTypes: readonly string[]
   /** An upload no message references is removed after this long. */
   unreferencedTtlMs: number
+  /** ENCRYPTION_KEYS: file names are sealed with it (the blob store seals the bytes). */
+  encryption?: Keyring | null
 }
 
 export interface UploadInput {
@@ -31,19 +35,24 @@ const SWEEP_BATCH = 100
 
 export const attachmentUrl = (id: string) => `/api/attachments/${id}`
 
-/** Row → SPEC `Message.attachment`. */
-export function toAttachment(row: Pick<AttachmentRow, 'id' | 'file_name' | 'mime_type' | 'size'>): Attachment {
-  return { id: row.id, fileName: row.file_name, mimeType: row.mime_type, size: Number(row.size), url: attachmentUrl(row.id) }
+/** Row (and its opened file name, `AttachmentSeals.openName`) → SPEC `Message.attachment`. */
+export function toAttachment(row: Pick<AttachmentRow, 'id' | 'mime_type' | 'size'>, fileName: string): Attachment {
+  return { id: row.id, fileName, mimeType: row.mime_type, size: Number(row.size), url: attachmentUrl(row.id) }
 }
 
 /** Uploads, downloads, the attachment a message may carry, and the sweep of uploads never sent. */
 export class AttachmentsService {
+  /** File names in and out of their stored form. */
+  readonly seals: AttachmentSeals
+
   constructor(
     private readonly db: Db,
     private readonly blobs: BlobStore,
     private readonly rooms: RoomsService,
     private readonly opts: AttachmentsOptions,
-  ) {}
+  ) {
+    this.seals = new AttachmentSeals(opts.encryption ?? null)
+  }
 
   /**
    * Stores a file for a room the caller is a member of. The bytes stream into the blob store;
@@ -53,14 +62,17 @@ export class AttachmentsService {
   async upload(who: Identity, input: UploadInput): Promise<Attachment> {
     await this.rooms.requireMember(who, input.roomId)
     const judged = { mimeType: '' }
-    const { key, size } = await this.blobs.put(this.inspect(input, judged))
-    const row = { id: newMessageId(), file_name: sanitizeFileName(input.fileName), mime_type: judged.mimeType, size }
+    // The id comes first: encrypted chunks are bound to it.
+    const id = newMessageId()
+    const { key, size } = await this.blobs.put(id, this.inspect(input, judged))
+    const row = { id, mime_type: judged.mimeType, size }
+    const fileName = sanitizeFileName(input.fileName)
     try {
       await attachments.insertAttachment(this.db, {
-        id: row.id,
+        id,
         roomId: input.roomId,
         userId: who.userId,
-        fileName: row.file_name,
+        name: this.seals.sealName(id, fileName),
         mimeType: row.mime_type,
         size,
         storageKey: key,
@@ -69,7 +81,7 @@ export class AttachmentsService {
       await this.blobs.delete([key]).catch(() => undefined)
       throw err
     }
-    return toAttachment(row)
+    return toAttachment(row, fileName)
   }
 
   /** The bytes as they come, held back only until the type is judged from the first SNIFF_BYTES. */
@@ -120,12 +132,15 @@ export class AttachmentsService {
       throw err
     }
     if (!row.referenced && row.user_id !== who.userId) throw notFound
-    return { ...toAttachment(row), storageKey: row.storage_key }
+    return { ...toAttachment(row, this.seals.openName(row)), storageKey: row.storage_key }
   }
 
-  /** The bytes of an attachment `readable` returned (of `range` only, when given). */
-  bytes(a: { storageKey: string; size: number }, range?: ByteRange): Readable {
-    return this.blobs.get(a.storageKey, a.size, range)
+  /**
+   * The bytes of an attachment `readable` returned (of `range` only, when given); rejects
+   * (INTERNAL) before any byte when the start cannot be read or opened (D85).
+   */
+  bytes(a: { id: string; storageKey: string; size: number }, range?: ByteRange): Promise<Readable> {
+    return this.blobs.get({ key: a.storageKey, attachmentId: a.id, size: a.size }, range)
   }
 
   /**
@@ -140,7 +155,7 @@ export class AttachmentsService {
     if (!row.referenced && Date.now() - new Date(row.created_at).getTime() > this.opts.unreferencedTtlMs - margin) {
       throw new AppError('NOT_FOUND', 'Attachment expired: upload it again')
     }
-    return toAttachment(row)
+    return toAttachment(row, this.seals.openName(row))
   }
 
   /**

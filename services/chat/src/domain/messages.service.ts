@@ -13,8 +13,11 @@ import type { RoomsService } from './rooms.service.ts'
 import { cleanText, readTarget, type DeleteInput, type EditInput, type ReactInput, type ReadInput, type SendInput } from './schemas.ts'
 import type { Identity, Message } from './types.ts'
 
-/** Row → SPEC `Message` (with its text already opened, `MessageTexts.open`); optional fields only when set. */
-export function toMessage(row: messages.HistoryRow, text: string, reactions?: Record<string, string[]>): Message {
+/**
+ * Row → SPEC `Message` (with its text and its attachment's file name already opened,
+ * `MessageTexts.open` and `AttachmentSeals.openName`); optional fields only when set.
+ */
+export function toMessage(row: messages.HistoryRow, text: string, fileName: string | null, reactions?: Record<string, string[]>): Message {
   const m: Message = {
     id: row.id,
     roomId: row.room_id,
@@ -26,8 +29,8 @@ export function toMessage(row: messages.HistoryRow, text: string, reactions?: Re
   }
   if (row.reply_to) m.replyTo = row.reply_to
   // A tombstone shows no file (deleting a message also unlinks it; older rows may still point at one).
-  if (row.attachment_id && row.att_file_name !== null && !row.deleted_at) {
-    m.attachment = toAttachment({ id: row.attachment_id, file_name: row.att_file_name, mime_type: row.att_mime_type ?? 'application/octet-stream', size: row.att_size ?? 0 })
+  if (row.attachment_id && fileName !== null && !row.deleted_at) {
+    m.attachment = toAttachment({ id: row.attachment_id, mime_type: row.att_mime_type ?? 'application/octet-stream', size: row.att_size ?? 0 }, fileName)
   }
   if (reactions && Object.keys(reactions).length > 0) m.reactions = reactions
   if (row.edited_at) m.editedAt = new Date(row.edited_at).toISOString()
@@ -163,7 +166,13 @@ export class MessagesService {
       if (!m) byMessage.set(r.message_id, (m = Object.create(null) as Record<string, string[]>))
       ;(m[r.emoji] ??= []).push(r.user_id)
     }
-    return rows.map((r) => toMessage(r, this.texts.open(r), byMessage.get(r.id)))
+    return rows.map((r) => toMessage(r, this.texts.open(r), this.attachmentName(r), byMessage.get(r.id)))
+  }
+
+  /** The file name of a row's attachment (null: none, or a tombstone); opened only when shown. */
+  private attachmentName(r: messages.HistoryRow): string | null {
+    if (!r.attachment_id || r.att_file_name === null || r.deleted_at) return null
+    return this.attachments.seals.openName({ id: r.attachment_id, file_name: r.att_file_name, key_id: r.att_key_id, file_name_cipher: r.att_file_name_cipher })
   }
 
   private async liveMessage(roomId: string, messageId: string) {

@@ -1,49 +1,35 @@
 import { randomUUID } from 'node:crypto'
-import { Readable } from 'node:stream'
-import type { BlobStore, ByteRange } from './blob-store.ts'
+import type { Readable } from 'node:stream'
+import { AttachmentSeals, CHUNK_BYTES, chunked, lastChunk } from './attachment-seal.ts'
+import { primed, type BlobRef, type BlobStore, type ByteRange } from './blob-store.ts'
 import type { Db } from './db.ts'
 
-export const DEFAULT_CHUNK_BYTES = 256 * 1024
-
 /**
- * Blobs as rows of `attachment_chunks`, `chunkBytes` each (the last one shorter): an upload
- * writes one row per chunk as the bytes arrive, a download reads one row at a time, and a range
- * reads only the rows it covers. `key_id` stays null until encryption at rest encrypts each
- * chunk on its own (SPEC §5.8).
+ * Blobs as rows of `attachment_chunks`, CHUNK_BYTES of plaintext each (the last one shorter): an
+ * upload writes one row per chunk as the bytes arrive, a download reads one row at a time, and a
+ * range reads only the rows it covers. With a key ring each row holds its chunk sealed on its
+ * own and the key id in `key_id` (D85); `key_id` null is a plaintext chunk.
  */
 export class PostgresBlobStore implements BlobStore {
   readonly kind = 'postgres'
 
   constructor(
     private readonly db: Db,
-    private readonly chunkBytes = DEFAULT_CHUNK_BYTES,
+    private readonly seals = new AttachmentSeals(null),
   ) {}
 
-  async put(source: AsyncIterable<Uint8Array>): Promise<{ key: string; size: number }> {
+  async put(attachmentId: string, source: AsyncIterable<Uint8Array>): Promise<{ key: string; size: number }> {
     const key = randomUUID()
-    let idx = 0
     let size = 0
-    let parts: Buffer[] = []
-    let held = 0
-    const flush = async (final: boolean) => {
-      while (held >= this.chunkBytes || (final && held > 0)) {
-        const all = parts.length === 1 ? parts[0] : Buffer.concat(parts, held)
-        const data = all.subarray(0, Math.min(this.chunkBytes, held))
-        const rest = all.subarray(data.length)
-        await this.db.insertInto('attachment_chunks').values({ storage_key: key, idx, data, key_id: null }).execute()
-        idx++
-        parts = rest.length > 0 ? [Buffer.from(rest)] : []
-        held = rest.length
-      }
-    }
     try {
-      for await (const chunk of source) {
-        parts.push(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength))
-        held += chunk.byteLength
-        size += chunk.byteLength
-        await flush(false)
+      for await (const chunk of chunked(source)) {
+        size += chunk.data.length
+        const sealed = this.seals.sealChunk(attachmentId, chunk)
+        await this.db
+          .insertInto('attachment_chunks')
+          .values({ storage_key: key, idx: chunk.idx, data: sealed?.data ?? chunk.data, key_id: sealed?.keyId ?? null })
+          .execute()
       }
-      await flush(true)
     } catch (err) {
       await this.delete([key]).catch(() => undefined)
       throw err
@@ -51,26 +37,26 @@ export class PostgresBlobStore implements BlobStore {
     return { key, size }
   }
 
-  get(key: string, size: number, range: ByteRange = { start: 0, end: size - 1 }): Readable {
-    const { db, chunkBytes } = this
-    const first = Math.floor(range.start / chunkBytes)
-    const last = Math.floor(range.end / chunkBytes)
+  get(blob: BlobRef, range: ByteRange = { start: 0, end: blob.size - 1 }): Promise<Readable> {
+    const { db, seals } = this
+    const first = Math.floor(range.start / CHUNK_BYTES)
+    const last = Math.min(Math.floor(range.end / CHUNK_BYTES), lastChunk(blob.size))
     async function* chunks() {
       for (let idx = first; idx <= last; idx++) {
         const row = await db
           .selectFrom('attachment_chunks')
-          .select('data')
-          .where('storage_key', '=', key)
+          .select(['data', 'key_id'])
+          .where('storage_key', '=', blob.key)
           .where('idx', '=', idx)
           .executeTakeFirst()
-        if (!row) throw new Error(`attachment chunk ${idx} of ${key} is missing`)
-        const data = Buffer.from(row.data)
-        const from = idx === first ? range.start - idx * chunkBytes : 0
-        const to = idx === last ? range.end - idx * chunkBytes + 1 : data.length
+        if (!row) throw new Error(`attachment chunk ${idx} of ${blob.key} is missing`)
+        const data = seals.openChunk(blob.attachmentId, blob.size, idx, row.key_id, row.data)
+        const from = idx === first ? range.start - idx * CHUNK_BYTES : 0
+        const to = idx === last ? range.end - idx * CHUNK_BYTES + 1 : data.length
         yield data.subarray(from, to)
       }
     }
-    return Readable.from(chunks(), { objectMode: false })
+    return primed(chunks())
   }
 
   async delete(keys: readonly string[]): Promise<void> {

@@ -7,6 +7,8 @@ type Q = Kysely<Database>
 
 export type HistoryRow = MessageRow & {
   att_file_name: string | null
+  att_key_id: string | null
+  att_file_name_cipher: Uint8Array | null
   att_mime_type: string | null
   att_size: number | null
 }
@@ -16,7 +18,7 @@ function selectHistory(db: Q, roomId: string) {
     .selectFrom('messages as m')
     .leftJoin('attachments as a', 'a.id', 'm.attachment_id')
     .selectAll('m')
-    .select(['a.file_name as att_file_name', 'a.mime_type as att_mime_type', 'a.size as att_size'])
+    .select(['a.file_name as att_file_name', 'a.key_id as att_key_id', 'a.file_name_cipher as att_file_name_cipher', 'a.mime_type as att_mime_type', 'a.size as att_size'])
     .where('m.room_id', '=', roomId)
 }
 

@@ -43,14 +43,18 @@ export interface AttachmentsTable {
   id: string
   room_id: string
   user_id: string
+  /** Plaintext, or '' when the name is encrypted (then `key_id` and `file_name_cipher` are set). */
   file_name: string
+  /** The ENCRYPTION_KEYS id that sealed `file_name_cipher`; null for a plaintext name. */
+  key_id: string | null
+  file_name_cipher: Uint8Array | null
   mime_type: string
   size: number
   storage_key: string
   created_at: Generated<Date>
 }
 
-/** Attachment bytes in the Postgres blob store; `key_id` is for encryption at rest (null: plaintext). */
+/** Attachment bytes in the Postgres blob store; `key_id` names the key that sealed `data` (null: plaintext). */
 export interface AttachmentChunksTable {
   storage_key: string
   idx: number

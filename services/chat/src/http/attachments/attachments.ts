@@ -115,13 +115,15 @@ export async function attachmentRoutes(app: FastifyInstance, deps: { attachments
         .header('content-range', `bytes */${a.size}`)
         .send({ error: 'BAD_REQUEST', message: `Range not satisfiable: the file has ${a.size} bytes` })
     }
+    // Opened before the headers: a blob that cannot be read or decrypted is a plain 500 (D85).
+    const body = await deps.attachments.bytes(a, range ?? undefined)
     reply
       .header('content-disposition', disposition(a.fileName, INLINE_TYPES.has(a.mimeType)))
       .type(a.mimeType === 'text/plain' ? 'text/plain; charset=utf-8' : a.mimeType)
     if (range) {
       reply.status(206).header('content-range', `bytes ${range.start}-${range.end}/${a.size}`).header('content-length', range.end - range.start + 1)
-      return reply.send(deps.attachments.bytes(a, range))
+      return reply.send(body)
     }
-    return reply.header('content-length', a.size).send(deps.attachments.bytes(a))
+    return reply.header('content-length', a.size).send(body)
   })
 }
