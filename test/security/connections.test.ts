@@ -5,9 +5,9 @@
  * X-Forwarded-For from a client that is not a trusted proxy does not evade it; everyone else is served.
  */
 import assert from 'node:assert/strict'
-import { describe, it } from 'node:test'
+import { after, before, describe, it } from 'node:test'
 import type { Socket } from 'socket.io-client'
-import { ack, ackCode, agentFrom, devToken, httpJson, tryConnect, useIsolatedNode } from './helpers.ts'
+import { ack, ackCode, agentFrom, createTestDatabase, devToken, httpJson, redisPrefix, REDIS_URL, startNode, tryConnect, useIsolatedNode, type TestNode } from './helpers.ts'
 
 const from = (address: string) => ({ localAddress: address, agent: agentFrom(address) }) as object
 
@@ -76,6 +76,42 @@ describe('connection flood by one user', () => {
       const fine = await tryConnect(node.url, '/chat', { auth: { token: other.token }, ...from('127.0.0.9') })
       assert.ok(fine.connected, 'another user is served')
       fine.socket.disconnect()
+    } finally {
+      for (const s of open) s.disconnect()
+    }
+  })
+})
+
+describe('connection flood by one user across two nodes', () => {
+  let database: Awaited<ReturnType<typeof createTestDatabase>>
+  const redis = redisPrefix()
+  const nodes: TestNode[] = []
+  before(async () => {
+    database = await createTestDatabase()
+    const env = { DATABASE_URL: database.url, REDIS_URL, REDIS_PREFIX: redis.prefix, MAX_CONNECTIONS_PER_USER: '2' }
+    nodes.push(await startNode(env), await startNode(env))
+  })
+  after(async () => {
+    for (const n of nodes) await n.close()
+    await database?.drop()
+    await redis.clear()
+  })
+
+  it('the per-user limit is cluster-wide: a socket on each node, the third on either is refused', async () => {
+    const { token } = await devToken(nodes[0].url, 'two-node-user')
+    const open: Socket[] = []
+    try {
+      for (const n of nodes) {
+        const c = await tryConnect(n.url, '/chat', { auth: { token } })
+        assert.ok(c.connected, n.url)
+        open.push(c.socket)
+      }
+      for (const n of nodes) {
+        const third = await tryConnect(n.url, '/chat', { auth: { token } })
+        if (third.connected) third.socket.disconnect()
+        assert.equal(third.connected ? 'connected' : third.code, 'RATE_LIMITED', `third socket on ${n.url}`)
+      }
+      assert.equal(ackCode(await ack(open[1], 'room:join', 'two-node-room'), 'join'), 'ok', 'the admitted sockets work')
     } finally {
       for (const s of open) s.disconnect()
     }
