@@ -100,10 +100,11 @@ export async function buildApp({ config, log, db, cluster, metrics = createMetri
   const feed = new RoomFeed(
     chat,
     {
-      lastSeq: (roomId) => rooms.lastSeq(roomId),
-      lastSeqs: (roomIds) => rooms.lastSeqs(roomIds),
+      head: async (roomId) => (await rooms.heads([roomId])).get(roomId) ?? { lastSeq: 0, version: 0 },
+      heads: (roomIds) => rooms.heads(roomIds),
       range: (roomId, after, upTo, limit) => messages!.range(roomId, after, upTo, limit),
       latest: async (roomId, upTo, limit) => (await messages!.before(roomId, upTo + 1, limit)).slice().reverse(),
+      changedSince: (roomId, afterVersion, limit, maxSeq) => messages!.changedSince(roomId, afterVersion, limit, maxSeq),
     },
     log,
     {

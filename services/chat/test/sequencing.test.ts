@@ -37,7 +37,7 @@ describe('assignSeqs (pure sequencing rule)', () => {
   })
 
   it('gives resends the original, whether stored earlier or earlier in the batch', () => {
-    const stored: Committed = { id: 'orig', seq: 3, createdAt: new Date(0), duplicate: true }
+    const stored: Committed = { id: 'orig', seq: 3, version: 3, createdAt: new Date(0), duplicate: true }
     const existing = new Map([[dedupeKey('a', 'u1', 'k-old'), stored]])
     const ds = [draft('a', 'k-old'), draft('a', 'k-new'), draft('a', 'k-new'), draft('a', 'k-new', 'u2')]
     const { results, inserts } = assignSeqs(ds, new Map([['a', 3]]), existing, new Date())
@@ -59,10 +59,12 @@ describe('RoomFeed ordering (real Socket.IO, in-memory source)', () => {
     await new Promise<void>((r) => http.listen(0, '127.0.0.1', r))
     const nsp = io.of('/chat')
     const source: FeedSource = {
-      lastSeq: async () => 0,
-      lastSeqs: async (ids) => new Map(ids.map((id) => [id, stored.length])),
+      head: async () => ({ lastSeq: 0, version: 0 }),
+      heads: async (ids) => new Map(ids.map((id) => [id, { lastSeq: stored.length, version: stored.length }])),
       range: async (room, after, upTo, limit) => stored.filter((m) => m.seq > after && m.seq <= upTo).slice(0, limit).map((m) => ({ ...m, roomId: room })),
       latest: async (_room, upTo, limit) => stored.filter((m) => m.seq <= upTo).slice(-limit),
+      changedSince: async (room, after, limit, maxSeq = Infinity) =>
+        stored.filter((m) => m.version > after && m.seq <= maxSeq).slice(0, limit).map((m) => ({ ...m, roomId: room })),
     }
     const feed = new RoomFeed(nsp, source, pino({ level: 'silent' }), { shared: false, gapWaitMs: 50, ringSize: 4, reconcileMs })
     let server: import('../src/realtime/events.ts').ChatSocket | undefined
@@ -79,7 +81,7 @@ describe('RoomFeed ordering (real Socket.IO, in-memory source)', () => {
     await joined
     return { feed, got, client, url, server: server!, close: () => (feed.close(), client.disconnect(), new Promise((r) => io.close(r))) }
   }
-  const msg = (seq: number): Message => ({ id: `m${seq}`, roomId: 'r', seq, userId: 'u', username: 'u', text: `${seq}`, timestamp: new Date().toISOString() })
+  const msg = (seq: number): Message => ({ id: `m${seq}`, roomId: 'r', seq, version: seq, userId: 'u', username: 'u', text: `${seq}`, timestamp: new Date().toISOString() })
 
   it("sends a batch of one room's messages to each WebSocket member in one write", async () => {
     const t = await setup([])
@@ -159,7 +161,8 @@ describe('RoomFeed ordering (real Socket.IO, in-memory source)', () => {
   it('a socket ahead of this node (moved from a node that died) gets nothing twice; the feed catches up from the store', async () => {
     // Messages 1-3 of r3 are committed and were delivered by the node the moving client was on;
     // this node has delivered none of them yet (their pub/sub messages are in flight or lost).
-    const t = await setup([1, 2, 3, 4].map(msg))
+    const stored = [1, 2, 3].map(msg)
+    const t = await setup(stored)
     const r3 = (seq: number): Message => ({ ...msg(seq), roomId: 'r3' })
     const moved: number[] = []
     t.client.on('chat:message', (m: Message) => m.roomId === 'r3' && moved.push(m.seq))
@@ -179,7 +182,8 @@ describe('RoomFeed ordering (real Socket.IO, in-memory source)', () => {
       assert.deepEqual(sub.messages, [], 'nothing after 3 yet')
       assert.equal(sub.lastSeq, 3, 'the feed caught up with what the socket had seen')
       sub.join()
-      // The copies in flight arrive late, then the next message.
+      // The copies in flight arrive late, then the next message (committed now: the catch-up reads the whole room).
+      stored.push(msg(4))
       for (const s of [1, 2, 3, 4]) t.feed.publish(r3(s))
       await eventually(() => moved.length >= 1 && local.length >= 4, 2000, 'live 4 delivered')
       await sleep(100)

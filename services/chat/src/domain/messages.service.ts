@@ -19,6 +19,7 @@ export function toMessage(row: messages.HistoryRow, text: string, reactions?: Re
     id: row.id,
     roomId: row.room_id,
     seq: Number(row.seq),
+    version: Number(row.version),
     userId: row.user_id,
     username: row.username,
     text,
@@ -82,6 +83,7 @@ export class MessagesService {
         id: c.id,
         roomId: draft.roomId,
         seq: c.seq,
+        version: c.version,
         userId: draft.userId,
         username: draft.username,
         text,
@@ -101,8 +103,9 @@ export class MessagesService {
     const row = await this.liveMessage(input.roomId, input.messageId)
     if (row.user_id !== who.userId) throw new AppError('FORBIDDEN', 'Only the author can edit a message')
     const at = new Date()
-    await messages.updateText(this.db, input.roomId, input.messageId, this.texts.seal(input.roomId, input.messageId, text), at)
-    this.events.messageEdited({ roomId: input.roomId, messageId: input.messageId, text, editedAt: at.toISOString(), userId: who.userId })
+    const stamped = await messages.updateText(this.db, input.roomId, input.messageId, this.texts.seal(input.roomId, input.messageId, text), at)
+    if (!stamped) throw new AppError('NOT_FOUND', 'Message not found in this room') // deleted meanwhile
+    this.events.messageEdited({ roomId: input.roomId, messageId: input.messageId, version: stamped.version, text, editedAt: at.toISOString(), userId: who.userId })
   }
 
   async delete(who: Identity, input: DeleteInput): Promise<void> {
@@ -112,15 +115,18 @@ export class MessagesService {
       throw new AppError('FORBIDDEN', 'Only the author or an admin can delete a message')
     }
     const at = new Date()
-    await messages.softDelete(this.db, input.roomId, input.messageId, at)
-    this.events.messageDeleted({ roomId: input.roomId, messageId: input.messageId, deletedAt: at.toISOString(), userId: who.userId })
+    const stamped = await messages.softDelete(this.db, input.roomId, input.messageId, at)
+    if (!stamped) throw new AppError('NOT_FOUND', 'Message not found in this room') // deleted meanwhile
+    this.events.messageDeleted({ roomId: input.roomId, messageId: input.messageId, version: stamped.version, deletedAt: at.toISOString(), userId: who.userId })
   }
 
   async react(who: Identity, input: ReactInput): Promise<void> {
     await this.rooms.requireMember(who, input.roomId)
-    await this.liveMessage(input.roomId, input.messageId)
-    await messages.setReaction(this.db, input.roomId, input.messageId, input.emoji, who.userId, input.on)
-    this.events.reaction({ roomId: input.roomId, messageId: input.messageId, emoji: input.emoji, userId: who.userId, on: input.on })
+    const r = await messages.setReaction(this.db, input.roomId, input.messageId, input.emoji, who.userId, input.on)
+    if (!r) throw new AppError('NOT_FOUND', 'Message not found in this room')
+    // A repeated reaction (or removing one that is not there) changes nothing: no version, no event.
+    if (!r.changed) return
+    this.events.reaction({ roomId: input.roomId, messageId: input.messageId, version: r.version, emoji: input.emoji, userId: who.userId, on: input.on })
   }
 
   /** Raises the caller's read mark to a message of the room and tells the room. */
@@ -138,6 +144,15 @@ export class MessagesService {
   async range(roomId: string, afterSeq: number, upToSeq: number, limit: number): Promise<Message[]> {
     if (upToSeq <= afterSeq) return []
     return this.withReactions(roomId, await messages.listRange(this.db, roomId, afterSeq, upToSeq, limit))
+  }
+
+  /**
+   * Messages changed after `afterVersion`, in their current state (tombstones for deleted ones),
+   * oldest change first, at most `limit`; with `maxSeq`, only those with seq <= maxSeq (sync's
+   * `updated`: what a client holds and missed a change of).
+   */
+  async changedSince(roomId: string, afterVersion: number, limit: number, maxSeq?: number): Promise<Message[]> {
+    return this.withReactions(roomId, await messages.listChangedSince(this.db, roomId, afterVersion, limit, maxSeq))
   }
 
   /** The `limit` messages below `beforeSeq` (the newest when undefined), newest first (history pages). */

@@ -564,7 +564,7 @@ export class ChatStore {
       const pending = v.pending
         .filter((x) => x.clientMsgId !== p.clientMsgId)
         .map((x) => (x.echoSeq === seq ? { ...x, echoSeq: self?.echoSeq } : x))
-      const message: Message = { id: messageId, roomId: p.roomId, seq, userId: me.userId, username: me.username, text: p.text, timestamp: p.timestamp }
+      const message: Message = { id: messageId, roomId: p.roomId, seq, version: 0, userId: me.userId, username: me.username, text: p.text, timestamp: p.timestamp }
       if (p.replyTo) message.replyTo = p.replyTo
       if (p.attachment) message.attachment = p.attachment
       return { ...v, pending, messages: mergeMessages(v.messages, [message]) }
