@@ -1,6 +1,11 @@
 import assert from 'node:assert/strict'
-import { describe, it } from 'node:test'
-import { ack, chatClient, collect, devToken, eventually, next, usersInRoom, useIsolatedNode } from './helpers.ts'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { after, before, describe, it } from 'node:test'
+import { Redis } from 'ioredis'
+import { startRedis, type LocalRedis } from '../../../infra/services.ts'
+import { ack, chatClient, closeClients, collect, createTestDatabase, devToken, eventually, next, startNode, usersInRoom, useIsolatedNode, type TestNode } from './helpers.ts'
 
 const roomVersion = async (node: { db: any }, roomId: string) =>
   Number((await node.db.selectFrom('rooms').select('version').where('id', '=', roomId).executeTakeFirstOrThrow()).version)
@@ -121,5 +126,59 @@ describe('versions: every change to a room counts, and a reconnecting client get
     assert.equal(join.code, 'BAD_REQUEST')
     assert.match(join.error, /version needs lastSeq/)
     assert.equal(s.connected, true)
+  })
+})
+
+describe('versions across two nodes: a change lost in pub/sub is repaired from Postgres', () => {
+  // A Redis of our own: CLIENT KILL TYPE pubsub must not touch anyone else's subscribers.
+  let dir: string
+  let redis: LocalRedis
+  let database: Awaited<ReturnType<typeof createTestDatabase>>
+  const nodes: TestNode[] = []
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'sb-versions-'))
+    redis = await startRedis(join(dir, 'redis'))
+    database = await createTestDatabase()
+    const env = { DATABASE_URL: database.url, REDIS_URL: redis.url, REDIS_PREFIX: 'versions:', RATE_LIMIT_MESSAGES: '1000' }
+    nodes.push(await startNode({ ...env, NODE_ID: 'va' }))
+    nodes.push(await startNode({ ...env, NODE_ID: 'vb' }))
+  })
+  after(async () => {
+    closeClients()
+    for (const n of nodes) await n.close().catch(() => undefined)
+    await database?.drop()
+    await redis?.stop()
+    rmSync(dir, { recursive: true, force: true })
+  })
+
+  it('after CLIENT KILL TYPE pubsub, an edit made on node A right away reaches a live client on node B, exactly once', async () => {
+    const [a, b] = nodes
+    const [ana] = await usersInRoom(a.url, 'v-kill', ['vk-ana'])
+    const [bob] = await usersInRoom(b.url, 'v-kill', ['vk-bob'])
+    const first = next(bob.socket, 'chat:message')
+    const m = await ack(ana.socket, 'chat:message', { roomId: 'v-kill', text: 'before the cut' })
+    assert.equal((await first).version, m.seq)
+    const edits = collect(bob.socket, 'chat:edited')
+    const messages = collect(bob.socket, 'chat:message')
+
+    const admin = new Redis(redis.url)
+    try {
+      const killed = Number(await admin.client('KILL', 'TYPE', 'pubsub'))
+      assert.ok(killed >= 2, `both nodes' subscribers are cut (${killed})`)
+      // At once, while node B's subscriber is reconnecting (its first retry waits 200 ms): the
+      // edit's pub/sub copy is lost for B, and nothing after it reveals a gap.
+      assert.equal((await ack(ana.socket, 'chat:edit', { roomId: 'v-kill', messageId: m.messageId, text: 'after the cut' })).status, 'ok')
+    } finally {
+      admin.disconnect()
+    }
+    await eventually(() => edits.length > 0, 8000, "the edit reaches bob on node B (through the feed's catch-up)")
+    assert.deepEqual(edits.map((e) => [e.messageId, e.text, e.version]), [[m.messageId, 'after the cut', m.seq + 1]])
+
+    // Exactly once: a message sent after it arrives, and the edit came no second time.
+    assert.equal((await ack(ana.socket, 'chat:message', { roomId: 'v-kill', text: 'probe' })).status, 'ok')
+    await eventually(() => messages.some((x) => x.text === 'probe'), 5000, 'the probe reaches bob')
+    assert.equal(edits.length, 1, 'the edit reached bob once')
+    const versions = messages.map((x) => x.version)
+    assert.deepEqual(versions, [...versions].sort((x, y) => x - y), 'in version order')
   })
 })
