@@ -61,7 +61,7 @@ describe('versions: every change to a room counts, and a reconnecting client get
     assert.deepEqual(res.rooms['v-sync'].map((m: any) => [m.seq, m.text]), [[5, 'e, edited']], 'exactly the missed message, in its current state')
     const updated = res.updated['v-sync']
     assert.deepEqual(updated.map((m: any) => m.seq).sort(), [1, 2, 3], 'exactly the changed older ones (4 is unchanged since)')
-    const bySeq = new Map(updated.map((m: any) => [m.seq, m]))
+    const bySeq = new Map<number, any>(updated.map((m: any) => [m.seq, m]))
     assert.equal(bySeq.get(1).text, 'a, edited')
     assert.ok(bySeq.get(1).editedAt)
     assert.equal(bySeq.get(2).text, '', 'a deleted message is a tombstone')

@@ -59,13 +59,9 @@ export class MessagesService {
   async send(who: Identity, input: SendInput, knownMember: boolean): Promise<{ messageId: string; seq: number }> {
     const text = cleanText(input.text)
     if (text === null) throw new AppError('BAD_REQUEST', 'text must be 1–5000 characters after trimming')
-    if (!knownMember) await this.rooms.requireMember(who, input.roomId)
-    if (input.replyTo && !(await messages.findMessage(this.db, input.roomId, { id: input.replyTo }))) {
-      throw new AppError('NOT_FOUND', 'replyTo message not found in this room')
-    }
-    const attachment = input.attachmentId ? await this.attachments.forMessage(who, input.roomId, input.attachmentId) : undefined
-    // The rate-limit check runs while the draft waits for its batch; a refusal stores nothing.
-    const allowed = this.limit.consume(who.userId)
+    // The draft queues now, in emit order (SPEC §5.7: a later plain message must not overtake a
+    // reply still being checked); its gate is the look-ups and the rate-limit check, which run
+    // while it waits for its batch. A failed look-up or a refusal drops it, unwritten (D94).
     const id = newMessageId()
     const draft: messages.Draft = {
       id,
@@ -77,7 +73,9 @@ export class MessagesService {
       clientMsgId: input.clientMsgId ?? null,
       attachmentId: input.attachmentId ?? null,
     }
-    const c = await this.commits.submit(draft, allowed)
+    const checks = this.checkSend(who, input, knownMember)
+    const c = await this.commits.submit(draft, Promise.all([checks, this.limit.consume(who.userId)]))
+    const attachment = await checks
     if (!c.duplicate) {
       const m: Message = {
         id: c.id,
@@ -94,6 +92,15 @@ export class MessagesService {
       this.events.messageCommitted(m)
     }
     return { messageId: c.id, seq: c.seq }
+  }
+
+  /** What a send must pass besides the rate limit: membership, its reply target, its attachment. */
+  private async checkSend(who: Identity, input: SendInput, knownMember: boolean) {
+    if (!knownMember) await this.rooms.requireMember(who, input.roomId)
+    if (input.replyTo && !(await messages.findMessage(this.db, input.roomId, { id: input.replyTo }))) {
+      throw new AppError('NOT_FOUND', 'replyTo message not found in this room')
+    }
+    return input.attachmentId ? await this.attachments.forMessage(who, input.roomId, input.attachmentId) : undefined
   }
 
   async edit(who: Identity, input: EditInput): Promise<void> {
