@@ -116,7 +116,12 @@ export async function buildApp({ config, log, db, cluster, metrics = createMetri
       onRecovered: (count) => metrics.feedGapFills.inc(count),
     },
   )
-  cluster.onAdapterReconnect?.(() => void feed.reconcile())
+  // ioredis says "ready" just before it subscribes again: a change published in between is lost
+  // too, so look again a moment later (one cheap query).
+  cluster.onAdapterReconnect?.(() => {
+    void feed.reconcile()
+    setTimeout(() => void feed.reconcile(), 1000).unref()
+  })
   messages = new MessagesService(db, commits, rooms, cluster.messageLimit, createRoomEvents(chat, feed, metrics, notifier), attachments, new MessageTexts(config.encryption))
   const typingLimit = new RateLimiterMemory({ points: 1, duration: Math.max(config.TYPING_THROTTLE_MS, 1) / 1000 })
 

@@ -39,6 +39,33 @@ describe('versions: every change to a room counts, and a reconnecting client get
     assert.deepEqual((await history).messages.map((m: any) => [m.seq, m.version, m.text, !!m.deletedAt]), [[1, 3, 'one, edited', false], [2, 6, '', true]])
   })
 
+  it('concurrent edits, deletes, reactions and sends in one room: each change gets its own version, delivered once, in order', async () => {
+    const [ana, bob] = await usersInRoom(node.url, 'v-race', ['vr-ana', 'vr-bob'])
+    const ids: string[] = []
+    for (let i = 0; i < 6; i++) ids.push((await ack(ana.socket, 'chat:message', { roomId: 'v-race', text: `m${i}` })).messageId)
+    const base = await roomVersion(node, 'v-race')
+    const seen: number[] = []
+    for (const e of ['chat:message', 'chat:edited', 'chat:deleted', 'chat:reaction']) bob.socket.on(e, (p: { version: number }) => seen.push(p.version))
+    const ops: Promise<{ status: string; code?: string }>[] = []
+    for (let i = 0; i < 6; i++) {
+      const messageId = ids[i]
+      ops.push(ack(ana.socket, 'chat:edit', { roomId: 'v-race', messageId, text: `edit ${i}` }))
+      if (i % 2 === 0) ops.push(ack(bob.socket, 'chat:delete', { roomId: 'v-race', messageId }).then((r) => (r.code === 'FORBIDDEN' ? ack(ana.socket, 'chat:delete', { roomId: 'v-race', messageId }) : r)))
+      ops.push(ack(bob.socket, 'chat:react', { roomId: 'v-race', messageId, emoji: 'a', on: true }))
+      ops.push(ack(ana.socket, 'chat:react', { roomId: 'v-race', messageId, emoji: 'b', on: true }))
+      ops.push(ack(ana.socket, 'chat:message', { roomId: 'v-race', text: `new ${i}` }))
+    }
+    const results = await Promise.all(ops)
+    for (const r of results) assert.ok(r.status === 'ok' || r.code === 'NOT_FOUND', JSON.stringify(r)) // a change after the delete finds nothing
+    const changes = results.filter((r) => r.status === 'ok').length
+    const head = await roomVersion(node, 'v-race')
+    assert.equal(head, base + changes, 'one version per change that happened, none spent on a change that did not')
+    const top = await node.db.selectFrom('messages').select((eb: any) => eb.fn.max('version').as('v')).where('room_id', '=', 'v-race').executeTakeFirstOrThrow()
+    assert.equal(Number((top as { v: unknown }).v), head, 'the room version is its newest message version')
+    await eventually(() => seen.length >= changes, 5000, 'every change reaches bob')
+    assert.deepEqual(seen, Array.from({ length: changes }, (_, i) => base + 1 + i), 'each version once, in order')
+  })
+
   it('chat:sync with { lastSeq, version } returns the missed messages in rooms and the changed older ones in updated; the bare form no updated', async () => {
     const [ana, bob] = await usersInRoom(node.url, 'v-sync', ['vs-ana', 'vs-bob'])
     const sent = []
