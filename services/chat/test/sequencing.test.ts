@@ -53,7 +53,7 @@ describe('assignSeqs (pure sequencing rule)', () => {
 })
 
 describe('RoomFeed ordering (real Socket.IO, in-memory source)', () => {
-  async function setup(stored: Message[], reconcileMs = 0) {
+  async function setup(stored: Message[], reconcileMs = 0, hooks: { beforeLatest?: () => Promise<void> } = {}) {
     const http = createServer()
     const io: ChatServer = new Server(http)
     await new Promise<void>((r) => http.listen(0, '127.0.0.1', r))
@@ -62,7 +62,11 @@ describe('RoomFeed ordering (real Socket.IO, in-memory source)', () => {
       head: async () => ({ lastSeq: 0, version: 0 }),
       heads: async (ids) => new Map(ids.map((id) => [id, { lastSeq: stored.length, version: stored.length }])),
       range: async (room, after, upTo, limit) => stored.filter((m) => m.seq > after && m.seq <= upTo).slice(0, limit).map((m) => ({ ...m, roomId: room })),
-      latest: async (_room, upTo, limit) => stored.filter((m) => m.seq <= upTo).slice(-limit),
+      latest: async (_room, upTo, limit) => {
+        const page = stored.filter((m) => m.seq <= upTo).slice(-limit)
+        await hooks.beforeLatest?.()
+        return page
+      },
       changedSince: async (room, after, limit, maxSeq = Infinity) =>
         stored.filter((m) => m.version > after && m.seq <= maxSeq).slice(0, limit).map((m) => ({ ...m, roomId: room })),
     }
@@ -182,6 +186,60 @@ describe('RoomFeed ordering (real Socket.IO, in-memory source)', () => {
         'reaction m2 v4 {"👍":["u2"]}',
       ])
     } finally {
+      await t.close()
+    }
+  })
+
+  it('a join that races with a change: replayed after the answer when the answer misses it, never twice', async () => {
+    const stored: Message[] = []
+    let during: (() => void) | undefined
+    // The change goes out while the history is being read (its delivery runs before the read returns).
+    const t = await setup(stored, 0, { beforeLatest: async () => (during?.(), sleep(10)) })
+    const other = connect(`${t.url}/chat`, { transports: ['websocket'] })
+    try {
+      await new Promise<void>((r) => other.once('connect', () => r()))
+      const otherOnServer = [...t.server.nsp.sockets.values()].find((s) => s.id !== t.server.id)!
+      const edits: string[] = []
+      t.client.on('chat:edited', (e) => edits.push(`${e.roomId} v${e.version}`))
+      const room = async (roomId: string) => {
+        const first = await t.feed.subscribe(otherOnServer, roomId, undefined, 100)
+        first.join()
+        t.feed.publish({ ...msg(1), roomId })
+        await sleep(20)
+      }
+      const edit = (roomId: string) => ({ kind: 'edited' as const, event: { roomId, messageId: 'm1', version: 2, text: 'edited', editedAt: new Date().toISOString() } })
+      const edited = { ...msg(1), version: 2, text: 'edited', editedAt: new Date().toISOString() }
+
+      // A: the edit is delivered while the history is read, and the history shows the old text.
+      await room('ra')
+      stored.splice(0, stored.length, msg(1))
+      during = () => ((during = undefined), t.feed.change(edit('ra')))
+      const a = await t.feed.subscribe(t.server, 'ra', undefined, 100)
+      assert.deepEqual(a.messages.map((m) => m.version), [1])
+      a.join()
+
+      // B: the history already shows the edit that is delivered while it is read: no replay.
+      await room('rb')
+      stored.splice(0, stored.length, edited)
+      during = () => ((during = undefined), t.feed.change(edit('rb')))
+      const b = await t.feed.subscribe(t.server, 'rb', undefined, 100)
+      assert.deepEqual(b.messages.map((m) => m.version), [2])
+      b.join()
+
+      // C: the history shows an edit this node has not delivered yet: the feed catches up first,
+      // and the late live copy is dropped.
+      await room('rc')
+      stored.splice(0, stored.length, edited)
+      const c = await t.feed.subscribe(t.server, 'rc', undefined, 100)
+      assert.deepEqual(c.messages.map((m) => m.version), [2])
+      c.join()
+      t.feed.change(edit('rc'))
+      t.feed.publish({ ...msg(2), roomId: 'rc', version: 3 })
+      const later = new Promise<void>((r) => t.client.on('chat:message', (m: Message) => m.roomId === 'rc' && m.seq === 2 && r()))
+      await later // comes after anything the edit would have brought
+      assert.deepEqual(edits, ['ra v2'], 'A replayed once; B and C already showed it')
+    } finally {
+      other.disconnect()
       await t.close()
     }
   })
