@@ -53,7 +53,7 @@ describe('assignSeqs (pure sequencing rule)', () => {
 })
 
 describe('RoomFeed ordering (real Socket.IO, in-memory source)', () => {
-  async function setup(stored: Message[], reconcileMs = 0, hooks: { beforeLatest?: () => Promise<void> } = {}) {
+  async function setup(stored: Message[], reconcileMs = 0, hooks: { beforeLatest?: () => Promise<unknown> } = {}) {
     const http = createServer()
     const io: ChatServer = new Server(http)
     await new Promise<void>((r) => http.listen(0, '127.0.0.1', r))
@@ -194,7 +194,7 @@ describe('RoomFeed ordering (real Socket.IO, in-memory source)', () => {
     const stored: Message[] = []
     let during: (() => void) | undefined
     // The change goes out while the history is being read (its delivery runs before the read returns).
-    const t = await setup(stored, 0, { beforeLatest: async () => (during?.(), sleep(10)) })
+    const t = await setup(stored, 0, { beforeLatest: async () => (during?.(), await sleep(10)) })
     const other = connect(`${t.url}/chat`, { transports: ['websocket'] })
     try {
       await new Promise<void>((r) => other.once('connect', () => r()))
