@@ -11,7 +11,8 @@ const roomVersion = async (node: { db: any }, roomId: string) =>
   Number((await node.db.selectFrom('rooms').select('version').where('id', '=', roomId).executeTakeFirstOrThrow()).version)
 
 describe('versions: every change to a room counts, and a reconnecting client gets what changed (SPEC §4 "Versions")', () => {
-  const node = useIsolatedNode({ RATE_LIMIT_MESSAGES: '1000' })
+  // A small cap, so that "more changed than one answer carries" is cheap to reach.
+  const node = useIsolatedNode({ RATE_LIMIT_MESSAGES: '1000', SYNC_MAX_MESSAGES: '3' })
 
   it('rises by one per new message, edit, delete and reaction change; live events carry the version they produced', async () => {
     const [ana, bob] = await usersInRoom(node.url, 'v-rise', ['v-ana', 'v-bob'])
@@ -125,6 +126,23 @@ describe('versions: every change to a room counts, and a reconnecting client get
     const plain = next(other, 'room:history')
     await ack(other, 'room:join', { roomId: 'v-join', lastSeq: 1 })
     assert.equal('updated' in (await plain), false)
+  })
+
+  it('more changes than SYNC_MAX_MESSAGES: updated is capped, oldest change first, and the room is in hasMore', async () => {
+    const [ana] = await usersInRoom(node.url, 'v-many', ['vm-ana'])
+    const ids: string[] = []
+    for (const text of ['1', '2', '3', '4']) ids.push((await ack(ana.socket, 'chat:message', { roomId: 'v-many', text })).messageId)
+    const v = await roomVersion(node, 'v-many')
+    for (const messageId of [ids[3], ids[1], ids[0], ids[2]]) await ack(ana.socket, 'chat:edit', { roomId: 'v-many', messageId, text: 'edited' })
+    const res = await ack(ana.socket, 'chat:sync', { rooms: { 'v-many': { lastSeq: 4, version: v } } })
+    assert.deepEqual(res.hasMore, ['v-many'])
+    assert.deepEqual(res.updated['v-many'].map((m: any) => m.seq), [4, 2, 1], 'the three oldest changes')
+    const history = next(ana.socket, 'room:history')
+    await ack(ana.socket, 'room:join', { roomId: 'v-many', lastSeq: 4, version: v })
+    assert.equal((await history).hasMore, true)
+    // Three changes fit.
+    const fits = await ack(ana.socket, 'chat:sync', { rooms: { 'v-many': { lastSeq: 4, version: v + 1 } } })
+    assert.deepEqual([fits.hasMore, fits.updated['v-many'].map((m: any) => m.seq)], [[], [2, 1, 3]])
   })
 
   it('a room named __proto__ works in sync updated', async () => {

@@ -227,10 +227,11 @@ export class RoomFeed {
       messages = await this.source.latest(roomId, covered, limit)
       hasMore = messages.length > 0 && messages[0].seq > (afterSeq ?? 0) + 1
     }
-    let updated: Message[] | undefined
-    if (afterVersion !== undefined && afterSeq !== undefined && !hasMore) {
+    // A version asks for `updated`, empty when the client starts over anyway (hasMore).
+    let updated: Message[] | undefined = afterVersion !== undefined && afterSeq !== undefined ? [] : undefined
+    if (updated && !hasMore) {
       // One more than fits tells "too many changes": the client starts over (hasMore), D93.
-      updated = await this.source.changedSince(roomId, afterVersion, limit + 1, Math.min(afterSeq, covered))
+      updated = await this.source.changedSince(roomId, afterVersion!, limit + 1, Math.min(afterSeq!, covered))
       if (updated.length > limit) {
         updated = updated.slice(0, limit)
         hasMore = true
