@@ -113,10 +113,11 @@ export async function buildApp({ config, log, db, cluster, metrics = createMetri
   const feed = new RoomFeed(
     chat,
     {
-      lastSeq: (roomId) => rooms.lastSeq(roomId),
-      lastSeqs: (roomIds) => rooms.lastSeqs(roomIds),
+      head: async (roomId) => (await rooms.heads([roomId])).get(roomId) ?? { lastSeq: 0, version: 0 },
+      heads: (roomIds) => rooms.heads(roomIds),
       range: (roomId, after, upTo, limit) => messages!.range(roomId, after, upTo, limit),
       latest: async (roomId, upTo, limit) => (await messages!.before(roomId, upTo + 1, limit)).slice().reverse(),
+      changedSince: (roomId, afterVersion, limit, maxSeq) => messages!.changedSince(roomId, afterVersion, limit, maxSeq),
     },
     log,
     {
@@ -128,7 +129,12 @@ export async function buildApp({ config, log, db, cluster, metrics = createMetri
       onRecovered: (count) => metrics.feedGapFills.inc(count),
     },
   )
-  cluster.onAdapterReconnect?.(() => void feed.reconcile())
+  // ioredis says "ready" just before it subscribes again: a change published in between is lost
+  // too, so look again a moment later (one cheap query).
+  cluster.onAdapterReconnect?.(() => {
+    void feed.reconcile()
+    setTimeout(() => void feed.reconcile(), 1000).unref()
+  })
   messages = new MessagesService(db, commits, rooms, cluster.messageLimit, createRoomEvents(chat, feed, metrics, notifier), attachments, new MessageTexts(config.encryption))
   const p = config.REDIS_PREFIX
   const joinLimit = new EventRateLimit(cluster.redis, config.RATE_LIMIT_JOINS, config.RATE_LIMIT_JOINS_WINDOW_SECONDS, `${p}rl:join`, 'room joins')

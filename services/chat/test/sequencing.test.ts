@@ -37,7 +37,7 @@ describe('assignSeqs (pure sequencing rule)', () => {
   })
 
   it('gives resends the original, whether stored earlier or earlier in the batch', () => {
-    const stored: Committed = { id: 'orig', seq: 3, createdAt: new Date(0), duplicate: true }
+    const stored: Committed = { id: 'orig', seq: 3, version: 3, createdAt: new Date(0), duplicate: true }
     const existing = new Map([[dedupeKey('a', 'u1', 'k-old'), stored]])
     const ds = [draft('a', 'k-old'), draft('a', 'k-new'), draft('a', 'k-new'), draft('a', 'k-new', 'u2')]
     const { results, inserts } = assignSeqs(ds, new Map([['a', 3]]), existing, new Date())
@@ -53,16 +53,22 @@ describe('assignSeqs (pure sequencing rule)', () => {
 })
 
 describe('RoomFeed ordering (real Socket.IO, in-memory source)', () => {
-  async function setup(stored: Message[], reconcileMs = 0) {
+  async function setup(stored: Message[], reconcileMs = 0, hooks: { beforeLatest?: () => Promise<unknown> } = {}) {
     const http = createServer()
     const io: ChatServer = new Server(http)
     await new Promise<void>((r) => http.listen(0, '127.0.0.1', r))
     const nsp = io.of('/chat')
     const source: FeedSource = {
-      lastSeq: async () => 0,
-      lastSeqs: async (ids) => new Map(ids.map((id) => [id, stored.length])),
+      head: async () => ({ lastSeq: 0, version: 0 }),
+      heads: async (ids) => new Map(ids.map((id) => [id, { lastSeq: stored.length, version: stored.length }])),
       range: async (room, after, upTo, limit) => stored.filter((m) => m.seq > after && m.seq <= upTo).slice(0, limit).map((m) => ({ ...m, roomId: room })),
-      latest: async (_room, upTo, limit) => stored.filter((m) => m.seq <= upTo).slice(-limit),
+      latest: async (_room, upTo, limit) => {
+        const page = stored.filter((m) => m.seq <= upTo).slice(-limit)
+        await hooks.beforeLatest?.()
+        return page
+      },
+      changedSince: async (room, after, limit, maxSeq = Infinity) =>
+        stored.filter((m) => m.version > after && m.seq <= maxSeq).slice(0, limit).map((m) => ({ ...m, roomId: room })),
     }
     const feed = new RoomFeed(nsp, source, pino({ level: 'silent' }), { shared: false, gapWaitMs: 50, ringSize: 4, reconcileMs })
     let server: import('../src/realtime/events.ts').ChatSocket | undefined
@@ -79,7 +85,7 @@ describe('RoomFeed ordering (real Socket.IO, in-memory source)', () => {
     await joined
     return { feed, got, client, url, server: server!, close: () => (feed.close(), client.disconnect(), new Promise((r) => io.close(r))) }
   }
-  const msg = (seq: number): Message => ({ id: `m${seq}`, roomId: 'r', seq, userId: 'u', username: 'u', text: `${seq}`, timestamp: new Date().toISOString() })
+  const msg = (seq: number): Message => ({ id: `m${seq}`, roomId: 'r', seq, version: seq, userId: 'u', username: 'u', text: `${seq}`, timestamp: new Date().toISOString() })
 
   it("sends a batch of one room's messages to each WebSocket member in one write", async () => {
     const t = await setup([])
@@ -156,10 +162,93 @@ describe('RoomFeed ordering (real Socket.IO, in-memory source)', () => {
     await t.close()
   })
 
+  it('orders changes with messages by version; a lost change is caught up from the store in its current state, once', async () => {
+    // Stored now: 1 edited (version 3), 2 with a reaction (version 4). Version 3's pub/sub copy was lost.
+    const edited: Message = { ...msg(1), version: 3, text: 'one, edited', editedAt: new Date().toISOString() }
+    const reacted: Message = { ...msg(2), version: 4, reactions: { '👍': ['u2'] } }
+    const t = await setup([edited, reacted])
+    const events: string[] = []
+    t.client.on('chat:edited', (e) => events.push(`edited ${e.messageId} v${e.version} ${e.text}`))
+    t.client.on('chat:reaction', (e) => events.push(`reaction ${e.messageId} v${e.version} ${'reactions' in e ? JSON.stringify(e.reactions) : `${e.emoji} ${e.on}`}`))
+    t.client.on('chat:message', (m: Message) => events.push(`message ${m.seq} v${m.version}`))
+    try {
+      // The reaction (version 4) arrives before the lost edit (3) and before message 2 (2).
+      t.feed.change({ kind: 'reaction', event: { roomId: 'r', messageId: 'm2', version: 4, emoji: '👍', userId: 'u2', on: true } })
+      t.feed.publish(msg(1))
+      t.feed.publish(msg(2))
+      await eventually(() => events.length >= 4, 2000, 'the gap is filled from the store')
+      await sleep(150) // longer than a gap wait: a second fill would repeat something
+      assert.deepEqual(events, [
+        'message 1 v1',
+        'message 2 v2',
+        'edited m1 v3 one, edited',
+        'reaction m1 v3 {}',
+        'reaction m2 v4 {"👍":["u2"]}',
+      ])
+    } finally {
+      await t.close()
+    }
+  })
+
+  it('a join that races with a change: replayed after the answer when the answer misses it, never twice', async () => {
+    const stored: Message[] = []
+    let during: (() => void) | undefined
+    // The change goes out while the history is being read (its delivery runs before the read returns).
+    const t = await setup(stored, 0, { beforeLatest: async () => (during?.(), await sleep(10)) })
+    const other = connect(`${t.url}/chat`, { transports: ['websocket'] })
+    try {
+      await new Promise<void>((r) => other.once('connect', () => r()))
+      const otherOnServer = [...t.server.nsp.sockets.values()].find((s) => s.id !== t.server.id)!
+      const edits: string[] = []
+      t.client.on('chat:edited', (e) => edits.push(`${e.roomId} v${e.version}`))
+      const room = async (roomId: string) => {
+        const first = await t.feed.subscribe(otherOnServer, roomId, undefined, 100)
+        first.join()
+        t.feed.publish({ ...msg(1), roomId })
+        await sleep(20)
+      }
+      const edit = (roomId: string) => ({ kind: 'edited' as const, event: { roomId, messageId: 'm1', version: 2, text: 'edited', editedAt: new Date().toISOString() } })
+      const edited = { ...msg(1), version: 2, text: 'edited', editedAt: new Date().toISOString() }
+
+      // A: the edit is delivered while the history is read, and the history shows the old text.
+      await room('ra')
+      stored.splice(0, stored.length, msg(1))
+      during = () => ((during = undefined), t.feed.change(edit('ra')))
+      const a = await t.feed.subscribe(t.server, 'ra', undefined, 100)
+      assert.deepEqual(a.messages.map((m) => m.version), [1])
+      a.join()
+
+      // B: the history already shows the edit that is delivered while it is read: no replay.
+      await room('rb')
+      stored.splice(0, stored.length, edited)
+      during = () => ((during = undefined), t.feed.change(edit('rb')))
+      const b = await t.feed.subscribe(t.server, 'rb', undefined, 100)
+      assert.deepEqual(b.messages.map((m) => m.version), [2])
+      b.join()
+
+      // C: the history shows an edit this node has not delivered yet: the feed catches up first,
+      // and the late live copy is dropped.
+      await room('rc')
+      stored.splice(0, stored.length, edited)
+      const c = await t.feed.subscribe(t.server, 'rc', undefined, 100)
+      assert.deepEqual(c.messages.map((m) => m.version), [2])
+      c.join()
+      t.feed.change(edit('rc'))
+      t.feed.publish({ ...msg(2), roomId: 'rc', version: 3 })
+      const later = new Promise<void>((r) => t.client.on('chat:message', (m: Message) => m.roomId === 'rc' && m.seq === 2 && r()))
+      await later // comes after anything the edit would have brought
+      assert.deepEqual(edits, ['ra v2'], 'A replayed once; B and C already showed it')
+    } finally {
+      other.disconnect()
+      await t.close()
+    }
+  })
+
   it('a socket ahead of this node (moved from a node that died) gets nothing twice; the feed catches up from the store', async () => {
     // Messages 1-3 of r3 are committed and were delivered by the node the moving client was on;
     // this node has delivered none of them yet (their pub/sub messages are in flight or lost).
-    const t = await setup([1, 2, 3, 4].map(msg))
+    const stored = [1, 2, 3].map(msg)
+    const t = await setup(stored)
     const r3 = (seq: number): Message => ({ ...msg(seq), roomId: 'r3' })
     const moved: number[] = []
     t.client.on('chat:message', (m: Message) => m.roomId === 'r3' && moved.push(m.seq))
@@ -179,7 +268,8 @@ describe('RoomFeed ordering (real Socket.IO, in-memory source)', () => {
       assert.deepEqual(sub.messages, [], 'nothing after 3 yet')
       assert.equal(sub.lastSeq, 3, 'the feed caught up with what the socket had seen')
       sub.join()
-      // The copies in flight arrive late, then the next message.
+      // The copies in flight arrive late, then the next message (committed now: the catch-up reads the whole room).
+      stored.push(msg(4))
       for (const s of [1, 2, 3, 4]) t.feed.publish(r3(s))
       await eventually(() => moved.length >= 1 && local.length >= 4, 2000, 'live 4 delivered')
       await sleep(100)

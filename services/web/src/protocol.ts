@@ -4,8 +4,8 @@
  */
 
 // The wire types are the server's own (a type-only import: nothing of the server is bundled).
-import type { Message, OnlineUser } from '../../chat/src/domain/types.ts'
-export type { Attachment, Message, OnlineUser } from '../../chat/src/domain/types.ts'
+import type { DeletedEvent, EditedEvent, Message, OnlineUser, ReactionEvent } from '../../chat/src/domain/types.ts'
+export type { Attachment, DeletedEvent, EditedEvent, Message, OnlineUser, ReactionEvent } from '../../chat/src/domain/types.ts'
 
 export type ErrorCode = 'BAD_REQUEST' | 'FORBIDDEN' | 'NOT_FOUND' | 'RATE_LIMITED' | 'TOO_LARGE' | 'UNAVAILABLE' | 'INTERNAL'
 
@@ -28,6 +28,8 @@ export interface JoinOk {
 
 export interface SyncOk {
   rooms: Record<string, Message[]>
+  /** Messages we hold (seq <= our lastSeq) that changed after our version: their current state. */
+  updated?: Record<string, Message[]>
   hasMore?: string[]
   errors?: Record<string, string>
 }
@@ -41,12 +43,12 @@ export interface SendInput {
 }
 
 export interface ClientToServerEvents {
-  'room:join': (p: string | { roomId: string; lastSeq?: number }, ack: Cb<JoinOk>) => void
+  'room:join': (p: string | { roomId: string; lastSeq?: number; version?: number }, ack: Cb<JoinOk>) => void
   'room:leave': (p: string | { roomId: string }, ack: Cb) => void
   'chat:message': (p: SendInput, ack: Cb<{ messageId: string; seq: number }>) => void
   'chat:typing': (p: { roomId: string; isTyping: boolean }) => void
   'chat:read': (p: { roomId: string; seq: number }, ack: Cb) => void
-  'chat:sync': (p: { rooms: Record<string, number> }, ack: Cb<SyncOk>) => void
+  'chat:sync': (p: { rooms: Record<string, number | { lastSeq: number; version: number }> }, ack: Cb<SyncOk>) => void
 }
 
 export interface RoomUserEvent {
@@ -56,13 +58,13 @@ export interface RoomUserEvent {
 }
 
 export interface ServerToClientEvents {
-  'room:history': (p: { roomId: string; messages: Message[]; reads: Record<string, number>; hasMore?: boolean }) => void
+  'room:history': (p: { roomId: string; messages: Message[]; reads: Record<string, number>; hasMore?: boolean; updated?: Message[] }) => void
   'room:user-joined': (p: RoomUserEvent) => void
   'room:user-left': (p: RoomUserEvent) => void
   'chat:message': (m: Message) => void
-  'chat:edited': (p: { roomId: string; messageId: string; text: string; editedAt: string }) => void
-  'chat:deleted': (p: { roomId: string; messageId: string; deletedAt: string }) => void
-  'chat:reaction': (p: { roomId: string; messageId: string; emoji: string; userId: string; on: boolean }) => void
+  'chat:edited': (p: EditedEvent) => void
+  'chat:deleted': (p: DeletedEvent) => void
+  'chat:reaction': (p: ReactionEvent) => void
   'chat:typing': (p: RoomUserEvent & { isTyping: boolean }) => void
   'chat:read': (p: { userId: string; roomId: string; messageId: string; seq: number }) => void
   'presence:list': (users: OnlineUser[]) => void

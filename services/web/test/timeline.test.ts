@@ -7,6 +7,7 @@ const msg = (seq: number, text = `m${seq}`, userId = 'u_ana'): Message => ({
   id: `00000000-0000-7000-8000-${String(seq).padStart(12, '0')}`,
   roomId: 'r',
   seq,
+  version: seq,
   userId,
   username: userId.slice(2),
   text,

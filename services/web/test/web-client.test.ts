@@ -324,6 +324,19 @@ describe('web client in Chromium, across the cluster behind nginx', () => {
       await sendText(dee.page, text)
       await message(dee.page, text).waitFor()
     }
+    // Meanwhile someone reacts to a message cy already has: the sync's `updated` brings it (SPEC §4 "Versions").
+    const res = await fetch(`${url()}/api/dev/token`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'fan' }) })
+    const { token } = (await res.json()) as { token: string }
+    const fan = io(`${url()}/chat`, { auth: { token }, transports: ['websocket'], forceNew: true, reconnection: false })
+    try {
+      await new Promise<void>((resolve, reject) => fan.once('connect', resolve).once('connect_error', reject))
+      assert.equal((await fan.emitWithAck('room:join', 'relay')).status, 'ok')
+      const page = (await (await fetch(`${url()}/api/rooms/relay/messages`, { headers: { authorization: `Bearer ${token}` } })).json()) as { messages: { id: string; text: string }[] }
+      const before = page.messages.find((m) => m.text === 'before')!
+      assert.equal((await fan.emitWithAck('chat:react', { roomId: 'relay', messageId: before.id, emoji: '🎉', on: true })).status, 'ok')
+    } finally {
+      fan.disconnect()
+    }
     await sendText(cy.page, 'cy, typed while offline')
     await cy.page.locator('[data-testid="message"][data-status="queued"]').waitFor()
     await screenshot(cy.page, 'reconnecting')
@@ -339,6 +352,7 @@ describe('web client in Chromium, across the cluster behind nginx', () => {
       assert.deepEqual(shown.map((m) => m.seq), [1, 2, 3, 4, 5])
     }
     assert.equal(await cy.page.locator('[data-testid="message"]:not([data-seq])').count(), 0, 'no pending row is left')
+    await message(cy.page, 'before').locator('.chip').filter({ hasText: '🎉 1' }).waitFor({ timeout: 5000 })
     const now = await pageNode(cy.page)
     assert.notEqual(now, nodeId(victim))
     assert.equal(cy.socketNodes.at(-1), now, 'the new socket is on a surviving node')

@@ -22,6 +22,7 @@ export function toMessage(row: messages.HistoryRow, text: string, fileName: stri
     id: row.id,
     roomId: row.room_id,
     seq: Number(row.seq),
+    version: Number(row.version),
     userId: row.user_id,
     username: row.username,
     text,
@@ -61,11 +62,9 @@ export class MessagesService {
   async send(who: Identity, input: SendInput, knownMember: boolean): Promise<{ messageId: string; seq: number }> {
     const text = cleanText(input.text)
     if (text === null) throw new AppError('BAD_REQUEST', 'text must be 1–5000 characters after trimming')
-    if (!knownMember) await this.rooms.requireMember(who, input.roomId)
-    if (input.replyTo && !(await messages.findMessage(this.db, input.roomId, { id: input.replyTo }))) {
-      throw new AppError('NOT_FOUND', 'replyTo message not found in this room')
-    }
-    const attachment = input.attachmentId ? await this.attachments.forMessage(who, input.roomId, input.attachmentId) : undefined
+    // The draft queues now, in emit order (SPEC §5.7: a later plain message must not overtake a
+    // reply still being checked); its gate is the look-ups and the rate-limit check, which run
+    // while it waits for its batch. A failed look-up or a refusal drops it, unwritten (D94).
     const id = newMessageId()
     const draft: messages.Draft = {
       id,
@@ -79,14 +78,15 @@ export class MessagesService {
     }
     // A full commit queue refuses before the draft spends a rate-limit point (SPEC §5.6).
     this.commits.admit(draft)
-    // The rate-limit check runs while the draft waits for its batch; a refusal stores nothing.
-    const allowed = this.limit.consume(who.userId)
-    const c = await this.commits.submit(draft, allowed)
+    const checks = this.checkSend(who, input, knownMember)
+    const c = await this.commits.submit(draft, Promise.all([checks, this.limit.consume(who.userId)]))
+    const attachment = await checks
     if (!c.duplicate) {
       const m: Message = {
         id: c.id,
         roomId: draft.roomId,
         seq: c.seq,
+        version: c.version,
         userId: draft.userId,
         username: draft.username,
         text,
@@ -99,6 +99,15 @@ export class MessagesService {
     return { messageId: c.id, seq: c.seq }
   }
 
+  /** What a send must pass besides the rate limit: membership, its reply target, its attachment. */
+  private async checkSend(who: Identity, input: SendInput, knownMember: boolean) {
+    if (!knownMember) await this.rooms.requireMember(who, input.roomId)
+    if (input.replyTo && !(await messages.findMessage(this.db, input.roomId, { id: input.replyTo }))) {
+      throw new AppError('NOT_FOUND', 'replyTo message not found in this room')
+    }
+    return input.attachmentId ? await this.attachments.forMessage(who, input.roomId, input.attachmentId) : undefined
+  }
+
   async edit(who: Identity, input: EditInput): Promise<void> {
     const text = cleanText(input.text)
     if (text === null) throw new AppError('BAD_REQUEST', 'text must be 1–5000 characters after trimming')
@@ -106,8 +115,9 @@ export class MessagesService {
     const row = await this.liveMessage(input.roomId, input.messageId)
     if (row.user_id !== who.userId) throw new AppError('FORBIDDEN', 'Only the author can edit a message')
     const at = new Date()
-    await messages.updateText(this.db, input.roomId, input.messageId, this.texts.seal(input.roomId, input.messageId, text), at)
-    this.events.messageEdited({ roomId: input.roomId, messageId: input.messageId, text, editedAt: at.toISOString(), userId: who.userId })
+    const stamped = await messages.updateText(this.db, input.roomId, input.messageId, this.texts.seal(input.roomId, input.messageId, text), at)
+    if (!stamped) throw new AppError('NOT_FOUND', 'Message not found in this room') // deleted meanwhile
+    this.events.messageEdited({ roomId: input.roomId, messageId: input.messageId, version: stamped.version, text, editedAt: at.toISOString(), userId: who.userId })
   }
 
   async delete(who: Identity, input: DeleteInput): Promise<void> {
@@ -117,15 +127,18 @@ export class MessagesService {
       throw new AppError('FORBIDDEN', 'Only the author or an admin can delete a message')
     }
     const at = new Date()
-    await messages.softDelete(this.db, input.roomId, input.messageId, at)
-    this.events.messageDeleted({ roomId: input.roomId, messageId: input.messageId, deletedAt: at.toISOString(), userId: who.userId })
+    const stamped = await messages.softDelete(this.db, input.roomId, input.messageId, at)
+    if (!stamped) throw new AppError('NOT_FOUND', 'Message not found in this room') // deleted meanwhile
+    this.events.messageDeleted({ roomId: input.roomId, messageId: input.messageId, version: stamped.version, deletedAt: at.toISOString(), userId: who.userId })
   }
 
   async react(who: Identity, input: ReactInput): Promise<void> {
     await this.rooms.requireMember(who, input.roomId)
-    await this.liveMessage(input.roomId, input.messageId)
-    await messages.setReaction(this.db, input.roomId, input.messageId, input.emoji, who.userId, input.on)
-    this.events.reaction({ roomId: input.roomId, messageId: input.messageId, emoji: input.emoji, userId: who.userId, on: input.on })
+    const r = await messages.setReaction(this.db, input.roomId, input.messageId, input.emoji, who.userId, input.on)
+    if (!r) throw new AppError('NOT_FOUND', 'Message not found in this room')
+    // A repeated reaction (or removing one that is not there) changes nothing: no version, no event.
+    if (!r.changed) return
+    this.events.reaction({ roomId: input.roomId, messageId: input.messageId, version: r.version, emoji: input.emoji, userId: who.userId, on: input.on })
   }
 
   /** Raises the caller's read mark to a message of the room and tells the room. */
@@ -143,6 +156,15 @@ export class MessagesService {
   async range(roomId: string, afterSeq: number, upToSeq: number, limit: number): Promise<Message[]> {
     if (upToSeq <= afterSeq) return []
     return this.withReactions(roomId, await messages.listRange(this.db, roomId, afterSeq, upToSeq, limit))
+  }
+
+  /**
+   * Messages changed after `afterVersion`, in their current state (tombstones for deleted ones),
+   * oldest change first, at most `limit`; with `maxSeq`, only those with seq <= maxSeq (sync's
+   * `updated`: what a client holds and missed a change of).
+   */
+  async changedSince(roomId: string, afterVersion: number, limit: number, maxSeq?: number): Promise<Message[]> {
+    return this.withReactions(roomId, await messages.listChangedSince(this.db, roomId, afterVersion, limit, maxSeq))
   }
 
   /** The `limit` messages below `beforeSeq` (the newest when undefined), newest first (history pages). */

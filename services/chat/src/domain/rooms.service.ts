@@ -1,7 +1,7 @@
 import type { Db } from '../store/db.ts'
 import * as rooms from '../store/rooms.repository.ts'
 import { AppError, isUnavailable } from '../errors.ts'
-import type { Identity, OnlineUser, Room } from './types.ts'
+import type { Identity, OnlineUser, Room, RoomHead } from './types.ts'
 import type { PresenceStore } from '../cluster/presence.ts'
 import { TtlCache } from '../ttl-cache.ts'
 
@@ -169,6 +169,12 @@ export class RoomsService {
   async lastSeq(roomId: string): Promise<number> {
     const row = await rooms.findRoom(this.db, roomId)
     return row ? Number(row.last_seq) : 0
+  }
+
+  /** Where each room is: its last seq and its version (absent rooms are left out). */
+  async heads(roomIds: string[]): Promise<Map<string, RoomHead>> {
+    const rows = await rooms.heads(this.db, roomIds)
+    return new Map(rows.map((r) => [r.id, { lastSeq: Number(r.last_seq), version: Number(r.version) }]))
   }
 
   async lastSeqs(roomIds: string[]): Promise<Map<string, number>> {

@@ -15,8 +15,13 @@ export const Seq = Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER, 
 const Text = Type.String({ maxLength: MAX_TEXT * 4, description: `a string of 1–${MAX_TEXT} characters` })
 const Flag = (name: string) => Type.Boolean({ description: `${name}: true or false` })
 
-/** `room:join` and `room:leave` also take a bare room id: the router wraps it as `{ roomId }`. */
-export const JoinPayload = Type.Object({ roomId: RoomId, lastSeq: Type.Optional(Seq) })
+export const Version = Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER, description: 'an integer version ≥ 0' })
+
+/**
+ * `room:join` and `room:leave` also take a bare room id: the router wraps it as `{ roomId }`.
+ * `version` (the highest the client saw) asks for `updated`; it needs `lastSeq` (checked by `syncPoint`).
+ */
+export const JoinPayload = Type.Object({ roomId: RoomId, lastSeq: Type.Optional(Seq), version: Type.Optional(Version) })
 export const LeavePayload = Type.Object({ roomId: RoomId })
 export const SendPayload = Type.Object({
   roomId: RoomId,
@@ -36,11 +41,16 @@ export const ReactPayload = Type.Object({
 export const TypingPayload = Type.Object({ roomId: RoomId, isTyping: Flag('isTyping') })
 /** One of `messageId` and `seq` (checked by `readTarget`: a union would report the wrong branch). */
 export const ReadPayload = Type.Object({ roomId: RoomId, messageId: Type.Optional(MessageId), seq: Type.Optional(Seq) })
+/** Where a client is in a room: a bare lastSeq, or `{ lastSeq, version }` to also get `updated`. */
+export const SyncPoint = Type.Union(
+  [Seq, Type.Object({ lastSeq: Seq, version: Version }, { additionalProperties: false })],
+  { description: 'an integer seq ≥ 0 (the lastSeq), or { lastSeq, version } of integers ≥ 0' },
+)
 export const SyncPayload = Type.Object({
-  rooms: Type.Record(Type.String({ pattern: ROOM_ID_PATTERN }), Seq, {
+  rooms: Type.Record(Type.String({ pattern: ROOM_ID_PATTERN }), SyncPoint, {
     maxProperties: 200,
     additionalProperties: false,
-    description: 'an object of at most 200 room ids, each mapped to its lastSeq',
+    description: 'an object of at most 200 room ids, each mapped to its lastSeq or { lastSeq, version }',
     keyDescription: 'room ids (1–128 chars of [A-Za-z0-9:_.-])',
   }),
 })
@@ -51,6 +61,16 @@ export type EditInput = Static<typeof EditPayload>
 export type DeleteInput = Static<typeof DeletePayload>
 export type ReactInput = Static<typeof ReactPayload>
 export type ReadInput = Static<typeof ReadPayload>
+export type JoinInput = Static<typeof JoinPayload>
+
+/** A sync point as the feed takes it: `version` undefined for the bare form (no `updated`). */
+export function syncPoint(p: Static<typeof SyncPoint> | { lastSeq?: number; version?: number }): { lastSeq?: number; version?: number } {
+  if (typeof p === 'number') return { lastSeq: p }
+  if (p.version !== undefined && p.lastSeq === undefined) {
+    throw new AppError('BAD_REQUEST', 'Invalid payload: version needs lastSeq (an integer seq ≥ 0)')
+  }
+  return { lastSeq: p.lastSeq, version: p.version }
+}
 
 /** What a `chat:read` points at: exactly one of `messageId` and `seq`. */
 export function readTarget(input: ReadInput): { id: string } | { seq: number } {

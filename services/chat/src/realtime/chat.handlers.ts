@@ -36,14 +36,18 @@ export function chatRouter(nsp: ChatNamespace, deps: ChatDeps): EventRouter {
   const who = (socket: ChatSocket) => socket.data.identity
   const router = new EventRouter(deps.log, deps.metrics)
 
-  router.on('room:join', S.JoinPayload, async (socket, { roomId, lastSeq }) => {
+  router.on('room:join', S.JoinPayload, async (socket, p) => {
+    const { roomId } = p
+    const { lastSeq, version } = S.syncPoint(p)
     await deps.joinLimit.consume(who(socket).userId)
     const wasIn = socket.rooms.has(roomId)
     await rooms.join(who(socket), roomId)
     const state = await rooms.roomState(roomId)
     const limit = lastSeq === undefined ? config.HISTORY_LIMIT : config.SYNC_MAX_MESSAGES
-    const sub = await feed.subscribe(socket, roomId, lastSeq, limit)
-    socket.emit('room:history', { roomId, messages: sub.messages, reads: state.reads, hasMore: sub.hasMore })
+    const sub = await feed.subscribe(socket, roomId, lastSeq, limit, version)
+    const history = { roomId, messages: sub.messages, reads: state.reads, hasMore: sub.hasMore }
+    // `updated` only when the client gave its version (SPEC §4): the bare form stays as it was.
+    socket.emit('room:history', sub.updated ? { ...history, updated: sub.updated } : history)
     sub.join()
     if (!wasIn) {
       const { userId, username } = who(socket)
@@ -81,16 +85,19 @@ export function chatRouter(nsp: ChatNamespace, deps: ChatDeps): EventRouter {
     await deps.syncLimit.consume(who(socket).userId)
     // Room ids are user input: `__proto__` is a room like any other.
     const out: Record<string, Message[]> = Object.create(null)
+    const updated: Record<string, Message[]> = Object.create(null)
     const errors: Record<string, string> = Object.create(null)
     const hasMore: string[] = []
     const subs: Subscription[] = []
     try {
-      for (const [roomId, lastSeq] of Object.entries(p.rooms)) {
+      for (const [roomId, point] of Object.entries(p.rooms)) {
         try {
+          const { lastSeq, version } = S.syncPoint(point)
           await rooms.requireMember(who(socket), roomId)
-          const sub = await feed.subscribe(socket, roomId, lastSeq, config.SYNC_MAX_MESSAGES)
+          const sub = await feed.subscribe(socket, roomId, lastSeq, config.SYNC_MAX_MESSAGES, version)
           subs.push(sub)
           out[roomId] = sub.messages
+          if (sub.updated) updated[roomId] = sub.updated
           if (sub.hasMore) hasMore.push(roomId)
         } catch (err) {
           const e = toAppError(err)
@@ -103,7 +110,7 @@ export function chatRouter(nsp: ChatNamespace, deps: ChatDeps): EventRouter {
       throw err
     }
     // The ack (what was missed) goes out before any live message of these rooms: then join.
-    ctx.ack(Object.keys(errors).length > 0 ? { rooms: out, hasMore, errors } : { rooms: out, hasMore })
+    ctx.ack(Object.keys(errors).length > 0 ? { rooms: out, updated, hasMore, errors } : { rooms: out, updated, hasMore })
     for (const s of subs) s.join()
   })
 

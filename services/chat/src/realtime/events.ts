@@ -1,5 +1,5 @@
 import type { Namespace, Server, Socket } from 'socket.io'
-import type { Identity, Message, OnlineUser } from '../domain/types.ts'
+import type { DeletedEvent, EditedEvent, Identity, Message, OnlineUser, ReactionEvent, RoomChange } from '../domain/types.ts'
 import type { Notification } from './notifications.ts'
 
 /** Every ack: `{ status: "ok", ... }` or `{ status: "error", code, error }` (SPEC §4). */
@@ -8,7 +8,9 @@ export type Ack<T extends object = object> =
   | { status: 'error'; code: string; error: string; retryAfterMs?: number }
 type Cb<T extends object = object> = (res: Ack<T>) => void
 
-export type JoinArg = string | { roomId: string; lastSeq?: number }
+export type JoinArg = string | { roomId: string; lastSeq?: number; version?: number }
+/** Where a client is in a room for `chat:sync`: a bare lastSeq (no `updated`), or with its version. */
+export type SyncPoint = number | { lastSeq: number; version: number }
 
 /** SPEC §4 client → server events of /chat. */
 export interface ClientToServerEvents {
@@ -23,19 +25,22 @@ export interface ClientToServerEvents {
   'chat:react': (p: { roomId: string; messageId: string; emoji: string; on: boolean }, ack?: Cb) => void
   'chat:typing': (p: { roomId: string; isTyping: boolean }, ack?: Cb) => void
   'chat:read': (p: { roomId: string; messageId: string } | { roomId: string; seq: number }, ack?: Cb) => void
-  'chat:sync': (p: { rooms: Record<string, number> }, ack?: Cb<{ rooms: Record<string, Message[]> }>) => void
+  'chat:sync': (
+    p: { rooms: Record<string, SyncPoint> },
+    ack?: Cb<{ rooms: Record<string, Message[]>; updated: Record<string, Message[]>; hasMore: string[]; errors?: Record<string, string> }>,
+  ) => void
   'auth:refresh': (p: { token: string }, ack?: Cb<{ expiresAt: string | null }>) => void
 }
 
 /** SPEC §4 server → client events of /chat. */
 export interface ServerToClientEvents {
-  'room:history': (p: { roomId: string; messages: Message[]; reads: Record<string, number>; hasMore: boolean }) => void
+  'room:history': (p: { roomId: string; messages: Message[]; reads: Record<string, number>; hasMore: boolean; updated?: Message[] }) => void
   'room:user-joined': (p: { userId: string; username: string; roomId: string }) => void
   'room:user-left': (p: { userId: string; username: string; roomId: string }) => void
   'chat:message': (m: Message) => void
-  'chat:edited': (p: { roomId: string; messageId: string; text: string; editedAt: string }) => void
-  'chat:deleted': (p: { roomId: string; messageId: string; deletedAt: string }) => void
-  'chat:reaction': (p: { roomId: string; messageId: string; emoji: string; userId: string; on: boolean }) => void
+  'chat:edited': (p: EditedEvent) => void
+  'chat:deleted': (p: DeletedEvent) => void
+  'chat:reaction': (p: ReactionEvent) => void
   'chat:typing': (p: { userId: string; username: string; roomId: string; isTyping: boolean }) => void
   'chat:read': (p: { userId: string; roomId: string; messageId: string; seq: number }) => void
   'presence:list': (users: OnlineUser[]) => void
@@ -47,11 +52,11 @@ export interface ServerToClientEvents {
   'admin:announce': (p: { text: string; from: OnlineUser; timestamp: string }) => void
 }
 
-/** Between nodes (serverSideEmit): committed messages travel in seq order to every node's feed. */
+/** Between nodes (serverSideEmit): committed messages and changes travel to every node's feed. */
 export interface InterServerEvents {
   'feed:messages': (messages: Message[]) => void
-  /** An edit, delete or reaction in the room: drop cached history pages. */
-  'feed:changed': (roomId: string) => void
+  /** Edits, deletes and reactions, each with the room version it produced (D91). */
+  'feed:changes': (changes: RoomChange[]) => void
 }
 
 export interface SocketData {

@@ -4,7 +4,7 @@ import { userRoom, type ChatNamespace } from './events.ts'
 import type { Notifier } from './notifications.ts'
 import type { RoomFeed } from './room-feed.ts'
 
-/** The domain's announcements, broadcast through the adapter (messages through the ordered feed). */
+/** The domain's announcements: messages and changes through the ordered feed, read marks through the adapter. */
 export function createRoomEvents(nsp: ChatNamespace, feed: RoomFeed, metrics: Metrics, notifier: Notifier): RoomEvents {
   return {
     messageCommitted(m) {
@@ -12,20 +12,18 @@ export function createRoomEvents(nsp: ChatNamespace, feed: RoomFeed, metrics: Me
       feed.publish(m)
       void notifier.messageCommitted(m)
     },
-    messageEdited({ roomId, messageId, text, editedAt }) {
+    // Changes go through the feed too, ordered with the room's messages by version (D91).
+    messageEdited({ roomId, messageId, version, text, editedAt }) {
       metrics.eventsOut.inc({ event: 'chat:edited' })
-      feed.changed(roomId)
-      nsp.to(roomId).emit('chat:edited', { roomId, messageId, text, editedAt })
+      feed.change({ kind: 'edited', event: { roomId, messageId, version, text, editedAt } })
     },
-    messageDeleted({ roomId, messageId, deletedAt }) {
+    messageDeleted({ roomId, messageId, version, deletedAt }) {
       metrics.eventsOut.inc({ event: 'chat:deleted' })
-      feed.changed(roomId)
-      nsp.to(roomId).emit('chat:deleted', { roomId, messageId, deletedAt })
+      feed.change({ kind: 'deleted', event: { roomId, messageId, version, deletedAt } })
     },
-    reaction(e) {
+    reaction({ roomId, messageId, version, emoji, userId, on }) {
       metrics.eventsOut.inc({ event: 'chat:reaction' })
-      feed.changed(e.roomId)
-      nsp.to(e.roomId).emit('chat:reaction', e)
+      feed.change({ kind: 'reaction', event: { roomId, messageId, version, emoji, userId, on } })
     },
     read(e) {
       metrics.eventsOut.inc({ event: 'chat:read' })

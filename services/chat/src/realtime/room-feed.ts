@@ -1,33 +1,42 @@
-import type { Message } from '../domain/types.ts'
+import type { Message, RoomChange, RoomHead } from '../domain/types.ts'
 import type { Logger } from '../logger.ts'
 import type { ChatNamespace, ChatSocket } from './events.ts'
+import { recoveredChanges, roomOf, sendEvent, versionOf, type FeedEvent } from './feed-events.ts'
 import { repeatedRooms, withWritesHeld } from './write-hold.ts'
 
 /** Where the feed reads what it did not see live. */
 export interface FeedSource {
-  /** The room's last committed seq. */
-  lastSeq(roomId: string): Promise<number>
-  /** Last committed seqs of several rooms (absent rooms are left out). */
-  lastSeqs(roomIds: string[]): Promise<Map<string, number>>
+  /** The room's last committed seq and version ({0, 0} for a room that does not exist). */
+  head(roomId: string): Promise<RoomHead>
+  /** Heads of several rooms (absent rooms are left out). */
+  heads(roomIds: string[]): Promise<Map<string, RoomHead>>
   /** afterSeq < seq <= upToSeq, oldest first. */
   range(roomId: string, afterSeq: number, upToSeq: number, limit: number): Promise<Message[]>
   /** The newest `limit` messages with seq <= upToSeq, oldest first. */
   latest(roomId: string, upToSeq: number, limit: number): Promise<Message[]>
+  /** Messages with version > afterVersion (and seq <= maxSeq), current state, oldest change first. */
+  changedSince(roomId: string, afterVersion: number, limit: number, maxSeq?: number): Promise<Message[]>
 }
 
-/** At most this many messages are read to catch a room's feed up with a socket that is ahead of it. */
-const CATCH_UP_MAX = 1000
+/** Rows per read when the feed catches a room up from the database. */
+const CATCH_UP_PAGE = 1000
 
 interface RoomState {
   /** The next seq to deliver to this node's sockets; NaN until the room's head is known. */
   next: number
+  /** The last version delivered: every change up to it reached this node's sockets (D91). */
+  version: number
   ready: Promise<void>
   /** Arrivals while the head was being read. */
-  early: Message[]
-  /** Arrivals ahead of `next`, waiting for the gap to fill. */
-  pending: Map<number, Message>
+  early: FeedEvent[]
+  /** Arrivals ahead of `version + 1`, by version, waiting for the gap to fill. */
+  pending: Map<number, FeedEvent>
   /** The last delivered messages, ascending: joins that raced with live traffic read their tail here. */
   ring: Message[]
+  /** The last delivered changes, by version: joins replay those their answer does not reflect. */
+  changes: RoomChange[]
+  /** The ring of changes holds every change above this version. */
+  changesFrom: number
   /** Joins in progress: the state must outlive an empty Socket.IO room meanwhile. */
   holders: number
   gapTimer?: NodeJS.Timeout
@@ -36,10 +45,10 @@ interface RoomState {
 export interface FeedOptions {
   /** Publish to other nodes (false on the embedded single node). */
   shared: boolean
-  /** How long an out-of-order message waits for its predecessors before they are read from the database. */
+  /** How long an out-of-order event waits for its predecessors before they are read from the database. */
   gapWaitMs: number
   ringSize: number
-  /** How often rooms are checked against the database for messages that never arrived (0 = never). */
+  /** How often rooms are checked against the database for events that never arrived (0 = never). */
   reconcileMs: number
   /** Called for every change to any room, on whichever node it happened (cache invalidation). */
   onRoomChanged?: (roomId: string) => void
@@ -49,6 +58,8 @@ export interface FeedOptions {
 
 export interface Subscription {
   messages: Message[]
+  /** With a version: messages up to the socket's seq that changed after it, current state. */
+  updated?: Message[]
   hasMore: boolean
   lastSeq: number
   /** Replays what arrived since, then joins the room (one tick). */
@@ -58,20 +69,22 @@ export interface Subscription {
 }
 
 /**
- * Delivers each room's committed messages to this node's sockets in seq order, exactly once.
+ * Delivers each room's committed messages and changes to this node's sockets exactly once, in
+ * version order (so messages in seq order, SPEC §5.2).
  *
- * Every node receives every committed message (its own directly, others' through the adapter)
- * and keeps, per room with local sockets, the next seq it owes them. Out-of-order arrivals wait
- * for their predecessors, which are read from Postgres if they do not come by (a lost pub/sub
- * message cannot leave a hole). A socket joins a room only in the same tick that its history
- * is completed up to the last delivered seq, so history and live stream neither overlap nor
- * leave a gap (SPEC §5.2, §5.4).
+ * Every node receives every committed message and change (its own directly, others' through the
+ * adapter) and keeps, per room with local sockets, the last version it delivered. Out-of-order
+ * arrivals wait for their predecessors; a gap that does not fill, or a room whose version in
+ * Postgres is ahead (reconcile, adapter reconnect), is caught up from Postgres: what changed since
+ * the last delivered version, in its current state (D91, D92). A socket joins a room only in the
+ * same tick that its history is completed up to what was delivered, so history and live stream
+ * neither overlap nor leave a gap (SPEC §5.2, §5.4).
  */
 export class RoomFeed {
   private readonly rooms = new Map<string, RoomState>()
   /** Sockets between subscribe() and join(), per room, with what was delivered meanwhile. */
-  private readonly pending = new Map<string, Map<ChatSocket, Message[]>>()
-  private outbox: Message[] = []
+  private readonly joining = new Map<string, Map<ChatSocket, FeedEvent[]>>()
+  private outbox: FeedEvent[] = []
   private readonly reconcileTimer?: NodeJS.Timeout
 
   constructor(
@@ -80,11 +93,9 @@ export class RoomFeed {
     private readonly log: Logger,
     private readonly opts: FeedOptions,
   ) {
-    nsp.on('feed:messages', (messages: Message[]) => {
-      for (const m of messages) opts.onRoomChanged?.(m.roomId)
-      this.receiveAll(messages)
-    })
-    nsp.on('feed:changed', (roomId: string) => opts.onRoomChanged?.(roomId))
+    // From other nodes: this node's history cache of the room is stale from now on.
+    nsp.on('feed:messages', (messages: Message[]) => this.receiveAll(messages.map((message) => ({ kind: 'message', message })), true))
+    nsp.on('feed:changes', (changes: RoomChange[]) => this.receiveAll(changes, true))
     nsp.adapter.on('delete-room', (room: string) => {
       const st = this.rooms.get(room)
       if (st && st.holders === 0) this.drop(room, st)
@@ -101,20 +112,21 @@ export class RoomFeed {
   }
 
   /**
-   * Compares every room this node delivers with its last committed seq and reads what never
-   * arrived (a pub/sub message lost while a Redis connection was down, with nothing after it
-   * to reveal the gap). Runs periodically and whenever the adapter reconnects.
+   * Compares every room this node delivers with its version in the database and catches up what
+   * never arrived (pub/sub messages lost while a Redis connection was down, with nothing after
+   * them to reveal the gap). Runs periodically and whenever the adapter reconnects.
    */
   async reconcile(): Promise<void> {
     const tracked = [...this.rooms.entries()].filter(([, st]) => !Number.isNaN(st.next))
     if (tracked.length === 0) return
     try {
-      const heads = await this.source.lastSeqs(tracked.map(([id]) => id))
+      const heads = await this.source.heads(tracked.map(([id]) => id))
       for (const [roomId, st] of tracked) {
         const head = heads.get(roomId)
-        if (head === undefined || head < st.next || this.rooms.get(roomId) !== st) continue
-        const { from, missing } = await this.deliverFromStore(roomId, st, head)
-        if (missing.length > 0) this.log.warn({ roomId, from, to: head }, 'feed reconciled messages that never arrived')
+        if (head === undefined || head.version <= st.version || this.rooms.get(roomId) !== st) continue
+        const from = st.version
+        const found = await this.catchUp(roomId, st)
+        if (found > 0) this.log.warn({ roomId, from, to: st.version, found }, 'feed reconciled changes that never arrived')
       }
     } catch (err) {
       this.log.warn({ err: (err as Error).message }, 'feed reconcile failed')
@@ -129,14 +141,13 @@ export class RoomFeed {
    */
   publish(m: Message): void {
     this.opts.onRoomChanged?.(m.roomId) // this node's history cache: stale from the ack on
-    if (this.outbox.length === 0) process.nextTick(() => this.flushOutbox())
-    this.outbox.push(m)
+    this.enqueue({ kind: 'message', message: m })
   }
 
-  /** Something other than a new message changed in a room (edit, delete, reaction): tell every node. */
-  changed(roomId: string): void {
-    this.opts.onRoomChanged?.(roomId)
-    if (this.opts.shared) this.nsp.serverSideEmit('feed:changed', roomId)
+  /** An edit, delete or reaction this node committed: ordered with the room's messages by its version. */
+  change(c: RoomChange): void {
+    this.opts.onRoomChanged?.(c.event.roomId)
+    this.enqueue(c)
   }
 
   /** Rooms this node is delivering (for metrics and tests). */
@@ -147,49 +158,41 @@ export class RoomFeed {
   /**
    * Prepares `socket` to follow the room: returns what it has to see first — everything after
    * `afterSeq` (the newest `limit` of it, with hasMore, when there is more), or the latest
-   * `limit` messages — and `join()`. From the moment this resolves, live messages of the room
-   * are buffered for the socket; `join()` replays them and joins the room in one tick. So the
-   * caller delivers the history first (an event, or an ack), then calls `join()`, and the
-   * socket sees every message once, in seq order. Call `cancel()` instead if it never joins.
+   * `limit` messages; with `afterVersion`, also `updated` — and `join()`. From the moment this
+   * resolves, live events of the room are buffered for the socket; `join()` replays them and
+   * joins the room in one tick. So the caller delivers the history first (an event, or an ack),
+   * then calls `join()`, and the socket sees every message and change once, in order. Call
+   * `cancel()` instead if it never joins.
    */
-  async subscribe(socket: ChatSocket, roomId: string, afterSeq: number | undefined, limit: number): Promise<Subscription> {
+  async subscribe(socket: ChatSocket, roomId: string, afterSeq: number | undefined, limit: number, afterVersion?: number): Promise<Subscription> {
     // Already in the room (a repeated join, a retried sync): step out first, at once, so the
-    // answer to this request also comes before any live message that follows it.
+    // answer to this request also comes before any live event that follows it.
     if (socket.rooms.has(roomId)) void socket.leave(roomId)
     const st = await this.track(roomId)
     let handedOver = false
     try {
       // The socket has seen more of the room than this node has delivered: it comes from a node
       // whose last messages have not reached this one (still in flight, or lost when it died).
-      // Catch the feed up from the database first; otherwise they would reach the socket again
-      // as live messages once they arrive or a gap fill reads them.
-      if (afterSeq !== undefined && afterSeq >= st.next) await this.deliverFromStore(roomId, st, Math.min(afterSeq, st.next - 1 + CATCH_UP_MAX))
-      let covered = st.next - 1
-      let messages: Message[]
-      let hasMore = false
-      if (afterSeq !== undefined && covered - afterSeq <= limit) {
-        messages = await this.source.range(roomId, afterSeq, covered, limit)
-      } else {
-        messages = await this.source.latest(roomId, covered, limit)
-        hasMore = messages.length > 0 && messages[0].seq > (afterSeq ?? 0) + 1
-      }
-      for (;;) {
-        // Live messages delivered while we read: take them from the ring, else from the database.
-        const head = st.next - 1
-        if (head > covered) {
-          const tail = st.ring.filter((m) => m.seq > covered)
-          if (tail.length === 0 || tail[0].seq !== covered + 1) {
-            messages = messages.concat(await this.source.range(roomId, covered, head, head - covered))
-            covered = head
-            continue
-          }
-          messages = messages.concat(tail)
-          covered = head
-        }
-        // No await between the head check and starting the buffer: nothing can slip in between.
-        const buffer: Message[] = []
-        let waiting = this.pending.get(roomId)
-        if (!waiting) this.pending.set(roomId, (waiting = new Map()))
+      // Catch the feed up from the database first (D41); otherwise they would reach the socket
+      // again as live messages once they arrive or a gap fill reads them.
+      if (afterSeq !== undefined && afterSeq >= st.next) await this.catchUp(roomId, st)
+      for (let attempt = 0; ; attempt++) {
+        const answer = await this.read(roomId, st, afterSeq, limit, afterVersion)
+        // The answer shows changes this node has not delivered yet (their pub/sub copies are in
+        // flight): deliver them to the room first, or they would reach the socket a second time.
+        if (answer.newest > st.version) await this.catchUp(roomId, st)
+        await this.completeTail(roomId, st, answer)
+        if (answer.newest > st.version && attempt < 3) continue
+        // Changes delivered while we read that the answer may not show: replay them after it. The
+        // ring must reach back to where the read started; else read again (a storm of changes).
+        if (answer.versionAtStart < st.changesFrom && attempt < 3) continue
+        // No await from here on: nothing can slip in between the checks and the buffer.
+        const shown = new Map<string, number>()
+        for (const m of answer.messages) shown.set(m.id, m.version)
+        for (const m of answer.updated ?? []) shown.set(m.id, m.version)
+        const buffer: FeedEvent[] = st.changes.filter((c) => c.event.version > answer.versionAtStart && (shown.get(c.event.messageId) ?? -1) < c.event.version)
+        let waiting = this.joining.get(roomId)
+        if (!waiting) this.joining.set(roomId, (waiting = new Map()))
         waiting.set(socket, buffer)
         handedOver = true // the room state now stays alive until join() or cancel()
         let done = false
@@ -197,30 +200,72 @@ export class RoomFeed {
           if (done) return
           done = true
           waiting.delete(socket)
-          if (waiting.size === 0 && this.pending.get(roomId) === waiting) this.pending.delete(roomId)
+          if (waiting.size === 0 && this.joining.get(roomId) === waiting) this.joining.delete(roomId)
           st.holders--
           if (join && socket.connected) {
-            for (const m of buffer) socket.emit('chat:message', m)
+            for (const e of buffer) sendEvent(socket, e)
             void socket.join(roomId)
           }
         }
-        return { messages, hasMore, lastSeq: covered, join: () => finish(true), cancel: () => finish(false) }
+        const { messages, updated, hasMore, covered } = answer
+        return { messages, updated, hasMore, lastSeq: covered, join: () => finish(true), cancel: () => finish(false) }
       }
     } finally {
       if (!handedOver) st.holders--
     }
   }
 
+  /** History up to what this node delivered, and (with a version) what changed of the rest. */
+  private async read(roomId: string, st: RoomState, afterSeq: number | undefined, limit: number, afterVersion: number | undefined) {
+    const versionAtStart = st.version
+    const covered = st.next - 1
+    let messages: Message[]
+    let hasMore = false
+    if (afterSeq !== undefined && covered - afterSeq <= limit) {
+      messages = await this.source.range(roomId, afterSeq, covered, limit)
+    } else {
+      messages = await this.source.latest(roomId, covered, limit)
+      hasMore = messages.length > 0 && messages[0].seq > (afterSeq ?? 0) + 1
+    }
+    // A version asks for `updated`, empty when the client starts over anyway (hasMore).
+    let updated: Message[] | undefined = afterVersion !== undefined && afterSeq !== undefined ? [] : undefined
+    if (updated && !hasMore) {
+      // One more than fits tells "too many changes": the client starts over (hasMore), D93.
+      updated = await this.source.changedSince(roomId, afterVersion!, limit + 1, Math.min(afterSeq!, covered))
+      if (updated.length > limit) {
+        updated = updated.slice(0, limit)
+        hasMore = true
+      }
+    }
+    const newest = Math.max(0, ...messages.map((m) => m.version), ...(updated ?? []).map((m) => m.version))
+    return { messages, updated, hasMore, covered, versionAtStart, newest }
+  }
+
+  /** Messages delivered while the answer was read: take them from the ring, else from the database. */
+  private async completeTail(roomId: string, st: RoomState, answer: { messages: Message[]; covered: number; newest: number }): Promise<void> {
+    for (;;) {
+      const head = st.next - 1
+      if (head <= answer.covered) return
+      let tail = st.ring.filter((m) => m.seq > answer.covered)
+      if (tail.length === 0 || tail[0].seq !== answer.covered + 1) tail = await this.source.range(roomId, answer.covered, head, head - answer.covered)
+      answer.messages = answer.messages.concat(tail)
+      answer.covered = Math.max(answer.covered, ...tail.map((m) => m.seq))
+      answer.newest = Math.max(answer.newest, ...tail.map((m) => m.version))
+      if (tail.length === 0) return
+    }
+  }
+
   private async track(roomId: string): Promise<RoomState> {
     let st = this.rooms.get(roomId)
     if (!st) {
-      const state: RoomState = { next: NaN, ready: Promise.resolve(), early: [], pending: new Map(), ring: [], holders: 0 }
-      state.ready = this.source.lastSeq(roomId).then(
-        (last) => {
-          state.next = last + 1
-          const early = state.early.sort((a, b) => a.seq - b.seq)
+      const state: RoomState = { next: NaN, version: NaN, ready: Promise.resolve(), early: [], pending: new Map(), ring: [], changes: [], changesFrom: NaN, holders: 0 }
+      state.ready = this.source.head(roomId).then(
+        (head) => {
+          state.next = head.lastSeq + 1
+          state.version = state.changesFrom = head.version
+          const early = state.early.sort((a, b) => versionOf(a) - versionOf(b))
           state.early = []
-          for (const m of early) this.accept(roomId, state, m)
+          for (const e of early) this.accept(roomId, state, e)
         },
         (err) => {
           if (this.rooms.get(roomId) === state) this.rooms.delete(roomId)
@@ -240,37 +285,66 @@ export class RoomFeed {
   }
 
   /**
-   * Reads from the database what this node has not delivered of the room, up to `upTo`, and
-   * delivers it to the room's current members (gap fill, reconcile, catch-up). Returns where the
-   * read started and what it found.
+   * Reads from the database everything of the room after the last version this node delivered,
+   * in its current state, and delivers it to the room's current members (gap fill, reconcile,
+   * catch-up, D91): first the changes to messages they hold, in version order, then the new
+   * messages, in seq order. Returns how many messages it read.
    */
-  private async deliverFromStore(roomId: string, st: RoomState, upTo: number): Promise<{ from: number; missing: Message[] }> {
-    const missing = await this.source.range(roomId, st.next - 1, upTo, upTo - st.next + 1)
-    const from = st.next
-    if (missing.length > 0) this.opts.onRecovered?.(missing.length)
-    for (const m of missing) this.accept(roomId, st, m)
-    return { from, missing }
+  private async catchUp(roomId: string, st: RoomState): Promise<number> {
+    const byId = new Map<string, Message>()
+    for (let after = st.version; ; ) {
+      const page = await this.source.changedSince(roomId, after, CATCH_UP_PAGE)
+      for (const m of page) byId.set(m.id, m) // a later page has the newer state
+      if (page.length < CATCH_UP_PAGE) break
+      after = page[page.length - 1].version
+    }
+    if (this.rooms.get(roomId) !== st || byId.size === 0) return 0
+    this.opts.onRoomChanged?.(roomId) // what pub/sub lost also never invalidated this node's cache
+    this.opts.onRecovered?.(byId.size)
+    const rows = [...byId.values()]
+    // Filtered now, not when read: live events or another catch-up may have delivered some meanwhile.
+    const older = rows.filter((m) => m.seq < st.next && m.version > st.version).sort((a, b) => a.version - b.version)
+    const newer = rows.filter((m) => m.seq >= st.next).sort((a, b) => a.seq - b.seq)
+    const top = Math.max(...rows.map((m) => m.version))
+    withWritesHeld(this.nsp, [roomId], () => {
+      for (const m of older) for (const c of recoveredChanges(m)) this.deliverChange(st, c)
+      for (const m of newer) {
+        if (m.seq !== st.next) this.log.error({ roomId, from: st.next, to: m.seq - 1 }, 'feed gap not in the database; skipping it')
+        this.deliverMessage(st, m)
+      }
+      st.version = Math.max(st.version, top)
+      this.drainPending(roomId, st)
+    })
+    return byId.size
   }
 
-  /** A committed message (its room's cache already invalidated): deliver it if this node follows the room. */
-  private receive(m: Message): void {
-    const st = this.rooms.get(m.roomId)
+  /** A committed event (its room's cache already invalidated): deliver it if this node follows the room. */
+  private receive(e: FeedEvent): void {
+    const roomId = roomOf(e)
+    const st = this.rooms.get(roomId)
     if (!st) return // no local socket in this room
-    if (Number.isNaN(st.next)) st.early.push(m)
-    else this.accept(m.roomId, st, m)
+    if (Number.isNaN(st.next)) st.early.push(e)
+    else this.accept(roomId, st, e)
   }
 
-  private accept(roomId: string, st: RoomState, m: Message): void {
-    if (m.seq < st.next) return // already delivered
-    if (m.seq > st.next) {
-      st.pending.set(m.seq, m)
+  private accept(roomId: string, st: RoomState, e: FeedEvent): void {
+    const v = versionOf(e)
+    if (v <= st.version) return // already delivered, or caught up in a newer state
+    if (v > st.version + 1) {
+      st.pending.set(v, e)
       st.gapTimer ??= setTimeout(() => void this.fillGap(roomId, st), this.opts.gapWaitMs)
       return
     }
-    this.deliver(st, m)
-    let next: Message | undefined
-    while ((next = st.pending.get(st.next))) {
-      st.pending.delete(next.seq)
+    this.deliver(st, e)
+    this.drainPending(roomId, st)
+  }
+
+  /** Delivers the pending events that are next in line, drops those already covered. */
+  private drainPending(_roomId: string, st: RoomState): void {
+    for (const v of st.pending.keys()) if (v <= st.version) st.pending.delete(v)
+    let next: FeedEvent | undefined
+    while ((next = st.pending.get(st.version + 1))) {
+      st.pending.delete(st.version + 1)
       this.deliver(st, next)
     }
     if (st.pending.size === 0 && st.gapTimer) {
@@ -279,29 +353,47 @@ export class RoomFeed {
     }
   }
 
-  private deliver(st: RoomState, m: Message): void {
-    st.next = m.seq + 1
-    st.ring.push(m)
-    if (st.ring.length > this.opts.ringSize) st.ring.splice(0, st.ring.length - this.opts.ringSize)
-    this.nsp.local.to(m.roomId).emit('chat:message', m)
-    const waiting = this.pending.get(m.roomId)
-    if (waiting) for (const buffer of waiting.values()) buffer.push(m)
+  private deliver(st: RoomState, e: FeedEvent): void {
+    if (e.kind !== 'message') return this.deliverChange(st, e)
+    // Versions are contiguous, so seqs are too; a message below `next` came in a catch-up already.
+    if (e.message.seq < st.next) st.version = Math.max(st.version, e.message.version)
+    else this.deliverMessage(st, e.message)
   }
 
-  /** Predecessors of a pending message did not arrive in time: read them from the database. */
+  private deliverMessage(st: RoomState, m: Message): void {
+    st.next = m.seq + 1
+    st.version = Math.max(st.version, m.version)
+    st.ring.push(m)
+    if (st.ring.length > this.opts.ringSize) st.ring.splice(0, st.ring.length - this.opts.ringSize)
+    this.fanOut(m.roomId, { kind: 'message', message: m })
+  }
+
+  private deliverChange(st: RoomState, c: RoomChange): void {
+    st.version = Math.max(st.version, c.event.version)
+    st.changes.push(c)
+    if (st.changes.length > this.opts.ringSize) st.changesFrom = st.changes.splice(0, st.changes.length - this.opts.ringSize).at(-1)!.event.version
+    this.fanOut(c.event.roomId, c)
+  }
+
+  private fanOut(roomId: string, e: FeedEvent): void {
+    sendEvent(this.nsp.local.to(roomId), e)
+    const waiting = this.joining.get(roomId)
+    if (waiting) for (const buffer of waiting.values()) buffer.push(e)
+  }
+
+  /** Predecessors of a pending event did not arrive in time: read what changed from the database. */
   private async fillGap(roomId: string, st: RoomState): Promise<void> {
     st.gapTimer = undefined
     if (this.rooms.get(roomId) !== st || st.pending.size === 0) return
     const first = Math.min(...st.pending.keys())
     try {
-      const { from, missing } = await this.deliverFromStore(roomId, st, first - 1)
-      this.log.info({ roomId, from, to: first - 1, found: missing.length }, 'feed gap filled from the database')
-      if (missing.length === 0 && st.next < first) {
-        this.log.error({ roomId, from: st.next, to: first - 1 }, 'feed gap not in the database; skipping it')
-        const m = st.pending.get(first)!
-        st.pending.delete(first)
-        st.next = first
-        this.accept(roomId, st, m)
+      const from = st.version
+      const found = await this.catchUp(roomId, st)
+      this.log.info({ roomId, from, to: first - 1, found }, 'feed gap filled from the database')
+      if (st.pending.size > 0 && st.version < first - 1 && Math.min(...st.pending.keys()) === first) {
+        this.log.error({ roomId, from: st.version + 1, to: first - 1 }, 'feed version gap not in the database; skipping it')
+        st.version = first - 1
+        this.drainPending(roomId, st)
       }
     } catch (err) {
       this.log.warn({ err, roomId }, 'feed gap fill failed; retrying')
@@ -314,17 +406,29 @@ export class RoomFeed {
     this.rooms.delete(roomId)
   }
 
+  private enqueue(e: FeedEvent): void {
+    if (this.outbox.length === 0) process.nextTick(() => this.flushOutbox())
+    this.outbox.push(e)
+  }
+
   private flushOutbox(): void {
     const batch = this.outbox
     this.outbox = []
-    if (this.opts.shared) this.nsp.serverSideEmit('feed:messages', batch)
+    if (this.opts.shared) {
+      const messages = batch.flatMap((e) => (e.kind === 'message' ? [e.message] : []))
+      const changes = batch.filter((e): e is RoomChange => e.kind !== 'message')
+      // One connection, in this order: a receiver that sees a version jump across the two waits no longer than the next frame.
+      if (messages.length > 0) this.nsp.serverSideEmit('feed:messages', messages)
+      if (changes.length > 0) this.nsp.serverSideEmit('feed:changes', changes)
+    }
     this.receiveAll(batch)
   }
 
-  /** A batch of committed messages: each member's frames go out in one write (see `withWritesHeld`). */
-  private receiveAll(batch: Message[]): void {
-    withWritesHeld(this.nsp, repeatedRooms(batch), () => {
-      for (const m of batch) this.receive(m)
+  /** A batch of committed events: each member's frames go out in one write (see `withWritesHeld`). */
+  private receiveAll(batch: FeedEvent[], fromPeers = false): void {
+    if (fromPeers) for (const e of batch) this.opts.onRoomChanged?.(roomOf(e))
+    withWritesHeld(this.nsp, repeatedRooms(batch.map((e) => ({ roomId: roomOf(e) }))), () => {
+      for (const e of batch) this.receive(e)
     })
   }
 }

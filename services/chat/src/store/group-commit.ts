@@ -40,8 +40,10 @@ interface Pending {
  * A draft may come with a gate (the cluster-wide rate-limit check, a Redis round trip): it
  * queues at once and joins the first batch that starts after its gate opened; a gate that
  * fails takes the draft out, unwritten, with the gate's error. So the check overlaps the wait
- * for the batch in flight instead of adding to it. A user's drafts keep their order: their
- * gates resolve in order (one Redis connection) and batches take ready drafts in queue order.
+ * for the batch in flight instead of adding to it. A user's drafts to a room keep their order:
+ * batches take ready drafts in queue order, and a draft whose gate is still out (a rate-limit
+ * check, the look-ups of a reply or an attachment) holds back the same user's later drafts to
+ * that room.
  */
 export class GroupCommit {
   private queue: Pending[] = []
@@ -117,6 +119,7 @@ export class GroupCommit {
           if (i >= 0) this.queue.splice(i, 1)
           this.opts.onDepth?.(this.depth)
           reject(err)
+          this.schedule() // the sender's later drafts no longer wait for this one
         },
       )
     })
@@ -157,7 +160,18 @@ export class GroupCommit {
     if (this.inFlight || this.readyCount === 0) return
     const batch: Pending[] = []
     const rest: Pending[] = []
-    for (const p of this.queue) (p.ready && batch.length < this.opts.maxBatch ? batch : rest).push(p)
+    // A sender's drafts to a room go in queue order (SPEC §5.7): one whose gate is still out
+    // holds back that sender's later drafts to the room, even ready ones.
+    const held = new Set<string>()
+    for (const p of this.queue) {
+      const key = `${p.draft.roomId}\u0000${p.draft.userId}`
+      if (p.ready && batch.length < this.opts.maxBatch && !held.has(key)) batch.push(p)
+      else {
+        if (!p.ready) held.add(key)
+        rest.push(p)
+      }
+    }
+    if (batch.length === 0) return // every ready draft waits behind its sender's earlier one
     this.queue = rest
     this.readyCount -= batch.length
     this.inFlightSize = batch.length

@@ -12,6 +12,12 @@ export function lastSeqs(db: Q, ids: string[]) {
   return db.selectFrom('rooms').select(['id', 'last_seq']).where('id', 'in', ids).execute()
 }
 
+/** Last seq and version of each room (one row read, so the two are consistent). */
+export function heads(db: Q, ids: string[]) {
+  if (ids.length === 0) return Promise.resolve([])
+  return db.selectFrom('rooms').select(['id', 'last_seq', 'version']).where('id', 'in', ids).execute()
+}
+
 /** Inserts the room unless it exists; true when this call created it. */
 export async function insertRoom(
   db: Q,

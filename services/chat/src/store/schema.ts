@@ -10,6 +10,8 @@ export interface RoomsTable {
   created_by: string
   created_at: Generated<Date>
   last_seq: Generated<BigIntColumn>
+  /** The room's change counter: every new message, edit, delete and reaction change bumps it (D90). */
+  version: Generated<BigIntColumn>
 }
 
 export interface MembershipsTable {
@@ -37,6 +39,8 @@ export interface MessagesTable {
   created_at: Date
   edited_at: Date | null
   deleted_at: Date | null
+  /** The room's version at this message's last change (its creation, edit, delete or reaction). */
+  version: BigIntColumn
 }
 
 export interface AttachmentsTable {

@@ -1,7 +1,7 @@
 import { io, type Socket } from 'socket.io-client'
 import { api, ApiError } from '../api.ts'
 import { uuid } from '../ids.ts'
-import type { Ack, Attachment, ClientToServerEvents, JoinOk, Message, RoomSummary, ServerToClientEvents, SyncOk } from '../protocol.ts'
+import type { Ack, Attachment, ClientToServerEvents, JoinOk, Message, ReactionEvent, RoomSummary, ServerToClientEvents, SyncOk } from '../protocol.ts'
 import { MAX_TEXT, ROOM_ID } from '../protocol.ts'
 import { lastRoom, type Session } from '../session.ts'
 import { claimEchoes, dmPeer, firstSeqOf, lastSeqOf, mergeMessages, patchMessage, type PendingMessage } from './timeline.ts'
@@ -23,6 +23,11 @@ export interface RoomView {
   loadingOlder: boolean
   /** Who is typing: user id → name. */
   typing: ReadonlyMap<string, string>
+  /**
+   * The highest room version seen on the socket (live events, history, sync): sent with the last
+   * seq so the server says what changed meanwhile (SPEC §4 "Versions"). HTTP pages never raise it.
+   */
+  version: number
 }
 
 export type Connection = 'connecting' | 'connected' | 'reconnecting'
@@ -68,7 +73,7 @@ const ERROR_SHOWN_MS = 15_000
 const FINAL = new Set(['BAD_REQUEST', 'FORBIDDEN', 'NOT_FOUND', 'TOO_LARGE'])
 export const BAD_ROOM_ID = 'Room ids are 1–128 characters: letters, digits, ":", "_", "." or "-".'
 
-const emptyView = (id: string): RoomView => ({ id, messages: [], pending: [], reads: new Map(), members: new Set(), joined: false, loadingOlder: false, typing: new Map() })
+const emptyView = (id: string): RoomView => ({ id, messages: [], pending: [], reads: new Map(), members: new Set(), joined: false, loadingOlder: false, typing: new Map(), version: 0 })
 /** A copy of `m` with `k` set to `v` (state is replaced, never mutated). */
 const withEntry = <K, V>(m: ReadonlyMap<K, V>, k: K, v: V): ReadonlyMap<K, V> => new Map(m).set(k, v)
 const withoutEntry = <K, V>(m: ReadonlyMap<K, V>, k: K): ReadonlyMap<K, V> => {
@@ -144,9 +149,9 @@ export class ChatStore {
     s.io.on('reconnect_attempt', (attempt) => this.set({ connection: 'reconnecting', attempt }))
 
     s.on('room:history', (h) => this.onHistory(h))
-    s.on('chat:message', (m) => this.addMessages(m.roomId, [m]))
-    s.on('chat:edited', (e) => this.patch(e.roomId, e.messageId, { text: e.text, editedAt: e.editedAt }))
-    s.on('chat:deleted', (e) => this.patch(e.roomId, e.messageId, { deletedAt: e.deletedAt }))
+    s.on('chat:message', (m) => (this.addMessages(m.roomId, [m]), this.seen(m.roomId, m.version)))
+    s.on('chat:edited', (e) => (this.patch(e.roomId, e.messageId, { text: e.text, editedAt: e.editedAt, version: e.version }), this.seen(e.roomId, e.version)))
+    s.on('chat:deleted', (e) => (this.patch(e.roomId, e.messageId, { text: '', deletedAt: e.deletedAt, version: e.version }), this.seen(e.roomId, e.version)))
     s.on('chat:reaction', (e) => this.onReaction(e))
     s.on('chat:typing', (t) => this.onTyping(t.roomId, t.userId, t.username, t.isTyping))
     s.on('chat:read', (r) => this.onRead(r.roomId, r.userId, r.seq))
@@ -301,7 +306,8 @@ export class ChatStore {
     const lastSeq = lastSeqOf(this.state.views.get(roomId)?.messages ?? [])
     const attempt = {}
     this.joining.set(roomId, attempt)
-    const res = await this.ack('room:join', lastSeq > 0 ? { roomId, lastSeq } : { roomId })
+    const version = this.state.views.get(roomId)?.version ?? 0
+    const res = await this.ack('room:join', lastSeq > 0 ? { roomId, lastSeq, version } : { roomId })
     if (this.joining.get(roomId) === attempt) this.joining.delete(roomId)
     if (this.closed) return
     if (res.status === 'ok') {
@@ -330,8 +336,11 @@ export class ChatStore {
   /** After a reconnect: `chat:sync` with each joined room's last seq, merged without duplicates. */
   private async sync(roomIds: string[]): Promise<void> {
     // Prototype-free: a room named `__proto__` is sent like any other.
-    const rooms: Record<string, number> = Object.create(null)
-    for (const id of roomIds) rooms[id] = lastSeqOf(this.state.views.get(id)?.messages ?? [])
+    const rooms: Record<string, { lastSeq: number; version: number }> = Object.create(null)
+    for (const id of roomIds) {
+      const v = this.state.views.get(id)
+      rooms[id] = { lastSeq: lastSeqOf(v?.messages ?? []), version: v?.version ?? 0 }
+    }
     const res = await this.ack('chat:sync', { rooms })
     if (this.closed) return
     if (res.status !== 'ok') {
@@ -343,10 +352,14 @@ export class ChatStore {
       }
       return
     }
-    for (const [roomId, messages] of Object.entries(res.rooms)) this.addMessages(roomId, messages)
+    for (const [roomId, messages] of Object.entries(res.rooms)) {
+      this.addMessages(roomId, messages)
+      this.applyUpdated(roomId, res.updated && Object.hasOwn(res.updated, roomId) ? res.updated[roomId] : [])
+      this.seen(roomId, ...messages.map((m) => m.version))
+    }
     for (const roomId of res.hasMore ?? []) {
       // More was missed than one catch-up carries: start again from the newest page.
-      this.updateRoom(roomId, (v) => ({ ...v, messages: [], joined: false }))
+      this.updateRoom(roomId, (v) => ({ ...v, messages: [], version: 0, joined: false }))
       await this.join(roomId)
     }
     for (const [roomId, code] of Object.entries(res.errors ?? {})) {
@@ -357,7 +370,7 @@ export class ChatStore {
 
   // ---------- incoming ----------
 
-  private onHistory(h: { roomId: string; messages: Message[]; reads: Record<string, number>; hasMore?: boolean }): void {
+  private onHistory(h: { roomId: string; messages: Message[]; reads: Record<string, number>; hasMore?: boolean; updated?: Message[] }): void {
     this.updateRoom(h.roomId, (v) => {
       const reads = new Map(v.reads)
       const members = new Set(v.members)
@@ -368,9 +381,28 @@ export class ChatStore {
       // We join with lastSeq whenever we hold messages, so `hasMore` means either older pages
       // (a fresh join: nothing held) or a catch-up too long to splice in. Either way the page
       // replaces what we had, so the timeline never has a hole ("load older" reaches the rest).
-      return { ...v, reads, members, messages: h.hasMore === true ? [] : v.messages }
+      return h.hasMore === true ? { ...v, reads, members, messages: [], version: 0 } : { ...v, reads, members }
     })
     this.addMessages(h.roomId, h.messages)
+    this.applyUpdated(h.roomId, h.updated ?? [])
+    this.seen(h.roomId, ...h.messages.map((m) => m.version))
+  }
+
+  /** Messages we hold that changed while we were away, in their current state: replace them by id. */
+  private applyUpdated(roomId: string, updated: readonly Message[]): void {
+    if (updated.length === 0) return
+    this.updateRoom(roomId, (v) => {
+      let messages = v.messages
+      for (const m of updated) messages = patchMessage(messages, m.id, m)
+      return messages === v.messages ? v : { ...v, messages }
+    })
+    this.seen(roomId, ...updated.map((m) => m.version))
+  }
+
+  /** Raises the room's version to the highest of `versions` (never lowers it). */
+  private seen(roomId: string, ...versions: number[]): void {
+    const top = Math.max(0, ...versions.filter((x) => typeof x === 'number'))
+    this.updateRoom(roomId, (v) => (top > v.version ? { ...v, version: top } : v))
   }
 
   /** Live, synced, historic or acked messages: merged by seq, never twice. */
@@ -415,9 +447,12 @@ export class ChatStore {
     })
   }
 
-  private onReaction(e: { roomId: string; messageId: string; emoji: string; userId: string; on: boolean }): void {
+  private onReaction(e: ReactionEvent): void {
+    this.seen(e.roomId, e.version)
     const m = this.state.views.get(e.roomId)?.messages.find((x) => x.id === e.messageId)
     if (!m) return
+    // Recovered by a node that missed the live one (D92): the message's whole current reactions.
+    if ('reactions' in e) return this.patch(e.roomId, e.messageId, { reactions: Object.assign(Object.create(null), e.reactions), version: e.version })
     // Emoji are user input: `constructor` must not find Object's own property.
     const users = new Set(m.reactions && Object.hasOwn(m.reactions, e.emoji) ? m.reactions[e.emoji] : [])
     if (e.on) users.add(e.userId)
@@ -426,7 +461,7 @@ export class ChatStore {
     const reactions: Record<string, string[]> = Object.assign(Object.create(null), m.reactions)
     if (users.size === 0) delete reactions[e.emoji]
     else reactions[e.emoji] = [...users]
-    this.patch(e.roomId, e.messageId, { reactions })
+    this.patch(e.roomId, e.messageId, { reactions, version: e.version })
   }
 
   private onTyping(roomId: string, userId: string, username: string, isTyping: boolean): void {
@@ -564,7 +599,7 @@ export class ChatStore {
       const pending = v.pending
         .filter((x) => x.clientMsgId !== p.clientMsgId)
         .map((x) => (x.echoSeq === seq ? { ...x, echoSeq: self?.echoSeq } : x))
-      const message: Message = { id: messageId, roomId: p.roomId, seq, userId: me.userId, username: me.username, text: p.text, timestamp: p.timestamp }
+      const message: Message = { id: messageId, roomId: p.roomId, seq, version: 0, userId: me.userId, username: me.username, text: p.text, timestamp: p.timestamp }
       if (p.replyTo) message.replyTo = p.replyTo
       if (p.attachment) message.attachment = p.attachment
       return { ...v, pending, messages: mergeMessages(v.messages, [message]) }
