@@ -9,8 +9,8 @@ export async function exportedMetricNames(): Promise<Set<string>> {
   const names = new Set<string>()
   for (const m of await createMetrics('metric-names').registry.getMetricsAsJSON()) {
     names.add(m.name)
-    if (m.type === 'histogram') for (const s of ['_bucket', '_sum', '_count']) names.add(m.name + s)
-    if (m.type === 'summary') for (const s of ['_sum', '_count']) names.add(m.name + s)
+    if (String(m.type) === 'histogram') for (const s of ['_bucket', '_sum', '_count']) names.add(m.name + s)
+    if (String(m.type) === 'summary') for (const s of ['_sum', '_count']) names.add(m.name + s)
   }
   return names
 }
