@@ -1,20 +1,18 @@
 import assert from 'node:assert/strict'
-import { execFile, spawn } from 'node:child_process'
+import { execFile } from 'node:child_process'
 import { randomBytes, randomUUID } from 'node:crypto'
 import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Writable } from 'node:stream'
-import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import { after, before, describe, it } from 'node:test'
 import { sql } from 'kysely'
 import { pino } from 'pino'
 import { parseKeyring } from '../src/crypto/at-rest.ts'
 import { AttachmentSeals, chunked } from '../src/store/attachment-seal.ts'
-import { ack, chatClient, closeClients, createTestDatabase, devToken, getJson, REDIS_URL, redisPrefix, startNode, type TestNode } from './helpers.ts'
+import { ack, chatClient, closeClients, createTestDatabase, devToken, getJson, REDIS_URL, redisPrefix, runReencrypt, startNode, type TestNode } from './helpers.ts'
 
-const ROOT = fileURLToPath(new URL('../../..', import.meta.url))
 const run = promisify(execFile)
 const key = () => randomBytes(32).toString('base64')
 const K1 = `k1:${key()}`
@@ -56,24 +54,6 @@ async function download(url: string, token: string, id: string, headers: Record<
 /** Every byte of every file under `d`. */
 const filesUnder = (d: string): Buffer =>
   Buffer.concat((readdirSync(d, { recursive: true }) as string[]).map((f) => join(d, f)).filter((f) => statSync(f).isFile()).map((f) => readFileSync(f)))
-
-const spawnReencrypt = (env: Record<string, string>, args: string[]) =>
-  new Promise<{ code: number | null; out: string }>((resolve, reject) => {
-    const child = spawn('npm', ['run', '--silent', 'reencrypt', '--', ...args], {
-      cwd: ROOT,
-      env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    })
-    let out = ''
-    child.stdout.on('data', (d) => (out += d))
-    child.stderr.on('data', (d) => (out += d))
-    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000)
-    child.on('error', reject)
-    child.on('close', (code) => {
-      clearTimeout(timer)
-      resolve({ code, out })
-    })
-  })
 
 describe('chunking (pure)', () => {
   const cut = async (pieces: number[]) => {
@@ -331,11 +311,11 @@ for (const store of ['postgres', 'fs'] as const) {
       node = undefined
       const env: Record<string, string> = { DATABASE_URL: database.url, ENCRYPTION_KEYS: `${K2},${K1}` }
       if (store === 'fs') Object.assign(env, { UPLOAD_STORE: 'fs', UPLOAD_DIR: dir })
-      const first = await spawnReencrypt(env, ['--batch-size', '1', '--max-batches', '2'])
+      const first = await runReencrypt(env, ['--batch-size', '1', '--max-batches', '2'])
       assert.equal(first.code, 0, first.out)
       assert.match(first.out, /batch 2: 2 done/)
       assert.doesNotMatch(first.out, /batch 3/)
-      const rest = await spawnReencrypt(env, ['--batch-size', '2'])
+      const rest = await runReencrypt(env, ['--batch-size', '2'])
       assert.equal(rest.code, 0, rest.out)
       assert.match(rest.out, /finished: .* 0 remaining/)
       assert.match(rest.out, store === 'fs' ? /\(attachment files\)/ : /\(attachment chunks\)/)

@@ -1,10 +1,9 @@
 import assert from 'node:assert/strict'
-import { execFile, spawn } from 'node:child_process'
+import { execFile } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { inspect, promisify } from 'node:util'
 import { after, before, describe, it } from 'node:test'
 import { Kysely, PostgresDialect, sql } from 'kysely'
@@ -28,13 +27,13 @@ import {
   next,
   REDIS_URL,
   redisPrefix,
+  runReencrypt,
   startNode,
   TEST_SECRET,
   usersInRoom,
   type TestNode,
 } from './helpers.ts'
 
-const ROOT = fileURLToPath(new URL('../../..', import.meta.url))
 const run = promisify(execFile)
 const key = () => randomBytes(32).toString('base64')
 const K1 = `k1:${key()}`
@@ -280,21 +279,6 @@ describe('key rotation and npm run reencrypt', () => {
   const room = 'rotate'
   const written: string[] = []
 
-  const spawnReencrypt = (env: Record<string, string | undefined>, args: string[], viaNpm: boolean) =>
-    new Promise<{ code: number | null; out: string }>((resolve, reject) => {
-      const cmd = viaNpm ? ['npm', ['run', '--silent', 'reencrypt', '--', ...args]] as const : [process.execPath, ['--import', 'tsx', 'services/chat/src/store/reencrypt.ts', ...args]] as const
-      const child = spawn(cmd[0], cmd[1], { cwd: ROOT, env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
-      let out = ''
-      child.stdout.on('data', (d) => (out += d))
-      child.stderr.on('data', (d) => (out += d))
-      const timer = setTimeout(() => child.kill('SIGKILL'), 60_000)
-      child.on('error', reject)
-      child.on('close', (code) => {
-        clearTimeout(timer)
-        resolve({ code, out })
-      })
-    })
-
   async function writeSome(n: TestNode, label: string, count: number) {
     const { token } = await devToken(n.url, 'rita')
     const s = await chatClient(n.url, token)
@@ -366,7 +350,7 @@ describe('key rotation and npm run reencrypt', () => {
     written[Number(target.seq) - 1] = editedText // one sender, one room: seq n is written[n - 1]
 
     // The real script finishes the rest (already done here, so it reports 0 and succeeds).
-    const cli = await spawnReencrypt({ DATABASE_URL: deployment.url, ENCRYPTION_KEYS: `${K2},${K1}` }, ['--batch-size', '2'], true)
+    const cli = await runReencrypt({ DATABASE_URL: deployment.url, ENCRYPTION_KEYS: `${K2},${K1}` }, ['--batch-size', '2'], true)
     assert.equal(cli.code, 0, cli.out)
     assert.match(cli.out, /0 remaining/)
     assert.deepEqual(await keysInUse(), [{ key_id: 'k2', n: 5 }])
@@ -386,13 +370,13 @@ describe('key rotation and npm run reencrypt', () => {
     await writeSome(node, 'back', 3)
     await deployment.stop(node)
     const env = { DATABASE_URL: deployment.url, ENCRYPTION_KEYS: `${K2},${K1}` }
-    const first = await spawnReencrypt(env, ['--batch-size', '1', '--max-batches', '2'], false)
+    const first = await runReencrypt(env, ['--batch-size', '1', '--max-batches', '2'], false)
     assert.equal(first.code, 0, first.out)
     assert.match(first.out, /batch 1: 1 done, 2 remaining/)
     assert.match(first.out, /batch 2: 2 done, 1 remaining/)
     assert.doesNotMatch(first.out, /batch 3/)
     assert.deepEqual(await keysInUse(), [{ key_id: 'k1', n: 1 }, { key_id: 'k2', n: 7 }])
-    const rest = await spawnReencrypt(env, ['--batch-size', '1'], true)
+    const rest = await runReencrypt(env, ['--batch-size', '1'], true)
     assert.equal(rest.code, 0, rest.out)
     assert.match(rest.out, /batch 1: 1 done, 0 remaining/)
     assert.deepEqual(await keysInUse(), [{ key_id: 'k2', n: 8 }])
@@ -400,9 +384,9 @@ describe('key rotation and npm run reencrypt', () => {
 
   it('the script refuses clearly without DATABASE_URL or ENCRYPTION_KEYS', async () => {
     const [noDb, noKeys, badKeys] = await Promise.all([
-      spawnReencrypt({ ENCRYPTION_KEYS: K1 }, [], false),
-      spawnReencrypt({ DATABASE_URL: deployment.url }, [], false),
-      spawnReencrypt({ DATABASE_URL: deployment.url, ENCRYPTION_KEYS: 'k1:abc' }, [], false),
+      runReencrypt({ ENCRYPTION_KEYS: K1 }, [], false),
+      runReencrypt({ DATABASE_URL: deployment.url }, [], false),
+      runReencrypt({ DATABASE_URL: deployment.url, ENCRYPTION_KEYS: 'k1:abc' }, [], false),
     ])
     assert.equal(noDb.code, 78)
     assert.match(noDb.out, /DATABASE_URL is not set/)

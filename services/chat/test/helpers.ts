@@ -1,8 +1,10 @@
+import { spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { after, before } from 'node:test'
 import net from 'node:net'
 import { Redis } from 'ioredis'
 import pg from 'pg'
+import { fileURLToPath } from 'node:url'
 import { io as connect, type Socket } from 'socket.io-client'
 import { buildApp, type App } from '../src/app.ts'
 import { createCluster, type Cluster } from '../src/cluster/cluster.ts'
@@ -273,4 +275,28 @@ export async function usersInRoom(url: string, roomId: string, names: string[]) 
 export async function getJson(url: string, token: string, path: string): Promise<{ status: number; body: any }> {
   const res = await fetch(`${url}${path}`, { headers: { authorization: `Bearer ${token}` } })
   return { status: res.status, body: await res.json() }
+}
+
+const REPO_ROOT = fileURLToPath(new URL('../../..', import.meta.url))
+
+/**
+ * Runs `npm run reencrypt -- <args>` (or, with `viaNpm` false, the script itself) with only PATH,
+ * HOME and `env` in its environment; resolves with its exit code and everything it printed.
+ */
+export function runReencrypt(env: Record<string, string | undefined>, args: string[], viaNpm = true): Promise<{ code: number | null; out: string }> {
+  return new Promise((resolve, reject) => {
+    const [cmd, argv] = viaNpm
+      ? ['npm', ['run', '--silent', 'reencrypt', '--', ...args]]
+      : [process.execPath, ['--import', 'tsx', 'services/chat/src/store/reencrypt.ts', ...args]]
+    const child = spawn(cmd, argv, { cwd: REPO_ROOT, env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+    let out = ''
+    child.stdout.on('data', (d) => (out += d))
+    child.stderr.on('data', (d) => (out += d))
+    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000)
+    child.on('error', reject)
+    child.on('close', (code) => {
+      clearTimeout(timer)
+      resolve({ code, out })
+    })
+  })
 }
