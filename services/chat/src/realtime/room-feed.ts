@@ -1,4 +1,5 @@
 import type { Message, RoomChange, RoomHead } from '../domain/types.ts'
+import { AppError } from '../errors.ts'
 import type { Logger } from '../logger.ts'
 import type { ChatNamespace, ChatSocket } from './events.ts'
 import { recoveredChanges, roomOf, sendEvent, versionOf, type FeedEvent } from './feed-events.ts'
@@ -287,12 +288,13 @@ export class RoomFeed {
   }
 
   private async track(roomId: string): Promise<RoomState> {
-    if (this.closed) throw new Error('room feed closed')
+    if (this.closed) throw new AppError('UNAVAILABLE', 'Node shutting down')
     let st = this.rooms.get(roomId)
     if (!st) {
       const state: RoomState = { next: NaN, version: NaN, ready: Promise.resolve(), early: [], pending: new Map(), ring: [], changes: [], changesFrom: NaN, holders: 0 }
       state.ready = this.source.head(roomId).then(
         (head) => {
+          if (this.rooms.get(roomId) !== state) return // dropped meanwhile (the feed closed)
           state.next = head.lastSeq + 1
           state.version = state.changesFrom = head.version
           const early = state.early.sort((a, b) => versionOf(a) - versionOf(b))
