@@ -79,6 +79,7 @@ describe('RoomFeed state churn on real nodes: switchboard_feed_rooms returns to 
       syncs++
       assert.deepEqual(Object.keys(sync.errors ?? {}).sort(), [`fc-${name}-never`, privateRoom].sort())
       s1.disconnect()
+      await eventually(async () => (await feedRooms(node.url)) === baseline[name], 5000, `node ${name}: back to its baseline after the leave and the disconnect`)
 
       // Disconnects right after emitting, with the join or sync still running on the server.
       for (let i = 0; i < 4; i++) {
@@ -124,7 +125,7 @@ describe('RoomFeed state lifetime and reads racing with an emptying room (real S
     /** Committed messages per room, as Postgres holds them. */
     const stored = new Map<string, Message[]>()
     const rows = (room: string) => stored.get(room) ?? []
-    const hooks: { failFor?: Set<string>; beforeChangedSince?: () => Promise<void> } = {}
+    const hooks: { failFor?: Set<string>; beforeChangedSince?: () => Promise<void>; beforeLatest?: () => Promise<void> } = {}
     const fail = (room: string) => {
       if (hooks.failFor?.has(room)) throw new Error(`database down for ${room}`)
     }
@@ -132,7 +133,13 @@ describe('RoomFeed state lifetime and reads racing with an emptying room (real S
       head: async (room) => ({ lastSeq: rows(room).length, version: rows(room).length }),
       heads: async (ids) => new Map(ids.map((id) => [id, { lastSeq: rows(id).length, version: rows(id).length }])),
       range: async (room, after, upTo, limit) => (fail(room), rows(room).filter((m) => m.seq > after && m.seq <= upTo).slice(0, limit)),
-      latest: async (room, upTo, limit) => (fail(room), rows(room).filter((m) => m.seq <= upTo).slice(-limit)),
+      latest: async (room, upTo, limit) => {
+        const gate = hooks.beforeLatest
+        hooks.beforeLatest = undefined
+        await gate?.()
+        fail(room)
+        return rows(room).filter((m) => m.seq <= upTo).slice(-limit)
+      },
       changedSince: async (room, after, limit, maxSeq = Infinity) => {
         const gate = hooks.beforeChangedSince
         hooks.beforeChangedSince = undefined
@@ -247,6 +254,27 @@ describe('RoomFeed state lifetime and reads racing with an emptying room (real S
       await eventually(() => got.some((m) => m.seq === m4.seq), 5000, 'message 4 arrives')
       assert.deepEqual([...sub.messages, ...got].map((m) => m.seq), [1, 2, 3, 4], 'each message once, in order')
       assert.equal(t.feed.trackedRooms, 1)
+    } finally {
+      await t.close()
+    }
+  })
+
+  it('a subscribe whose state is dropped while it reads (the feed closing) does not hand out a subscription on the dead state', async () => {
+    const t = await setup()
+    try {
+      const { s } = await client(t)
+      t.commit('c')
+      let release!: () => void
+      let reading!: () => void
+      const isReading = new Promise<void>((r) => (reading = r))
+      t.hooks.beforeLatest = () => (reading(), new Promise<void>((r) => (release = r)))
+      const sub = t.feed.subscribe(s, 'c', undefined, 10)
+      await isReading
+      t.feed.close()
+      release()
+      await assert.rejects(sub, (err: { code?: string }) => err.code === 'UNAVAILABLE')
+      assert.equal(t.feed.trackedRooms, 0)
+      assert.equal(s.rooms.has('c'), false)
     } finally {
       await t.close()
     }
