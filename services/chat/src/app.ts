@@ -134,6 +134,7 @@ export async function buildApp({ config, log, db, cluster, metrics = createMetri
       reconcileMs: cluster.shared ? 10_000 : 0,
       onRoomChanged: (roomId) => messages?.cache.invalidate(roomId),
       onRecovered: (count) => metrics.feedGapFills.inc(count),
+      onTracked: (count) => metrics.feedRooms.set(count),
     },
   )
   // ioredis says "ready" just before it subscribes again: a change published in between is lost

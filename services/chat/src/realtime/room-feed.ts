@@ -1,4 +1,5 @@
 import type { Message, RoomChange, RoomHead } from '../domain/types.ts'
+import { AppError } from '../errors.ts'
 import type { Logger } from '../logger.ts'
 import type { ChatNamespace, ChatSocket } from './events.ts'
 import { recoveredChanges, roomOf, sendEvent, versionOf, type FeedEvent } from './feed-events.ts'
@@ -54,6 +55,8 @@ export interface FeedOptions {
   onRoomChanged?: (roomId: string) => void
   /** Messages read from the database because pub/sub did not bring them (metrics). */
   onRecovered?: (count: number) => void
+  /** The number of rooms this node holds feed state for, whenever it changes (metrics). */
+  onTracked?: (rooms: number) => void
 }
 
 export interface Subscription {
@@ -86,6 +89,7 @@ export class RoomFeed {
   private readonly joining = new Map<string, Map<ChatSocket, FeedEvent[]>>()
   private outbox: FeedEvent[] = []
   private readonly reconcileTimer?: NodeJS.Timeout
+  private closed = false
 
   constructor(
     private readonly nsp: ChatNamespace,
@@ -98,7 +102,7 @@ export class RoomFeed {
     nsp.on('feed:changes', (changes: RoomChange[]) => this.receiveAll(changes, true))
     nsp.adapter.on('delete-room', (room: string) => {
       const st = this.rooms.get(room)
-      if (st && st.holders === 0) this.drop(room, st)
+      if (st) this.release(room, st)
     })
     if (opts.reconcileMs > 0) {
       this.reconcileTimer = setInterval(() => void this.reconcile(), opts.reconcileMs)
@@ -107,6 +111,7 @@ export class RoomFeed {
   }
 
   close(): void {
+    this.closed = true
     clearInterval(this.reconcileTimer)
     for (const [roomId, st] of this.rooms) this.drop(roomId, st)
   }
@@ -168,50 +173,74 @@ export class RoomFeed {
     // Already in the room (a repeated join, a retried sync): step out first, at once, so the
     // answer to this request also comes before any live event that follows it.
     if (socket.rooms.has(roomId)) void socket.leave(roomId)
-    const st = await this.track(roomId)
-    let handedOver = false
-    try {
-      // The socket has seen more of the room than this node has delivered: it comes from a node
-      // whose last messages have not reached this one (still in flight, or lost when it died).
-      // Catch the feed up from the database first (D41); otherwise they would reach the socket
-      // again as live messages once they arrive or a gap fill reads them.
-      if (afterSeq !== undefined && afterSeq >= st.next) await this.catchUp(roomId, st)
-      for (let attempt = 0; ; attempt++) {
-        const answer = await this.read(roomId, st, afterSeq, limit, afterVersion)
-        // The answer shows changes this node has not delivered yet (their pub/sub copies are in
-        // flight): deliver them to the room first, or they would reach the socket a second time.
-        if (answer.newest > st.version) await this.catchUp(roomId, st)
-        await this.completeTail(roomId, st, answer)
-        if (answer.newest > st.version && attempt < 3) continue
-        // Changes delivered while we read that the answer may not show: replay them after it. The
-        // ring must reach back to where the read started; else read again (a storm of changes).
-        if (answer.versionAtStart < st.changesFrom && attempt < 3) continue
-        // No await from here on: nothing can slip in between the checks and the buffer.
-        const shown = new Map<string, number>()
-        for (const m of answer.messages) shown.set(m.id, m.version)
-        for (const m of answer.updated ?? []) shown.set(m.id, m.version)
-        const buffer: FeedEvent[] = st.changes.filter((c) => c.event.version > answer.versionAtStart && (shown.get(c.event.messageId) ?? -1) < c.event.version)
-        let waiting = this.joining.get(roomId)
-        if (!waiting) this.joining.set(roomId, (waiting = new Map()))
-        waiting.set(socket, buffer)
-        handedOver = true // the room state now stays alive until join() or cancel()
-        let done = false
-        const finish = (join: boolean) => {
-          if (done) return
-          done = true
-          waiting.delete(socket)
-          if (waiting.size === 0 && this.joining.get(roomId) === waiting) this.joining.delete(roomId)
-          st.holders--
-          if (join && socket.connected) {
-            for (const e of buffer) sendEvent(socket, e)
-            void socket.join(roomId)
-          }
+    for (;;) {
+      const st = await this.track(roomId)
+      let handedOver = false
+      try {
+        const sub = await this.answer(socket, roomId, st, afterSeq, limit, afterVersion)
+        if (sub) {
+          handedOver = true // the room state now stays alive until join() or cancel()
+          return sub
         }
-        const { messages, updated, hasMore, covered } = answer
-        return { messages, updated, hasMore, lastSeq: covered, join: () => finish(true), cancel: () => finish(false) }
+        // The state was dropped and made anew while we read (D100): start over on the new one.
+      } finally {
+        if (!handedOver) this.unhold(roomId, st)
       }
-    } finally {
-      if (!handedOver) st.holders--
+    }
+  }
+
+  /**
+   * The subscription on `st`, or undefined if `st` stopped being the room's state during one of
+   * the reads (its deliveries and ring are then no longer what this node's sockets see, D100).
+   */
+  private async answer(socket: ChatSocket, roomId: string, st: RoomState, afterSeq: number | undefined, limit: number, afterVersion: number | undefined): Promise<Subscription | undefined> {
+    const current = () => this.rooms.get(roomId) === st
+    // The socket has seen more of the room than this node has delivered: it comes from a node
+    // whose last messages have not reached this one (still in flight, or lost when it died).
+    // Catch the feed up from the database first (D41); otherwise they would reach the socket
+    // again as live messages once they arrive or a gap fill reads them.
+    if (afterSeq !== undefined && afterSeq >= st.next) await this.catchUp(roomId, st)
+    for (let attempt = 0; ; attempt++) {
+      if (!current()) return undefined
+      const answer = await this.read(roomId, st, afterSeq, limit, afterVersion)
+      if (!current()) return undefined
+      // The answer shows changes this node has not delivered yet (their pub/sub copies are in
+      // flight): deliver them to the room first, or they would reach the socket a second time.
+      if (answer.newest > st.version) await this.catchUp(roomId, st)
+      if (!current()) return undefined
+      await this.completeTail(roomId, st, answer)
+      if (!current()) return undefined
+      if (answer.newest > st.version && attempt < 3) continue
+      // Changes delivered while we read that the answer may not show: replay them after it. The
+      // ring must reach back to where the read started; else read again (a storm of changes).
+      if (answer.versionAtStart < st.changesFrom && attempt < 3) continue
+      // No await from here on: nothing can slip in between the checks and the buffer.
+      const shown = new Map<string, number>()
+      for (const m of answer.messages) shown.set(m.id, m.version)
+      for (const m of answer.updated ?? []) shown.set(m.id, m.version)
+      const buffer: FeedEvent[] = st.changes.filter((c) => c.event.version > answer.versionAtStart && (shown.get(c.event.messageId) ?? -1) < c.event.version)
+      let waiting = this.joining.get(roomId)
+      if (!waiting) this.joining.set(roomId, (waiting = new Map()))
+      waiting.set(socket, buffer)
+      let done = false
+      const finish = (join: boolean) => {
+        if (done) return
+        done = true
+        waiting.delete(socket)
+        if (waiting.size === 0 && this.joining.get(roomId) === waiting) this.joining.delete(roomId)
+        // A socket that disconnected meanwhile never joins: Socket.IO would keep it in the room.
+        let joined: Promise<void> | void = undefined
+        if (join && socket.connected) {
+          for (const e of buffer) sendEvent(socket, e)
+          joined = socket.join(roomId)
+        }
+        // The room has its local socket once the adapter has it (at once for the in-memory and
+        // Redis adapters); until then the join still holds the state.
+        if (joined instanceof Promise) void joined.finally(() => this.unhold(roomId, st))
+        else this.unhold(roomId, st)
+      }
+      const { messages, updated, hasMore, covered } = answer
+      return { messages, updated, hasMore, lastSeq: covered, join: () => finish(true), cancel: () => finish(false) }
     }
   }
 
@@ -247,7 +276,10 @@ export class RoomFeed {
       const head = st.next - 1
       if (head <= answer.covered) return
       let tail = st.ring.filter((m) => m.seq > answer.covered)
-      if (tail.length === 0 || tail[0].seq !== answer.covered + 1) tail = await this.source.range(roomId, answer.covered, head, head - answer.covered)
+      if (tail.length === 0 || tail[0].seq !== answer.covered + 1) {
+        tail = await this.source.range(roomId, answer.covered, head, head - answer.covered)
+        if (this.rooms.get(roomId) !== st) return // dropped meanwhile: the caller starts over
+      }
       answer.messages = answer.messages.concat(tail)
       answer.covered = Math.max(answer.covered, ...tail.map((m) => m.seq))
       answer.newest = Math.max(answer.newest, ...tail.map((m) => m.version))
@@ -256,11 +288,13 @@ export class RoomFeed {
   }
 
   private async track(roomId: string): Promise<RoomState> {
+    if (this.closed) throw new AppError('UNAVAILABLE', 'Node shutting down')
     let st = this.rooms.get(roomId)
     if (!st) {
       const state: RoomState = { next: NaN, version: NaN, ready: Promise.resolve(), early: [], pending: new Map(), ring: [], changes: [], changesFrom: NaN, holders: 0 }
       state.ready = this.source.head(roomId).then(
         (head) => {
+          if (this.rooms.get(roomId) !== state) return // dropped meanwhile (the feed closed)
           state.next = head.lastSeq + 1
           state.version = state.changesFrom = head.version
           const early = state.early.sort((a, b) => versionOf(a) - versionOf(b))
@@ -268,11 +302,12 @@ export class RoomFeed {
           for (const e of early) this.accept(roomId, state, e)
         },
         (err) => {
-          if (this.rooms.get(roomId) === state) this.rooms.delete(roomId)
+          if (this.rooms.get(roomId) === state) this.drop(roomId, state)
           throw err
         },
       )
       this.rooms.set(roomId, (st = state))
+      this.opts.onTracked?.(this.rooms.size)
     }
     st.holders++
     try {
@@ -282,6 +317,22 @@ export class RoomFeed {
       throw err
     }
     return st
+  }
+
+  /** A subscribe on `st` is over (answered and joined, cancelled, or failed). */
+  private unhold(roomId: string, st: RoomState): void {
+    st.holders--
+    this.release(roomId, st)
+  }
+
+  /**
+   * Drops the room's state once nothing on this node needs it: no local socket in the room and
+   * no subscribe in progress (D100). Called whenever either may have become true.
+   */
+  private release(roomId: string, st: RoomState): void {
+    if (this.rooms.get(roomId) !== st || st.holders > 0) return
+    if ((this.nsp.adapter.rooms.get(roomId)?.size ?? 0) > 0) return
+    this.drop(roomId, st)
   }
 
   /**
@@ -389,6 +440,8 @@ export class RoomFeed {
     try {
       const from = st.version
       const found = await this.catchUp(roomId, st)
+      // Dropped (and perhaps made anew) while we read: its pending events are not ours to deliver (D100).
+      if (this.rooms.get(roomId) !== st) return
       this.log.info({ roomId, from, to: first - 1, found }, 'feed gap filled from the database')
       if (st.pending.size > 0 && st.version < first - 1 && Math.min(...st.pending.keys()) === first) {
         this.log.error({ roomId, from: st.version + 1, to: first - 1 }, 'feed version gap not in the database; skipping it')
@@ -398,12 +451,16 @@ export class RoomFeed {
     } catch (err) {
       this.log.warn({ err, roomId }, 'feed gap fill failed; retrying')
     }
+    if (this.rooms.get(roomId) !== st) return
     if (st.pending.size > 0) st.gapTimer ??= setTimeout(() => void this.fillGap(roomId, st), this.opts.gapWaitMs)
   }
 
   private drop(roomId: string, st: RoomState): void {
     if (st.gapTimer) clearTimeout(st.gapTimer)
-    this.rooms.delete(roomId)
+    st.gapTimer = undefined
+    st.pending.clear()
+    if (this.rooms.get(roomId) === st) this.rooms.delete(roomId)
+    this.opts.onTracked?.(this.rooms.size)
   }
 
   private enqueue(e: FeedEvent): void {
