@@ -183,6 +183,10 @@ export async function buildApp({ config, log, db, cluster, metrics = createMetri
   }
   chat.on('connection', (socket) => {
     log.debug({ socketId: socket.id, userId: socket.data.identity.userId, transport: socket.conn.transport.name }, 'socket connected')
+    // Socket.IO puts every socket in a room named by its id, and room ids may look like socket ids:
+    // whoever joined a room named after someone's socket id would reach that socket (nothing here
+    // addresses a socket by its id room).
+    socket.leave(socket.id)
     socket.onAny(chatEvents.listener)
     presenceOf.connected(socket)
     socket.on('disconnect', onChatDisconnect)

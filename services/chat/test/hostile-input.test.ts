@@ -108,6 +108,21 @@ describe('hostile input: a stranger reaches nobody in a private room or a DM', (
     assert.equal((await left).userId, friend.userId)
   })
 
+  it("a room named after someone's socket id reaches only that room's members, not the socket", async () => {
+    const victim = await chatClient(node.url, (await devToken(node.url, 'sid-victim')).token)
+    const attacker = await chatClient(node.url, (await devToken(node.url, 'sid-attacker')).token)
+    assert.match(victim.id!, /^[A-Za-z0-9_-]{20}$/, 'socket ids are valid room ids')
+    assert.equal((await ack(victim, 'room:join', 'sid-signal')).status, 'ok')
+    assert.equal((await ack(attacker, 'room:join', 'sid-signal')).status, 'ok')
+    const stray = collect<{ roomId: string }>(victim, 'chat:message')
+    assert.equal((await ack(attacker, 'room:join', victim.id)).status, 'ok')
+    assert.equal((await ack(attacker, 'chat:message', { roomId: victim.id, text: 'injected' })).status, 'ok')
+    // The positive signal: a message in a room the victim did join arrives, and nothing before it.
+    await ack(attacker, 'chat:message', { roomId: 'sid-signal', text: 'signal' })
+    await next(victim, 'chat:message', (m: { text: string }) => m.text === 'signal')
+    assert.deepEqual(stray.map((m) => m.roomId), ['sid-signal'])
+  })
+
   it("a DM's join ack names the online peer by their display name, not their id", async () => {
     const ana = await devToken(node.url, 'Ana Dm')
     const bob = await devToken(node.url, 'Bob Dm')
