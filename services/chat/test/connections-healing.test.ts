@@ -108,6 +108,8 @@ describe('connection counts heal: a release that failed while Redis was unreacha
   })
   after(async () => {
     closeAll()
+    // A node closing with Redis unreachable would wait forever for its pub/sub clients' QUIT.
+    proxy?.restore()
     await node?.close()
     await proxy?.close()
     await database?.drop()
@@ -141,6 +143,7 @@ describe('connection counts heal: Redis restarted empty', () => {
   let database: Awaited<ReturnType<typeof createTestDatabase>>
   let node: TestNode
   let probe: Redis
+  let down = false
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'sb-connheal-'))
     redis = await startRedis(join(dir, 'redis'))
@@ -151,6 +154,8 @@ describe('connection counts heal: Redis restarted empty', () => {
   after(async () => {
     closeAll()
     probe?.disconnect()
+    // A node closing with Redis unreachable would wait forever for its pub/sub clients' QUIT.
+    if (down) await redis.start()
     await node?.close()
     await redis?.stop()
     await database?.drop()
@@ -162,10 +167,12 @@ describe('connection counts heal: Redis restarted empty', () => {
     const before = await open(node.url, token, MAX / 2)
 
     await redis.stop()
+    down = true
     await eventually(() => node.cluster.redis!.status !== 'ready', BOUND_MS, 'the node sees Redis gone')
     // Handshakes fail open: these are let in without being counted.
     const during = await open(node.url, token, MAX / 2)
     await redis.start() // empty: no persistence
+    down = false
 
     // Once reconciled, the user holds MAX places again: the next socket is refused.
     await eventually(async () => {
