@@ -6,7 +6,7 @@ import { before, describe, it } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { parse, parseAllDocuments } from 'yaml'
 import { CONFIG_VARIABLES, loadConfig } from '../../services/chat/src/config.ts'
-import { createMetrics } from '../../services/chat/src/metrics.ts'
+import { exportedMetricNames, metricNames } from './metric-names.ts'
 
 // The Kubernetes manifests, alert rules and runbooks, checked against the Kubernetes schemas
 // (kubernetes-models) and against the code they deploy. Needs `kubectl` (Debian: kubernetes-client).
@@ -243,16 +243,11 @@ describe('alert rules and runbooks', () => {
   ])
 
   it('use only metric names the node exports (or up and kube-state-metrics)', async () => {
-    const metrics = createMetrics('k8s-test')
-    const exported = new Set<string>()
-    for (const m of await metrics.registry.getMetricsAsJSON()) {
-      exported.add(m.name)
-      if (['histogram', 'summary'].includes(String(m.type))) for (const s of ['_bucket', '_sum', '_count']) exported.add(m.name + s)
-    }
+    const exported = await exportedMetricNames()
     assert.ok(rules().length >= 10)
     for (const rule of rules()) {
-      const expr = (rule.expr as string).replace(/"[^"]*"/g, '""') // label values are not names
-      const names = [...expr.matchAll(/\b(switchboard_\w+|kube_\w+|up)\b/g)].map((m) => m[1])
+      // Every name in the expression, prefixed or not (metric-names.ts).
+      const names = metricNames(rule.expr as string)
       assert.ok(names.length > 0, `${rule.alert} uses a metric`)
       for (const n of names) {
         const known = n === 'up' || exported.has(n) || kubeMetrics.has(n)

@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import fastifyStatic from '@fastify/static'
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply } from 'fastify'
 import { Tokens } from './auth/tokens.ts'
 import type { Cluster } from './cluster/cluster.ts'
 import { EventRateLimit, Throttle } from './cluster/rate-limit.ts'
@@ -100,7 +100,14 @@ export async function buildApp({ config, log, db, cluster, metrics = createMetri
   const trusted = trustProxies(config.trustedProxies)
   // Fastify's own request logs only from warn up, and never louder than LOG_LEVEL asks (silent stays silent).
   const httpLog = log.child({}, { level: log.levelVal >= 40 ? log.level : 'warn' }) as FastifyBaseLogger
-  const http = Fastify({ loggerInstance: httpLog, trustProxy: trusted, bodyLimit: 1_048_576 })
+  const http = Fastify({
+    loggerInstance: httpLog,
+    trustProxy: trusted,
+    bodyLimit: 1_048_576,
+    // A URL Fastify cannot even route (bad percent-encoding, e.g. a lone surrogate) gets our error shape too.
+    frameworkErrors: (err, _request, reply) =>
+      (reply as FastifyReply).status(400).send({ error: 'BAD_REQUEST', message: err.code === 'FST_ERR_BAD_URL' ? 'Malformed URL' : 'Bad request' }),
+  })
   http.addHook('onRequest', async (_request, reply) => {
     reply.header('x-switchboard-node', config.nodeId)
   })

@@ -79,7 +79,8 @@ describe('HTTP rooms and history, edits, reactions, transports', () => {
     assert.equal((await ack(sb, 'chat:react', { roomId: 'edits', messageId: m.messageId, emoji: '👍', on: true })).status, 'ok')
     assert.equal((await ack(sa, 'chat:react', { roomId: 'edits', messageId: m.messageId, emoji: '👍', on: true })).status, 'ok')
     await eventually(() => reactions.length === 2)
-    assert.deepEqual(reactions[0], { roomId: 'edits', messageId: m.messageId, emoji: '👍', userId: b.userId, on: true })
+    // Versions: the message (1), the reply (2), the edit (3), then this reaction (4).
+    assert.deepEqual(reactions[0], { roomId: 'edits', messageId: m.messageId, version: 4, emoji: '👍', userId: b.userId, on: true })
 
     const page = await get(a.token, '/api/rooms/edits/messages')
     const [r2, r1] = page.body.messages
