@@ -27,6 +27,7 @@ import { gateWhileDraining } from './realtime/drain-gate.ts'
 import { createIo, engineClients } from './realtime/io.ts'
 import { adminRouter, localStats, type NodeStats } from './realtime/admin.handlers.ts'
 import { createNotifier, notificationsRouter } from './realtime/notifications.ts'
+import { connectionRepair } from './realtime/limits.ts'
 import { presenceAnnouncer, presenceRepair, presenceTracker } from './realtime/presence.handlers.ts'
 import { createRoomEvents } from './realtime/room-events.ts'
 import { RoomFeed } from './realtime/room-feed.ts'
@@ -175,6 +176,13 @@ export async function buildApp({ config, log, db, cluster, metrics = createMetri
           metrics.presenceRepairs.inc({ kind: 'announced_online' }, result.online.length)
           metrics.presenceRepairs.inc({ kind: 'announced_offline' }, result.offline.length)
         },
+        // Connection counts heal in the same pass (D95).
+        alsoEachPass: connectionRepair(io, cluster.connections, log, (_seconds, result) => {
+          metrics.connectionPendingReleases.set(cluster.connections.pendingReleases ?? 0)
+          if (!result) return
+          metrics.connectionRepairs.inc({ kind: 'readded' }, result.readded)
+          metrics.connectionRepairs.inc({ kind: 'removed' }, result.removed)
+        }),
       })
     : undefined
   const onChatDisconnect = function (this: ChatSocket, reason: string) {
@@ -210,14 +218,8 @@ export async function buildApp({ config, log, db, cluster, metrics = createMetri
       log.info({ deadNodeId, users: users.length }, 'announcing users of a dead node offline')
       for (const user of users) void announce(user, 'presence:offline')
     },
-    onLostRegistration: async () => {
-      await repair?.runNow()
-      for (const name of ['/', '/chat', '/notifications', '/admin']) {
-        for (const socket of io.of(name).sockets.values()) {
-          if (socket.data.counted) await cluster.connections.restore(name, socket.data.identity.userId, socket.id)
-        }
-      }
-    },
+    // Presence and connection counts are written back by one reconciliation pass.
+    onLostRegistration: () => repair?.runNow() ?? Promise.resolve(),
   })
 
   // HTTP: external concerns, then our own plugins, then routes.

@@ -78,6 +78,13 @@ export function createMetrics(nodeId: string) {
     presenceReconcileLastSuccess: new Gauge({ name: 'switchboard_presence_reconcile_last_success_seconds', help: 'Unix time of the last presence reconciliation that succeeded', registers: r }),
     presencePendingRemovals: new Gauge({ name: 'switchboard_presence_pending_removals', help: 'Presence removals that failed (Redis unreachable) and wait for the next reconciliation', registers: r }),
     presenceErrors: new Counter({ name: 'switchboard_presence_errors_total', help: 'Presence writes that failed at connect or disconnect (repaired by the reconciliation)', labelNames: ['op'], registers: r }),
+    connectionRepairs: new Counter({
+      name: 'switchboard_connection_repairs_total',
+      help: 'Per-user connection count repairs by the reconciliation: readded (Redis had lost or never counted a socket of this node), removed (an entry for a socket this node no longer holds)',
+      labelNames: ['kind'],
+      registers: r,
+    }),
+    connectionPendingReleases: new Gauge({ name: 'switchboard_connection_pending_releases', help: 'Connection count releases that failed (Redis unreachable) and wait for the next reconciliation', registers: r }),
     feedGapFills: new Counter({ name: 'switchboard_feed_gap_fills_total', help: 'Messages read from Postgres because pub/sub did not deliver them', registers: r }),
     feedRooms: new Gauge({ name: 'switchboard_feed_rooms', help: 'Rooms this node holds feed state for: rooms with a local socket, or a join in progress', registers: r }),
   }

@@ -52,7 +52,8 @@ export async function createCluster(config: Config, log: Logger, onRedisError?: 
   for (const c of [pub, sub]) handleFireAndForget(c, log)
   const clients: Redis[] = [command, pub, sub]
   const presence = new RedisPresence(command, config.REDIS_PREFIX, config.nodeId, { ttlMs: config.PRESENCE_TTL_MS })
-  const connections = new RedisConnections(command, config.REDIS_PREFIX, config.nodeId)
+  // Connection counts heal as presence does, refreshed by the same reconciliation pass (D95).
+  const connections = new RedisConnections(command, config.REDIS_PREFIX, config.nodeId, { ttlMs: config.PRESENCE_TTL_MS })
   const liveness = new NodeLiveness(
     command,
     presence,

@@ -42,8 +42,8 @@ export class NodeLiveness {
     private readonly nodeId: string,
     private readonly log: Logger,
     private readonly opts: { intervalMs: number; ttlMs: number },
-    /** Other per-node entries to remove with a dead node's presence (connection counts). */
-    private readonly alsoReap?: { reapNode(nodeId: string): Promise<unknown> },
+    /** Other per-node entries to remove with a dead node's presence (connection counts), under the same lock. */
+    private readonly alsoReap?: { reapNode(nodeId: string, hooks: { renew(): Promise<void> }): Promise<unknown> },
   ) {}
 
   private aliveKey = (id: string) => `${this.prefix}node:alive:${id}`
@@ -52,9 +52,8 @@ export class NodeLiveness {
   }
 
   start(hooks: LivenessHooks): void {
-    // A previous incarnation under the same NODE_ID is cleaned up by the presence
-    // reconciliation's first pass (app.ts); its connection counts are reaped here.
-    this.alsoReap?.reapNode(this.nodeId).catch((err: Error) => this.log.warn({ err: err.message }, 'could not reap the connection counts of our previous incarnation'))
+    // A previous incarnation under the same NODE_ID is cleaned up by the reconciliation's first
+    // pass (presence and connection counts, app.ts).
     const tick = async () => {
       if (this.running) return
       this.running = true
@@ -103,7 +102,7 @@ export class NodeLiveness {
         if ((await this.redis.eval(RENEW, 1, lockKey, this.nodeId, this.opts.ttlMs)) !== 1) throw new Error(`lost the reaping lock of ${id}`)
       }
       const offline = await this.presence.reapNode(id, { renew, offline: (users) => hooks.onOffline(users, id) })
-      await this.alsoReap?.reapNode(id)
+      await this.alsoReap?.reapNode(id, { renew })
       await this.redis.srem(this.registry, id)
       this.log.warn({ deadNode: id, offline: offline.length }, 'reaped presence of a dead node')
       hooks.onReap?.(id, offline.length)

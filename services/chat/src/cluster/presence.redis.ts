@@ -1,12 +1,11 @@
 import type { Redis } from 'ioredis'
 import type { OnlineUser } from '../domain/types.ts'
 import type { LiveSocket, PresenceRepair, PresenceStore } from './presence.ts'
+import { LUA_NOW } from './redis.ts'
 
 // Every script touches ONE key (a user's entry set), so each stays on one Redis Cluster slot.
 // Deadlines are Redis server time (TIME), so nodes' clocks never matter.
-const NOW = `
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)`
+const NOW = LUA_NOW
 
 // KEYS[1] user entries (zset member nodeId, score deadline ms); ARGV nodeId, ttl ms, gc ms.
 // Registers (or refreshes) this node's entry. 2: the user had no live entry (came online);

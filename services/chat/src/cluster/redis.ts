@@ -34,3 +34,12 @@ export function createRedis(url: string, name: string, log: Logger, offlineQueue
 export async function connectWithin(client: Redis, ms: number): Promise<void> {
   await Promise.race([client.connect().catch(() => undefined), new Promise((r) => setTimeout(r, ms))])
 }
+
+/**
+ * Lua prelude of the self-healing registries (presence, connection counts): `now` in ms of
+ * Redis server time, so deadlines never depend on a node's clock. Scripts that call TIME are
+ * replicated by effects (Redis 5+), so replicas agree.
+ */
+export const LUA_NOW = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)`

@@ -63,8 +63,6 @@ export interface SocketData {
   identity: Identity
   /** Disconnects the socket when its token expires (chat.handlers.ts). */
   expiry?: NodeJS.Timeout
-  /** True when the socket holds a place in the per-user connection count (limits.ts). */
-  counted?: boolean
   /** Settles when this socket's presence was recorded; its removal waits for it. */
   presence?: Promise<void>
 }

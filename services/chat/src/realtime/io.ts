@@ -8,7 +8,7 @@ import { requestedHost, type TrustProxy } from '../http/proxies.ts'
 import type { Logger } from '../logger.ts'
 import { authMiddleware } from './auth.middleware.ts'
 import { userRoom, type ChatServer, type ChatSocket } from './events.ts'
-import { AddressLimit, userLimit } from './limits.ts'
+import { AddressLimit, NAMESPACES, userLimit } from './limits.ts'
 import { armExpiry } from './session.ts'
 
 /**
@@ -58,7 +58,7 @@ export function createIo(
   // functions for all sockets of a namespace (D37).
   const byAddress = addresses.middleware(metrics)
   const byUser = userLimit(cluster.connections, config.MAX_CONNECTIONS_PER_USER, metrics, log)
-  for (const name of ['/', '/chat', '/notifications', '/admin']) {
+  for (const name of NAMESPACES) {
     const nsp = io.of(name)
     nsp.use(byAddress)
     nsp.use(authMiddleware(tokens, name === '/admin' ? 'admin' : undefined))
@@ -67,12 +67,12 @@ export function createIo(
     const gone = function (this: ChatSocket) {
       if (metered) metrics.socketsConnected.dec({ namespace: name })
       clearTimeout(this.data.expiry)
-      if (this.data.counted) {
-        const { userId } = this.data.identity
-        opts.track(
-          cluster.connections.release(name, userId, this.id).catch((err: Error) => log.warn({ err: err.message, userId, namespace: name }, 'connection count release failed')),
-        )
-      }
+      const { userId } = this.data.identity
+      opts.track(
+        cluster.connections
+          .release(name, userId, this.id)
+          .catch((err: Error) => log.warn({ err: err.message, userId, namespace: name }, 'connection count release failed; reconciliation retries it')),
+      )
     }
     nsp.on('connection', (socket) => {
       if (metered) metrics.socketsConnected.inc({ namespace: name })

@@ -1,11 +1,15 @@
 import type { IncomingMessage } from 'node:http'
 import { normalizeIP } from '@fastify/rate-limit'
 import type { Socket } from 'socket.io'
-import type { ConnectionRegistry } from '../cluster/connections.ts'
+import type { ConnectionRegistry, ConnectionRepair, CountedSocket } from '../cluster/connections.ts'
 import { clientAddress, type TrustProxy } from '../http/proxies.ts'
 import type { Logger } from '../logger.ts'
 import type { Metrics } from '../metrics.ts'
 import { refusal, type ExtendedError } from './auth.middleware.ts'
+import type { ChatServer } from './events.ts'
+
+/** Every namespace: each has the address limit, authentication and the user limit (io.ts). */
+export const NAMESPACES = ['/', '/chat', '/notifications', '/admin'] as const
 
 /** What the limits keep on the handshake request and on the Engine.IO connection. */
 interface Marked {
@@ -86,7 +90,9 @@ function closeConnection(conn: EngineConnection): void {
 /**
  * MAX_CONNECTIONS_PER_USER (SPEC §3), per namespace, across the cluster: namespace middleware
  * after authentication. When the registry cannot answer (Redis down), the socket is let in
- * uncounted: connections must keep working in an outage (SPEC §5.6).
+ * uncounted: connections must keep working in an outage (SPEC §5.6); the next reconciliation
+ * (`connectionRepair`) counts it. Every socket is released at disconnect (io.ts): the registry
+ * knows which ones it counts.
  */
 export function userLimit(registry: ConnectionRegistry, max: number, metrics: Metrics, log: Logger) {
   return (socket: Socket, next: (err?: ExtendedError) => void) => {
@@ -103,7 +109,6 @@ export function userLimit(registry: ConnectionRegistry, max: number, metrics: Me
           registry.release(namespace, userId, socket.id).catch(() => undefined)
           return next()
         }
-        socket.data.counted = true
         next()
       },
       (err: unknown) => {
@@ -111,5 +116,34 @@ export function userLimit(registry: ConnectionRegistry, max: number, metrics: Me
         next()
       },
     )
+  }
+}
+
+/**
+ * One reconciliation of the connection counts (D95): the registry is made to match this node's
+ * sockets in every namespace. Run by the presence reconciliation loop, in the same pass
+ * (`presenceRepair`'s `alsoEachPass`); never throws (a failure is retried at the next pass).
+ */
+export function connectionRepair(
+  io: ChatServer,
+  registry: ConnectionRegistry,
+  log: Logger,
+  onRun?: (seconds: number, repair: ConnectionRepair | undefined) => void,
+): () => Promise<void> {
+  const live = function* (): Generator<CountedSocket> {
+    for (const namespace of NAMESPACES) {
+      for (const socket of io.of(namespace).sockets.values()) yield { namespace, userId: socket.data.identity.userId, socketId: socket.id }
+    }
+  }
+  return async () => {
+    const started = performance.now()
+    try {
+      const repair = await registry.reconcile(live())
+      onRun?.((performance.now() - started) / 1000, repair)
+      if (repair.readded + repair.removed > 0) log.warn(repair, 'connection counts repaired')
+    } catch (err) {
+      onRun?.((performance.now() - started) / 1000, undefined)
+      log.warn({ err: (err as Error).message }, 'connection count reconciliation failed; retrying at the next pass')
+    }
   }
 }

@@ -91,13 +91,21 @@ export function presenceTracker(
  * store is reconciled with this node's live /chat sockets; users whose cluster-wide state the
  * repair changed are announced. The first pass runs at start (it also cleans up after a previous
  * incarnation under the same NODE_ID). Paused while draining (the drain hands presence over).
+ * `alsoEachPass` runs in the same pass, after presence: other per-node registries that heal the
+ * same way (connection counts, D95), so one loop and one timer serve them all.
  */
 export function presenceRepair(
   nsp: ChatNamespace,
   presence: PresenceStore,
   announce: Announce,
   log: Logger,
-  opts: { intervalMs: number; isDraining: () => boolean; onRun?: (seconds: number, repair: PresenceRepair | undefined) => void },
+  opts: {
+    intervalMs: number
+    isDraining: () => boolean
+    onRun?: (seconds: number, repair: PresenceRepair | undefined) => void
+    /** Must not throw. */
+    alsoEachPass?: () => Promise<void>
+  },
 ): { runNow(): Promise<void>; stop(): Promise<void> } {
   let running: Promise<void> | undefined
   let again = false
@@ -121,6 +129,7 @@ export function presenceRepair(
       opts.onRun?.((performance.now() - started) / 1000, undefined)
       log.warn({ err: (err as Error).message }, 'presence reconciliation failed; retrying at the next pass')
     }
+    await opts.alsoEachPass?.()
   }
   const runNow = (): Promise<void> => {
     if (stopped || opts.isDraining()) return Promise.resolve()
