@@ -125,6 +125,7 @@ export async function buildApp({ config, log, db, cluster, metrics = createMetri
       range: (roomId, after, upTo, limit) => messages!.range(roomId, after, upTo, limit),
       latest: async (roomId, upTo, limit) => (await messages!.before(roomId, upTo + 1, limit)).slice().reverse(),
       changedSince: (roomId, afterVersion, limit, maxSeq) => messages!.changedSince(roomId, afterVersion, limit, maxSeq),
+      reads: async (roomId) => (await rooms.roomState(roomId)).reads,
     },
     log,
     {
@@ -134,6 +135,8 @@ export async function buildApp({ config, log, db, cluster, metrics = createMetri
       reconcileMs: cluster.shared ? 10_000 : 0,
       onRoomChanged: (roomId) => messages?.cache.invalidate(roomId),
       onRecovered: (count) => metrics.feedGapFills.inc(count),
+      onRegression: (where) => metrics.feedRegressions.inc({ where }),
+      resyncLimit: config.HISTORY_LIMIT,
     },
   )
   // ioredis says "ready" just before it subscribes again: a change published in between is lost

@@ -79,6 +79,12 @@ export function createMetrics(nodeId: string) {
     presencePendingRemovals: new Gauge({ name: 'switchboard_presence_pending_removals', help: 'Presence removals that failed (Redis unreachable) and wait for the next reconciliation', registers: r }),
     presenceErrors: new Counter({ name: 'switchboard_presence_errors_total', help: 'Presence writes that failed at connect or disconnect (repaired by the reconciliation)', labelNames: ['op'], registers: r }),
     feedGapFills: new Counter({ name: 'switchboard_feed_gap_fills_total', help: 'Messages read from Postgres because pub/sub did not deliver them', registers: r }),
+    feedRegressions: new Counter({
+      name: 'switchboard_feed_regressions_total',
+      help: "Rooms whose head in Postgres was found below what this node delivered (a failover lost commits); each was resynced",
+      labelNames: ['where'],
+      registers: r,
+    }),
   }
 }
 
