@@ -80,7 +80,7 @@ describe('failover to a replica that lagged (D105)', { skip: bin === undefined ?
     await promisify(execFile)(join(bin!, 'pg_basebackup'), ['-h', '127.0.0.1', '-p', String(replProxy.port), '-U', 'postgres', '-D', join(replicaDir, 'pgdata'), '-X', 'stream', '-R', '-c', 'fast', '-w', '--no-sync'], { ...asPostgres, timeout: 20_000 })
     replica = await startPostgres(replicaDir)
     node = await startNode(
-      { DATABASE_URL: `postgres://postgres@127.0.0.1:${dbProxy.port}/switchboard`, REDIS_URL, REDIS_PREFIX: redis.prefix },
+      { DATABASE_URL: `postgres://postgres@127.0.0.1:${dbProxy.port}/switchboard`, REDIS_URL, REDIS_PREFIX: redis.prefix, RATE_LIMIT_MESSAGES: '1000' },
       { log: pino({ level: 'warn' }, logStream) },
     )
   })
@@ -108,12 +108,12 @@ describe('failover to a replica that lagged (D105)', { skip: bin === undefined ?
     assert.equal((await ack(b, 'room:join', roomId)).status, 'ok')
     let n = 0
     /** Sends until acked; `live` is bob's copy of it (only when `watch`: it may come in a resync instead). */
-    const send = async (text: string, watch = true) => {
+    const send = async (text: string, watch = true, room = roomId, watcher = b) => {
       const clientMsgId = `c-${++n}`
-      const got = watch ? next<{ seq: number; text: string }>(b, 'chat:message', (m) => m.text === text, 15_000) : Promise.resolve({ seq: 0, text })
+      const got = watch ? next<{ seq: number; text: string }>(watcher, 'chat:message', (m) => m.text === text, 15_000) : Promise.resolve({ seq: 0, text })
       // Through a failover some attempts answer UNAVAILABLE; the same clientMsgId makes retries safe.
       for (let attempt = 0; ; attempt++) {
-        const res = await ack(a, 'chat:message', { roomId, text, clientMsgId })
+        const res = await ack(a, 'chat:message', { roomId: room, text, clientMsgId })
         if (res.status === 'ok') return { ack: res as { seq: number; messageId: string }, live: got }
         assert.equal(res.code, 'UNAVAILABLE', JSON.stringify(res))
         assert.ok(attempt < 100, 'sends keep failing after the failover')
@@ -121,6 +121,15 @@ describe('failover to a replica that lagged (D105)', { skip: bin === undefined ?
       }
     }
     for (const text of ['one', 'two', 'three']) await (await send(text)).live
+    // A second room, where carol sees all five messages and comes back after the failover; dave stays.
+    const rejoinRoom = 'failover-rejoin'
+    const carol = await devToken(node!.url, 'carol')
+    const dave = await devToken(node!.url, 'dave')
+    const c = await chatClient(node!.url, carol.token)
+    const d = await chatClient(node!.url, dave.token)
+    const daveSees = view(d, rejoinRoom)
+    for (const s of [a, c, d]) assert.equal((await ack(s, 'room:join', rejoinRoom)).status, 'ok')
+    for (const text of ['r-one', 'r-two', 'r-three']) await (await send(text, true, rejoinRoom, c)).live
 
     // The replica has everything so far; then it is cut off and the last two commits reach only the primary.
     const [{ lsn }] = await query<{ lsn: string }>(target, 'select pg_current_wal_lsn()::text as lsn')
@@ -129,7 +138,9 @@ describe('failover to a replica that lagged (D105)', { skip: bin === undefined ?
     // (Nothing the primary writes from here on can pass the cut proxy; the head check below confirms it.)
     const lost = []
     for (const text of ['four', 'five']) lost.push((await (await send(text)).live).seq)
-    assert.deepEqual(lost, [4, 5])
+    for (const text of ['r-four', 'r-five']) lost.push((await (await send(text, true, rejoinRoom, c)).live).seq)
+    assert.deepEqual(lost, [4, 5, 4, 5])
+    c.disconnect()
 
     // Failover: the primary goes away, the replica is promoted, the proxy points at it.
     await primary!.stop()
@@ -137,6 +148,25 @@ describe('failover to a replica that lagged (D105)', { skip: bin === undefined ?
     target = portOf(replica!.url)
     const [head] = await query<{ last_seq: string; version: string }>(target, 'select last_seq, version from rooms where id = $1', [roomId])
     assert.deepEqual([Number(head.last_seq), Number(head.version)], [3, 3], 'the promoted replica lacks the last two commits')
+
+    // Carol comes back holding seqs 4 and 5, which the database no longer has: she (and dave) start the room over.
+    const c2 = await chatClient(node!.url, carol.token)
+    const carolSees = view(c2, rejoinRoom)
+    for (let attempt = 0; ; attempt++) {
+      const res = await ack(c2, 'room:join', { roomId: rejoinRoom, lastSeq: 5, version: 5 })
+      if (res.status === 'ok') break
+      assert.equal(res.code, 'UNAVAILABLE', JSON.stringify(res))
+      assert.ok(attempt < 100, 'joins keep failing after the failover')
+      await new Promise((r) => setTimeout(r, 100))
+    }
+    assert.equal(carolSees.resyncs.length, 1, 'carol was told to start the room over')
+    assert.deepEqual([...carolSees.bySeq.values()].map((m) => m.text), ['r-one', 'r-two', 'r-three'])
+    await eventually(() => daveSees.resyncs.length === 1, 5000, 'dave to resync')
+    assert.deepEqual([...daveSees.bySeq.values()].map((m) => m.text), ['r-one', 'r-two', 'r-three'])
+    const rejoinErrors = logs.filter((l) => l.level === 50 && l.roomId === rejoinRoom && l.where === 'join')
+    assert.ok(rejoinErrors.length >= 1, `an error log names the regression seen at the join: ${JSON.stringify(logs)}`)
+    const reAfter = await send('r-after', true, rejoinRoom, c2) // seq 4 again, and it reaches carol live
+    assert.equal((await reAfter.live).seq, 4)
 
     // The next messages reuse seqs 4 and 5: the node notices, says so, and resyncs the room.
     const first = await send('after-one', false)

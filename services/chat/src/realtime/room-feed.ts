@@ -181,9 +181,19 @@ export class RoomFeed {
     // Already in the room (a repeated join, a retried sync): step out first, at once, so the
     // answer to this request also comes before any live event that follows it.
     if (socket.rooms.has(roomId)) void socket.leave(roomId)
+    const fresh = !this.rooms.has(roomId)
     const st = await this.track(roomId)
     let handedOver = false
     try {
+      // A reconnecting socket on a room this node already follows: one look at the database's head
+      // (a primary-key read) tells whether it went back since (failover, D105) before anything is
+      // answered from the node's state.
+      if (afterSeq !== undefined && !fresh && !restart) {
+        const head = await this.source.head(roomId)
+        if (this.rooms.get(roomId) === st) this.regressedBelow(roomId, st, head, 'join')
+        // Resynced (or dropped meanwhile): answer from the rebuilt, fresh state.
+        if (this.rooms.get(roomId) !== st) return await this.subscribe(socket, roomId, afterSeq, limit, afterVersion)
+      }
       // The socket has seen more of the room than this node has delivered: it comes from a node
       // whose last messages have not reached this one (still in flight, or lost when it died).
       // Catch the feed up from the database first (D41); otherwise they would reach the socket
