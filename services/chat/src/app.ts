@@ -126,6 +126,7 @@ export async function buildApp({ config, log, db, cluster, metrics = createMetri
       range: (roomId, after, upTo, limit) => messages!.range(roomId, after, upTo, limit),
       latest: async (roomId, upTo, limit) => (await messages!.before(roomId, upTo + 1, limit)).slice().reverse(),
       changedSince: (roomId, afterVersion, limit, maxSeq) => messages!.changedSince(roomId, afterVersion, limit, maxSeq),
+      reads: async (roomId) => (await rooms.roomState(roomId)).reads,
     },
     log,
     {
@@ -136,6 +137,8 @@ export async function buildApp({ config, log, db, cluster, metrics = createMetri
       onRoomChanged: (roomId) => messages?.cache.invalidate(roomId),
       onRecovered: (count) => metrics.feedGapFills.inc(count),
       onTracked: (count) => metrics.feedRooms.set(count),
+      onRegression: (where) => metrics.feedRegressions.inc({ where }),
+      resyncLimit: config.HISTORY_LIMIT,
     },
   )
   // ioredis says "ready" just before it subscribes again: a change published in between is lost

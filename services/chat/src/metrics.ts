@@ -87,6 +87,12 @@ export function createMetrics(nodeId: string) {
     connectionPendingReleases: new Gauge({ name: 'switchboard_connection_pending_releases', help: 'Connection count releases that failed (Redis unreachable) and wait for the next reconciliation', registers: r }),
     feedGapFills: new Counter({ name: 'switchboard_feed_gap_fills_total', help: 'Messages read from Postgres because pub/sub did not deliver them', registers: r }),
     feedRooms: new Gauge({ name: 'switchboard_feed_rooms', help: 'Rooms this node holds feed state for: rooms with a local socket, or a join in progress', registers: r }),
+    feedRegressions: new Counter({
+      name: 'switchboard_feed_regressions_total',
+      help: "Rooms whose head in Postgres was found below what this node delivered (a failover lost commits); each was resynced",
+      labelNames: ['where'],
+      registers: r,
+    }),
   }
 }
 

@@ -17,7 +17,12 @@ export interface FeedSource {
   latest(roomId: string, upToSeq: number, limit: number): Promise<Message[]>
   /** Messages with version > afterVersion (and seq <= maxSeq), current state, oldest change first. */
   changedSince(roomId: string, afterVersion: number, limit: number, maxSeq?: number): Promise<Message[]>
+  /** Read marks of the room, for the `room:history` a resync sends (D105); `{}` without it. */
+  reads?(roomId: string): Promise<Record<string, number>>
 }
+
+/** Where a regression of the database's head was noticed (the metric's `where` label, D105). */
+export type RegressionSite = 'live' | 'reconcile' | 'catch-up' | 'join'
 
 /** Rows per read when the feed catches a room up from the database. */
 const CATCH_UP_PAGE = 1000
@@ -41,6 +46,8 @@ interface RoomState {
   /** Joins in progress: the state must outlive an empty Socket.IO room meanwhile. */
   holders: number
   gapTimer?: NodeJS.Timeout
+  /** A head check is in flight (a stale event raised doubt, D105). */
+  verifying?: boolean
 }
 
 export interface FeedOptions {
@@ -57,6 +64,10 @@ export interface FeedOptions {
   onRecovered?: (count: number) => void
   /** The number of rooms this node holds feed state for, whenever it changes (metrics). */
   onTracked?: (rooms: number) => void
+  /** The database's head went below what this node delivered (a failover lost commits, D105). */
+  onRegression?: (where: RegressionSite) => void
+  /** How many messages the `room:history` of a resync holds (default 50). */
+  resyncLimit?: number
 }
 
 export interface Subscription {
@@ -128,7 +139,9 @@ export class RoomFeed {
       const heads = await this.source.heads(tracked.map(([id]) => id))
       for (const [roomId, st] of tracked) {
         const head = heads.get(roomId)
-        if (head === undefined || head.version <= st.version || this.rooms.get(roomId) !== st) continue
+        if (head === undefined || this.rooms.get(roomId) !== st) continue
+        if (this.regressedBelow(roomId, st, head, 'reconcile')) continue
+        if (head.version <= st.version) continue
         const from = st.version
         const found = await this.catchUp(roomId, st)
         if (found > 0) this.log.warn({ roomId, from, to: st.version, found }, 'feed reconciled changes that never arrived')
@@ -169,20 +182,32 @@ export class RoomFeed {
    * then calls `join()`, and the socket sees every message and change once, in order. Call
    * `cancel()` instead if it never joins.
    */
-  async subscribe(socket: ChatSocket, roomId: string, afterSeq: number | undefined, limit: number, afterVersion?: number): Promise<Subscription> {
+  async subscribe(socket: ChatSocket, roomId: string, afterSeq: number | undefined, limit: number, afterVersion?: number, restart = false): Promise<Subscription> {
     // Already in the room (a repeated join, a retried sync): step out first, at once, so the
     // answer to this request also comes before any live event that follows it.
     if (socket.rooms.has(roomId)) void socket.leave(roomId)
     for (;;) {
+      const fresh = !this.rooms.has(roomId)
       const st = await this.track(roomId)
       let handedOver = false
       try {
-        const sub = await this.answer(socket, roomId, st, afterSeq, limit, afterVersion)
+        // A reconnecting socket on a room this node already follows: one look at the database's
+        // head (a primary-key read) tells whether it went back since (failover, D105) before
+        // anything is answered from the node's state. Resynced: answer from the rebuilt state.
+        if (afterSeq !== undefined && !fresh && !restart) {
+          const head = await this.source.head(roomId)
+          if (this.rooms.get(roomId) === st) this.regressedBelow(roomId, st, head, 'join')
+          if (this.rooms.get(roomId) !== st) continue
+        }
+        const sub = await this.answer(socket, roomId, st, afterSeq, limit, afterVersion, restart)
         if (sub) {
           handedOver = true // the room state now stays alive until join() or cancel()
           return sub
         }
-        // The state was dropped and made anew while we read (D100): start over on the new one.
+        // The state was dropped while we read: a resync after a regression (D105), or the feed
+        // closing (track() then refuses). Start the room over on the rebuilt state (D100).
+        afterSeq = afterVersion = undefined
+        restart = true
       } finally {
         if (!handedOver) this.unhold(roomId, st)
       }
@@ -192,14 +217,32 @@ export class RoomFeed {
   /**
    * The subscription on `st`, or undefined if `st` stopped being the room's state during one of
    * the reads (its deliveries and ring are then no longer what this node's sockets see, D100).
+   * `restart`: the socket starts the room over (the answer says hasMore).
    */
-  private async answer(socket: ChatSocket, roomId: string, st: RoomState, afterSeq: number | undefined, limit: number, afterVersion: number | undefined): Promise<Subscription | undefined> {
+  private async answer(
+    socket: ChatSocket,
+    roomId: string,
+    st: RoomState,
+    afterSeq: number | undefined,
+    limit: number,
+    afterVersion: number | undefined,
+    restart: boolean,
+  ): Promise<Subscription | undefined> {
     const current = () => this.rooms.get(roomId) === st
     // The socket has seen more of the room than this node has delivered: it comes from a node
     // whose last messages have not reached this one (still in flight, or lost when it died).
     // Catch the feed up from the database first (D41); otherwise they would reach the socket
     // again as live messages once they arrive or a gap fill reads them.
-    if (afterSeq !== undefined && afterSeq >= st.next) await this.catchUp(roomId, st)
+    if ((afterSeq !== undefined && afterSeq >= st.next) || (afterVersion !== undefined && afterVersion > st.version)) await this.catchUp(roomId, st)
+    if (!current()) return undefined
+    // Still ahead after reading the database: the database lost what the socket saw (a failover
+    // to a replica that lagged). Its seqs are being reused: it starts the room over from the
+    // newest page (hasMore), like a resync (D105).
+    if ((afterSeq !== undefined && afterSeq > st.next - 1) || (afterVersion !== undefined && afterVersion > st.version)) {
+      this.regression(roomId, 'join', { expected: { lastSeq: afterSeq, version: afterVersion }, found: { lastSeq: st.next - 1, version: st.version }, socket: socket.id })
+      afterSeq = afterVersion = undefined
+      restart = true
+    }
     for (let attempt = 0; ; attempt++) {
       if (!current()) return undefined
       const answer = await this.read(roomId, st, afterSeq, limit, afterVersion)
@@ -226,11 +269,12 @@ export class RoomFeed {
       const finish = (join: boolean) => {
         if (done) return
         done = true
-        waiting.delete(socket)
+        if (waiting.get(socket) === buffer) waiting.delete(socket) // a resync may have subscribed it again
         if (waiting.size === 0 && this.joining.get(roomId) === waiting) this.joining.delete(roomId)
         // A socket that disconnected meanwhile never joins: Socket.IO would keep it in the room.
+        // A resync (D105) that dropped this state answers and joins the socket itself.
         let joined: Promise<void> | void = undefined
-        if (join && socket.connected) {
+        if (join && socket.connected && current()) {
           for (const e of buffer) sendEvent(socket, e)
           joined = socket.join(roomId)
         }
@@ -239,7 +283,8 @@ export class RoomFeed {
         if (joined instanceof Promise) void joined.finally(() => this.unhold(roomId, st))
         else this.unhold(roomId, st)
       }
-      const { messages, updated, hasMore, covered } = answer
+      const { messages, updated, covered } = answer
+      const hasMore = answer.hasMore || restart
       return { messages, updated, hasMore, lastSeq: covered, join: () => finish(true), cancel: () => finish(false) }
     }
   }
@@ -350,6 +395,14 @@ export class RoomFeed {
       after = page[page.length - 1].version
     }
     if (this.rooms.get(roomId) !== st || byId.size === 0) return 0
+    // A row at a seq this node delivered as another message: that seq was reused (D105).
+    for (const m of byId.values()) {
+      const held = m.seq < st.next ? st.ring.find((r) => r.seq === m.seq) : undefined
+      if (held && held.id !== m.id) {
+        this.regressed(roomId, st, 'catch-up', { seq: m.seq, delivered: held.id, found: m.id })
+        return 0
+      }
+    }
     this.opts.onRoomChanged?.(roomId) // what pub/sub lost also never invalidated this node's cache
     this.opts.onRecovered?.(byId.size)
     const rows = [...byId.values()]
@@ -380,7 +433,7 @@ export class RoomFeed {
 
   private accept(roomId: string, st: RoomState, e: FeedEvent): void {
     const v = versionOf(e)
-    if (v <= st.version) return // already delivered, or caught up in a newer state
+    if (v <= st.version) return this.stale(roomId, st, e) // already delivered, caught up in a newer state — or reused (D105)
     if (v > st.version + 1) {
       st.pending.set(v, e)
       st.gapTimer ??= setTimeout(() => void this.fillGap(roomId, st), this.opts.gapWaitMs)
@@ -407,7 +460,11 @@ export class RoomFeed {
   private deliver(st: RoomState, e: FeedEvent): void {
     if (e.kind !== 'message') return this.deliverChange(st, e)
     // Versions are contiguous, so seqs are too; a message below `next` came in a catch-up already.
-    if (e.message.seq < st.next) st.version = Math.max(st.version, e.message.version)
+    if (e.message.seq < st.next) {
+      const held = st.ring.find((m) => m.seq === e.message.seq)
+      if (held && held.id !== e.message.id) return this.regressed(e.message.roomId, st, 'live', { seq: e.message.seq, delivered: held.id, found: e.message.id })
+      st.version = Math.max(st.version, e.message.version)
+    }
     else this.deliverMessage(st, e.message)
   }
 
@@ -453,6 +510,90 @@ export class RoomFeed {
     }
     if (this.rooms.get(roomId) !== st) return
     if (st.pending.size > 0) st.gapTimer ??= setTimeout(() => void this.fillGap(roomId, st), this.opts.gapWaitMs)
+  }
+
+  /**
+   * An event at or below the delivered version: normally a copy of something a catch-up already
+   * delivered. When this node delivered another message at its seq or version, the seq/version
+   * was reused: the database went back (failover). When it cannot tell, it asks the database's
+   * head once (D105).
+   */
+  private stale(roomId: string, st: RoomState, e: FeedEvent): void {
+    const v = versionOf(e)
+    const about = e.kind === 'message' ? e.message.id : e.event.messageId
+    const held =
+      (e.kind === 'message' ? st.ring.find((m) => m.seq === e.message.seq) : undefined) ??
+      st.ring.find((m) => m.version === v) ??
+      st.changes.find((c) => c.event.version === v)
+    const heldId = held === undefined ? undefined : 'event' in held ? held.event.messageId : held.id
+    if (heldId !== undefined && heldId !== about) {
+      return this.regressed(roomId, st, 'live', { version: v, seq: e.kind === 'message' ? e.message.seq : undefined, delivered: heldId, found: about })
+    }
+    void this.verifyHead(roomId, st)
+  }
+
+  /** Reads the room's head and resyncs it when the database is behind what was delivered. */
+  private async verifyHead(roomId: string, st: RoomState): Promise<void> {
+    if (st.verifying) return
+    st.verifying = true
+    try {
+      const head = await this.source.head(roomId)
+      if (this.rooms.get(roomId) === st) this.regressedBelow(roomId, st, head, 'live')
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message, roomId }, 'feed head check failed')
+    } finally {
+      st.verifying = false
+    }
+  }
+
+  /** True (and the room resynced) when `head` is below what this node delivered. */
+  private regressedBelow(roomId: string, st: RoomState, head: RoomHead, where: RegressionSite): boolean {
+    if (head.lastSeq >= st.next - 1 && head.version >= st.version) return false
+    this.regressed(roomId, st, where, { expected: { lastSeq: st.next - 1, version: st.version }, found: head })
+    return true
+  }
+
+  private regression(roomId: string, where: RegressionSite, details: Record<string, unknown>): void {
+    this.opts.onRegression?.(where)
+    this.log.error({ roomId, where, ...details }, 'feed regression: the database is behind what this node delivered (failover?); resyncing the room')
+  }
+
+  /**
+   * The database went back below what this node delivered: log and count it, forget the room's
+   * feed state, and resync every local socket of the room — each leaves the room and gets a fresh
+   * `room:history` of the database's truth with `hasMore: true` (clients start the room over from
+   * it), then joins again with the feed rebuilt from the database's head (D105).
+   */
+  private regressed(roomId: string, st: RoomState, where: RegressionSite, details: Record<string, unknown>): void {
+    if (this.rooms.get(roomId) !== st) return // already resynced
+    this.regression(roomId, where, { expected: { lastSeq: st.next - 1, version: st.version }, ...details })
+    this.drop(roomId, st)
+    const sockets: ChatSocket[] = []
+    for (const id of this.nsp.adapter.rooms.get(roomId) ?? []) {
+      const socket = this.nsp.sockets.get(id)
+      if (socket) sockets.push(socket)
+    }
+    // Joins in progress answer from the old state: they start over too once joined.
+    for (const socket of this.joining.get(roomId)?.keys() ?? []) if (!sockets.includes(socket)) sockets.push(socket)
+    for (const socket of sockets) void socket.leave(roomId)
+    void this.resync(roomId, sockets)
+  }
+
+  private async resync(roomId: string, sockets: ChatSocket[]): Promise<void> {
+    try {
+      const reads = (await this.source.reads?.(roomId)) ?? {}
+      await Promise.all(
+        sockets.map(async (socket) => {
+          if (!socket.connected) return
+          const sub = await this.subscribe(socket, roomId, undefined, this.opts.resyncLimit ?? 50)
+          socket.emit('room:history', { roomId, messages: sub.messages, reads, hasMore: true })
+          sub.join()
+        }),
+      )
+    } catch (err) {
+      // The sockets are out of the room: they get nothing wrong, and their next sync or join heals them.
+      this.log.error({ err: (err as Error).message, roomId }, 'feed resync failed; its sockets must join again')
+    }
   }
 
   private drop(roomId: string, st: RoomState): void {
