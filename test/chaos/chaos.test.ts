@@ -7,7 +7,7 @@ import { after, before, describe, it } from 'node:test'
 import { Redis } from 'ioredis'
 import pg from 'pg'
 import { PG_ADMIN_URL, tcpProxy } from '../../services/chat/test/helpers.ts'
-import { ack, closeAll, connected, eventually, octetsByNode, sleep, startTestCluster, type TestCluster } from '../cluster/helpers.ts'
+import { ack, closeAll, eventually, octetsByNode, sleep, startTestCluster, type TestCluster } from '../cluster/helpers.ts'
 import { ChaosClient, durability, markdownTable, resyncStats, storedView, type FaultRow } from './harness.ts'
 
 /**
@@ -220,6 +220,46 @@ describe('chaos: one fault at a time under steady load', () => {
         await test.cluster.nodes[1].proc.stop('SIGKILL')
       },
     }))
+
+  it('Redis restarted empty', () =>
+    run({
+      name: 'Redis restarted empty',
+      async inject({ leaver }) {
+        await test.redis.stop()
+        // Gone while Redis is down: its presence entry cannot be removed now, and Redis comes back without any.
+        leaver.retire()
+        await sleep(1000)
+        await test.redis.start()
+      },
+    }))
+
+  it('Redis blip: commands fail for a moment, data kept', () =>
+    run({
+      name: 'Redis blip',
+      async inject({ leaver }) {
+        // The proxy in front of Redis refuses and drops every connection: commands fail; Redis itself keeps its data.
+        redisProxy.cut()
+        leaver.retire()
+        await sleep(1500)
+        redisProxy.restore()
+      },
+    }))
+
+  it('CLIENT KILL TYPE pubsub', () =>
+    run({
+      name: 'CLIENT KILL pubsub',
+      async inject({ leaver }) {
+        const admin = new Redis(test.redis.url, { lazyConnect: true, maxRetriesPerRequest: 1 })
+        try {
+          await admin.connect()
+          const killed = Number(await admin.call('CLIENT', 'KILL', 'TYPE', 'pubsub'))
+          assert.ok(killed > 0, 'the nodes had pub/sub connections to kill')
+          leaver.retire()
+        } finally {
+          admin.disconnect()
+        }
+      },
+    }))
 })
 
 function describeDiff(name: string, roomId: string, mine: ReturnType<ChaosClient['view']>, stored: Awaited<ReturnType<typeof storedView>>): string {
@@ -232,8 +272,3 @@ function describeDiff(name: string, roomId: string, mine: ReturnType<ChaosClient
   }
   return lines.join('\n')
 }
-
-// Used by later faults.
-void connected
-void sleep
-void Redis
