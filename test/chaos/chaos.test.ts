@@ -124,15 +124,12 @@ describe('chaos: one fault at a time under steady load', () => {
       await eventually(() => clients.every((c) => c.acked.length > 0), 20_000, 'every client acked before the fault')
       await fault.inject({ clients, leaver, roomIds })
       const overAt = Date.now()
-      // Load goes on after the fault until every client has had another send acked.
-      const mark = clients.map((c) => c.acked.length)
-      await eventually(() => clients.every((c, i) => c.acked.length > mark[i]), 60_000, 'every client acked after the fault')
-      await Promise.all(clients.map((c) => c.stopLoad()))
-
-      // Presence: the steady clients and the observer online, the leaver not (no ghost), within 30 s.
+      // Presence: the steady clients and the observer online, the leaver not (no ghost), within 30 s
+      // of the fault's end; watched while the load goes on.
       const truth = [...clients, observer].map((c) => c.userId).sort()
       let seen: string[] = []
-      await eventually(
+      let presenceMs = NaN
+      const presence = eventually(
         async () => {
           if (!observer.ready) return false
           const r = await ack(observer.socket, 'room:join', { roomId: roomIds[0] }, 3000).catch(() => null)
@@ -141,10 +138,18 @@ describe('chaos: one fault at a time under steady load', () => {
         },
         30_000,
         'presence equal to the truth',
-      ).catch((err) => {
-        throw new Error(`${err.message}: online ${JSON.stringify(seen)}, truth ${JSON.stringify(truth)}, leaver ${leaver.userId}`)
-      })
-      const presenceMs = Date.now() - overAt
+      ).then(
+        () => void (presenceMs = Date.now() - overAt),
+        (err) => {
+          throw new Error(`${err.message}: online ${JSON.stringify(seen)}, truth ${JSON.stringify(truth)}, leaver ${leaver.userId}`)
+        },
+      )
+      presence.catch(() => undefined) // awaited below
+      // Load goes on after the fault until every client has had another send acked.
+      const mark = clients.map((c) => c.acked.length)
+      await eventually(() => clients.every((c, i) => c.acked.length > mark[i]), 60_000, 'every client acked after the fault')
+      await Promise.all(clients.map((c) => c.stopLoad()))
+      await presence
 
       // Durability: every acked message stored once, nothing stored that was not acked (every send ended acked).
       const acked = clients.flatMap((c) => c.acked)
@@ -257,6 +262,41 @@ describe('chaos: one fault at a time under steady load', () => {
           leaver.retire()
         } finally {
           admin.disconnect()
+        }
+      },
+    }))
+
+  it('Postgres cut for 5 s', () =>
+    run({
+      name: 'Postgres cut 5 s',
+      async inject({ leaver }) {
+        pgProxy.cut()
+        leaver.retire()
+        await sleep(5000)
+        pgProxy.restore()
+      },
+    }))
+
+  it('Postgres stalled: commits wait on a row lock, the bounded queue answers UNAVAILABLE with retryAfterMs', () =>
+    run({
+      name: 'Postgres stalled',
+      async inject({ clients, leaver, roomIds }) {
+        // Straight to Postgres (not through the proxy): a transaction holding both rooms' rows, so every commit to them waits.
+        const holder = new pg.Client({ connectionString: test.database.url })
+        await holder.connect()
+        try {
+          await holder.query('begin')
+          await holder.query('select id from rooms where id = any($1) for update', [roomIds])
+          const refusedBefore = clients[0].refusedWithRetry
+          // More sends at once on one node than GROUP_COMMIT_MAX_QUEUE: the queue fills and refuses.
+          const burst = clients[0].burst(MAX_QUEUE + 3)
+          await eventually(() => clients[0].refusedWithRetry > refusedBefore, 15_000, 'UNAVAILABLE with retryAfterMs from the full queue')
+          leaver.retire()
+          await sleep(2000)
+          await holder.query('rollback')
+          await burst
+        } finally {
+          await holder.end()
         }
       },
     }))
