@@ -27,6 +27,8 @@ import { ChaosClient, durability, markdownTable, resyncStats, storedView, type F
 const STEADY = 6
 const ACTION_GAP_MS = 500
 const MAX_QUEUE = 3
+/** Steady load before each fault, and at least as long after it. */
+const LOAD_MS = 2000
 
 interface FaultContext {
   /** The steady clients (their load runs during inject). */
@@ -109,11 +111,12 @@ describe('chaos: one fault at a time under steady load', () => {
     return c.exitCode === null && c.signalCode === null
   }
 
-  /** Runs one fault under load and checks every guarantee afterwards; returns its table row. */
+  /** Runs one fault under load, adds its row to the table and checks every guarantee afterwards. */
   async function run(fault: Fault): Promise<void> {
     const tag = fault.name.replace(/[^a-z0-9]+/gi, '-')
     const roomIds = [`${tag}-a`, `${tag}-b`]
     const clients: ChaosClient[] = []
+    let finished = false
     try {
       for (let i = 0; i < STEADY; i++) clients.push(await ChaosClient.start(test.cluster.url, `${tag}-c${i}`, on(i % 3, Math.floor(i / 3)), roomIds))
       const leaver = await ChaosClient.start(test.cluster.url, `${tag}-leaver`, on(fault.leaverNode ?? 2, 2), roomIds, false)
@@ -122,6 +125,7 @@ describe('chaos: one fault at a time under steady load', () => {
       for (const c of clients) c.startLoad(ACTION_GAP_MS)
       // Load runs before the fault: wait until every client has had a send acked.
       await eventually(() => clients.every((c) => c.acked.length > 0), 20_000, 'every client acked before the fault')
+      await sleep(LOAD_MS) // a while of steady load: the fault hits a cluster in use
       await fault.inject({ clients, leaver, roomIds })
       const overAt = Date.now()
       // Presence: the steady clients and the observer online, the leaver not (no ghost), within 30 s
@@ -131,6 +135,7 @@ describe('chaos: one fault at a time under steady load', () => {
       let presenceMs = NaN
       const presence = eventually(
         async () => {
+          if (finished) throw new Error('the fault run ended')
           if (!observer.ready) return false
           const r = await ack(observer.socket, 'room:join', { roomId: roomIds[0] }, 3000).catch(() => null)
           seen = r?.status === 'ok' ? r.online.map((u: { userId: string }) => u.userId).sort() : []
@@ -148,6 +153,7 @@ describe('chaos: one fault at a time under steady load', () => {
       // Load goes on after the fault until every client has had another send acked.
       const mark = clients.map((c) => c.acked.length)
       await eventually(() => clients.every((c, i) => c.acked.length > mark[i]), 60_000, 'every client acked after the fault')
+      await sleep(Math.max(0, overAt + LOAD_MS - Date.now()))
       await Promise.all(clients.map((c) => c.stopLoad()))
       await presence
 
@@ -209,6 +215,7 @@ describe('chaos: one fault at a time under steady load', () => {
         if (i !== fault.kills) assert.equal((await fetch(`${n.url}/healthz`)).status, 200, `${n.id} answers`)
       }
     } finally {
+      finished = true
       await Promise.all(clients.map((c) => c.stopLoad()))
       closeAll()
       if (fault.kills !== undefined && !alive(fault.kills)) await test.cluster.restartNode(fault.kills)
