@@ -1,0 +1,321 @@
+import assert from 'node:assert/strict'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { isDeepStrictEqual } from 'node:util'
+import { after, before, describe, it } from 'node:test'
+import { Redis } from 'ioredis'
+import pg from 'pg'
+import { PG_ADMIN_URL, tcpProxy } from '../../services/chat/test/helpers.ts'
+import { ack, closeAll, eventually, octetsByNode, sleep, startTestCluster, type TestCluster } from '../cluster/helpers.ts'
+import { ChaosClient, durability, markdownTable, resyncStats, storedView, type FaultRow } from './harness.ts'
+
+/**
+ * Chaos suite (issue 17): three real nodes behind nginx under a steady load of clients that send
+ * (resending with the same clientMsgId), edit, delete and react, while one fault at a time hits
+ * the cluster. After each fault: every acked message is stored exactly once, every client's view
+ * (after its resyncs) equals the database, presence equals the truth within 30 s with no ghost,
+ * and no node crashed but the one killed (SPEC §4 Versions, presence; §5.1–5.6).
+ *
+ * Every node reaches Postgres and Redis through TCP proxies of this file, so a fault can cut
+ * either. Postgres failover hook: `pgTarget` is where the Postgres proxy connects; a failover
+ * fault (another branch builds the promoted replica) points it at the replica and cuts the
+ * proxy's open connections — `{ name: 'postgres failover', inject: async () => { pgTarget.port =
+ * replica.port; pgProxy.cut(); pgProxy.restore() } }` — and the checks below stay as they are.
+ */
+
+const STEADY = 6
+const ACTION_GAP_MS = 500
+const MAX_QUEUE = 3
+/** Steady load before each fault, and at least as long after it. */
+const LOAD_MS = 2000
+
+interface FaultContext {
+  /** The steady clients (their load runs during inject). */
+  clients: ChaosClient[]
+  /** Connected before the fault, gone for good during it: must end offline (no ghost). */
+  leaver: ChaosClient
+  roomIds: string[]
+}
+
+interface Fault {
+  name: string
+  /** Node index the leaver sits on (its socket dies with a killed node). */
+  leaverNode?: number
+  /** Node index this fault kills: not counted as a crash, restarted afterwards. */
+  kills?: number
+  /** Causes the fault, retires the leaver while it lasts, and returns once the fault is over. */
+  inject(ctx: FaultContext): Promise<void>
+}
+
+describe('chaos: one fault at a time under steady load', () => {
+  let test: TestCluster
+  let db: pg.Pool
+  let octets: Map<string, number[]>
+  let redisPort = 0
+  const pgUrl = new URL(PG_ADMIN_URL)
+  /** Where the Postgres proxy connects: the failover hook (see above). */
+  const pgTarget = { host: pgUrl.hostname, port: Number(pgUrl.port || 5432) }
+  let pgProxy: Awaited<ReturnType<typeof tcpProxy>>
+  let redisProxy: Awaited<ReturnType<typeof tcpProxy>>
+  const table: FaultRow[] = []
+  const dir = mkdtempSync(join(tmpdir(), 'sb-chaos-'))
+  const on = (node: number, k: number) => octets.get(test.cluster.nodes[node].id)![k]
+
+  before(async () => {
+    pgProxy = await tcpProxy(() => pgTarget.port, pgTarget.host)
+    redisProxy = await tcpProxy(() => redisPort)
+    test = await startTestCluster(
+      dir,
+      'sbchaos:',
+      {
+        RATE_LIMIT_MESSAGES: '100000',
+        RATE_LIMIT_SYNCS: '100000',
+        RATE_LIMIT_JOINS: '100000',
+        LIVENESS_INTERVAL_MS: '1000',
+        LIVENESS_TTL_MS: '3000',
+        PRESENCE_TTL_MS: '3000',
+        PRESENCE_RECONCILE_MS: '1000',
+        DATABASE_TIMEOUT_MS: '2000',
+        GROUP_COMMIT_MAX_QUEUE: String(MAX_QUEUE),
+        SHUTDOWN_GRACE_MS: '3000',
+      },
+      3,
+      (_i, env) => {
+        redisPort = Number(new URL(env.REDIS_URL).port)
+        const u = new URL(env.DATABASE_URL)
+        u.host = `127.0.0.1:${pgProxy.port}`
+        return { DATABASE_URL: u.toString(), REDIS_URL: `redis://127.0.0.1:${redisProxy.port}` }
+      },
+    )
+    db = new pg.Pool({ connectionString: test.database.url, max: 3 })
+    octets = await octetsByNode(
+      test.cluster.url,
+      test.cluster.nodes.map((n) => n.id),
+      4,
+    )
+  })
+
+  after(async () => {
+    closeAll()
+    await db?.end()
+    await test?.stop()
+    await pgProxy?.close()
+    await redisProxy?.close()
+    rmSync(dir, { recursive: true, force: true })
+    if (table.length > 0) console.log(`chaos summary\n${markdownTable(table)}\n`)
+  })
+
+  const alive = (i: number) => {
+    const c = test.cluster.nodes[i].proc.child
+    return c.exitCode === null && c.signalCode === null
+  }
+
+  /** Runs one fault under load, adds its row to the table and checks every guarantee afterwards. */
+  async function run(fault: Fault): Promise<void> {
+    const tag = fault.name.replace(/[^a-z0-9]+/gi, '-')
+    const roomIds = [`${tag}-a`, `${tag}-b`]
+    const clients: ChaosClient[] = []
+    let finished = false
+    try {
+      for (let i = 0; i < STEADY; i++) clients.push(await ChaosClient.start(test.cluster.url, `${tag}-c${i}`, on(i % 3, Math.floor(i / 3)), roomIds))
+      const leaver = await ChaosClient.start(test.cluster.url, `${tag}-leaver`, on(fault.leaverNode ?? 2, 2), roomIds, false)
+      const observer = await ChaosClient.start(test.cluster.url, `${tag}-observer`, on(0, 3), roomIds)
+
+      for (const c of clients) c.startLoad(ACTION_GAP_MS)
+      // Load runs before the fault: wait until every client has had a send acked.
+      await eventually(() => clients.every((c) => c.acked.length > 0), 20_000, 'every client acked before the fault')
+      await sleep(LOAD_MS) // a while of steady load: the fault hits a cluster in use
+      await fault.inject({ clients, leaver, roomIds })
+      const overAt = Date.now()
+      // Presence: the steady clients and the observer online, the leaver not (no ghost), within 30 s
+      // of the fault's end; watched while the load goes on.
+      const truth = [...clients, observer].map((c) => c.userId).sort()
+      let seen: string[] = []
+      let presenceMs = NaN
+      const presence = eventually(
+        async () => {
+          if (finished) throw new Error('the fault run ended')
+          if (!observer.ready) return false
+          const r = await ack(observer.socket, 'room:join', { roomId: roomIds[0] }, 3000).catch(() => null)
+          seen = r?.status === 'ok' ? r.online.map((u: { userId: string }) => u.userId).sort() : []
+          return JSON.stringify(seen) === JSON.stringify(truth)
+        },
+        30_000,
+        'presence equal to the truth',
+      ).then(
+        () => void (presenceMs = Date.now() - overAt),
+        (err) => {
+          throw new Error(`${err.message}: online ${JSON.stringify(seen)}, truth ${JSON.stringify(truth)}, leaver ${leaver.userId}`)
+        },
+      )
+      presence.catch(() => undefined) // awaited below
+      // Load goes on after the fault until every client has had another send acked.
+      const mark = clients.map((c) => c.acked.length)
+      await eventually(() => clients.every((c, i) => c.acked.length > mark[i]), 60_000, 'every client acked after the fault')
+      await sleep(Math.max(0, overAt + LOAD_MS - Date.now()))
+      await Promise.all(clients.map((c) => c.stopLoad()))
+      await presence
+
+      // Durability: every acked message stored once, nothing stored that was not acked (every send ended acked).
+      const acked = clients.flatMap((c) => c.acked)
+      const d = await durability(db, roomIds, [...acked, ...leaver.acked, ...observer.acked])
+
+      // Views: every steady client (after its resyncs) and the observer hold exactly what the database holds.
+      const views = [...clients, observer]
+      let diff = ''
+      await eventually(
+        async () => {
+          if (!views.every((c) => c.ready)) return false
+          for (const roomId of roomIds) {
+            const stored = await storedView(db, roomId)
+            for (const c of views) {
+              const mine = c.view(roomId)
+              if (!isDeepStrictEqual(mine, stored)) {
+                diff = describeDiff(c.name, roomId, mine, stored)
+                return false
+              }
+            }
+          }
+          return true
+        },
+        20_000,
+        'every view equal to the database',
+      ).catch((err) => {
+        throw new Error(`${err.message}\n${diff}`)
+      })
+
+      const rs = resyncStats(clients)
+      const row: FaultRow = {
+        fault: fault.name,
+        acked: acked.length,
+        lost: d.lost,
+        duplicated: d.duplicated,
+        reconnects: rs.n,
+        'resync p50 ms': rs.p50,
+        'resync max ms': rs.max,
+        'presence ms': presenceMs,
+        unavailable: clients.reduce((n, c) => n + c.unavailable, 0),
+        'refused w/ retryAfterMs': clients.reduce((n, c) => n + c.refusedWithRetry, 0),
+      }
+      table.push(row)
+      console.log(`chaos: ${fault.name}\n${markdownTable([row])}\n`)
+
+      assert.deepEqual([d.lost, d.duplicated, d.unacked], [0, 0, 0], `lost / duplicated / stored-but-never-acked: ${JSON.stringify(d)}`)
+      assert.equal(d.rows, acked.length + leaver.acked.length + observer.acked.length)
+      assert.deepEqual(
+        views.flatMap((c) => c.anomalies),
+        [],
+        'no unexpected error, no hasMore in a resync, no change for an unknown message',
+      )
+      for (const [i] of test.cluster.nodes.entries()) {
+        if (i !== fault.kills) assert.ok(alive(i), `${test.cluster.nodes[i].id} did not crash`)
+      }
+      for (const [i, n] of test.cluster.nodes.entries()) {
+        if (i !== fault.kills) assert.equal((await fetch(`${n.url}/healthz`)).status, 200, `${n.id} answers`)
+      }
+    } finally {
+      finished = true
+      await Promise.all(clients.map((c) => c.stopLoad()))
+      closeAll()
+      if (fault.kills !== undefined && !alive(fault.kills)) await test.cluster.restartNode(fault.kills)
+    }
+  }
+
+  it('SIGKILL a node', () =>
+    run({
+      name: 'SIGKILL node-2',
+      leaverNode: 1,
+      kills: 1,
+      async inject() {
+        // The leaver's only socket is on the victim and does not reconnect: presence must notice via liveness.
+        await test.cluster.nodes[1].proc.stop('SIGKILL')
+      },
+    }))
+
+  it('Redis restarted empty', () =>
+    run({
+      name: 'Redis restarted empty',
+      async inject({ leaver }) {
+        await test.redis.stop()
+        // Gone while Redis is down: its presence entry cannot be removed now, and Redis comes back without any.
+        leaver.retire()
+        await sleep(1000)
+        await test.redis.start()
+      },
+    }))
+
+  it('Redis blip: commands fail for a moment, data kept', () =>
+    run({
+      name: 'Redis blip',
+      async inject({ leaver }) {
+        // The proxy in front of Redis refuses and drops every connection: commands fail; Redis itself keeps its data.
+        redisProxy.cut()
+        leaver.retire()
+        await sleep(1500)
+        redisProxy.restore()
+      },
+    }))
+
+  it('CLIENT KILL TYPE pubsub', () =>
+    run({
+      name: 'CLIENT KILL pubsub',
+      async inject({ leaver }) {
+        const admin = new Redis(test.redis.url, { lazyConnect: true, maxRetriesPerRequest: 1 })
+        try {
+          await admin.connect()
+          const killed = Number(await admin.call('CLIENT', 'KILL', 'TYPE', 'pubsub'))
+          assert.ok(killed > 0, 'the nodes had pub/sub connections to kill')
+          leaver.retire()
+        } finally {
+          admin.disconnect()
+        }
+      },
+    }))
+
+  it('Postgres cut for 5 s', () =>
+    run({
+      name: 'Postgres cut 5 s',
+      async inject({ leaver }) {
+        pgProxy.cut()
+        leaver.retire()
+        await sleep(5000)
+        pgProxy.restore()
+      },
+    }))
+
+  it('Postgres stalled: commits wait on a row lock, the bounded queue answers UNAVAILABLE with retryAfterMs', () =>
+    run({
+      name: 'Postgres stalled',
+      async inject({ clients, leaver, roomIds }) {
+        // Straight to Postgres (not through the proxy): a transaction holding both rooms' rows, so every commit to them waits.
+        const holder = new pg.Client({ connectionString: test.database.url })
+        await holder.connect()
+        try {
+          await holder.query('begin')
+          await holder.query('select id from rooms where id = any($1) for update', [roomIds])
+          const refusedBefore = clients[0].refusedWithRetry
+          // More sends at once on one node than GROUP_COMMIT_MAX_QUEUE: the queue fills and refuses.
+          const burst = clients[0].burst(MAX_QUEUE + 3)
+          await eventually(() => clients[0].refusedWithRetry > refusedBefore, 15_000, 'UNAVAILABLE with retryAfterMs from the full queue')
+          leaver.retire()
+          await sleep(2000)
+          await holder.query('rollback')
+          await burst
+        } finally {
+          await holder.end()
+        }
+      },
+    }))
+})
+
+function describeDiff(name: string, roomId: string, mine: ReturnType<ChaosClient['view']>, stored: Awaited<ReturnType<typeof storedView>>): string {
+  const lines = [`${name} in ${roomId}: version ${mine.version} vs stored ${stored.version}; ${mine.messages.length} vs ${stored.messages.length} messages`]
+  const bySeq = new Map(mine.messages.map((m) => [m.seq, m]))
+  for (const s of stored.messages) {
+    const m = bySeq.get(s.seq)
+    if (!isDeepStrictEqual(m, s)) lines.push(`  seq ${s.seq}: view ${JSON.stringify(m)} stored ${JSON.stringify(s)}`)
+    if (lines.length > 8) break
+  }
+  return lines.join('\n')
+}
