@@ -97,6 +97,7 @@ describe('HTTP rooms and history, edits, reactions, transports', () => {
     const gone = after.body.messages.find((x: any) => x.id === m.messageId)
     assert.ok(gone.deletedAt)
     assert.equal(gone.text, '')
+    assert.equal(gone.reactions, undefined, 'a tombstone carries no reactions (it had two)')
     assert.equal((await ack(sa, 'chat:edit', { roomId: 'edits', messageId: m.messageId, text: 'zombie' })).code, 'NOT_FOUND')
   })
 

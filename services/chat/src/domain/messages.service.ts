@@ -33,7 +33,9 @@ export function toMessage(row: messages.HistoryRow, text: string, fileName: stri
   if (row.attachment_id && fileName !== null && !row.deleted_at) {
     m.attachment = toAttachment({ id: row.attachment_id, mime_type: row.att_mime_type ?? 'application/octet-stream', size: row.att_size ?? 0 }, fileName)
   }
-  if (reactions && Object.keys(reactions).length > 0) m.reactions = reactions
+  // A tombstone carries no reactions: a node that catches a client up on a delete sends only
+  // `chat:deleted` (D92), so history and sync must not show reactions the client cannot learn of.
+  if (reactions && !row.deleted_at && Object.keys(reactions).length > 0) m.reactions = reactions
   if (row.edited_at) m.editedAt = new Date(row.edited_at).toISOString()
   if (row.deleted_at) m.deletedAt = new Date(row.deleted_at).toISOString()
   return m
