@@ -37,6 +37,11 @@ export interface SoakOptions {
   addresses?: number
   /** How long each client stays connected after its edit. */
   holdMs?: number
+  /**
+   * Users the cycles take turns as (one token each, reused): the nodes' bounded per-token and
+   * per-user caches fill up early instead of growing for the whole run (D113).
+   */
+  users?: number
   /** Rooms shared by all cycles (each cycle also joins a room of its own). */
   sharedRooms?: number
   sampleSec?: number
@@ -142,6 +147,7 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
     concurrency: o.concurrency ?? 20,
     addresses: o.addresses ?? 8,
     holdMs: o.holdMs ?? 1000,
+    users: o.users ?? 200,
     sharedRooms: o.sharedRooms ?? 8,
     sampleSec: o.sampleSec ?? 2,
     settleSec: o.settleSec ?? 30,
@@ -158,6 +164,7 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
   const all: Sample[] = []
   const scrapeErrors = new Map<string, number>(o.nodes.map((n) => [n.id, 0]))
   const down = new Set<string>()
+  const tokens = new Map<number, string>()
 
   let t0 = performance.now()
   const takeSample = async (): Promise<Sample[]> => {
@@ -182,7 +189,12 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
   // leave its own room (every other cycle) and disconnect. Every sixth cycle instead disconnects
   // right after emitting its joins, so joins end mid-flight too.
   const cycle = async (i: number): Promise<void> => {
-    const token = await new SignJWT({ name: `soak ${i}` }).setProtectedHeader({ alg: 'HS256' }).setSubject(`soak-${run}-${i}`).setExpirationTime('2h').sign(secret)
+    const u = i % opt.users
+    let token = tokens.get(u)
+    if (!token) {
+      token = await new SignJWT({ name: `soak ${u}` }).setProtectedHeader({ alg: 'HS256' }).setSubject(`soak-${run}-u${u}`).setExpirationTime('6h').sign(secret)
+      tokens.set(u, token)
+    }
     const socket = io(`${o.url}/chat`, {
       ...({ localAddress: `127.0.${1 + (i % opt.addresses)}.1` } as object),
       auth: { token },
@@ -387,6 +399,7 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === resolve(process.argv[1
       rate: { type: 'string', default: '10' },
       concurrency: { type: 'string', default: '20' },
       addresses: { type: 'string', default: '8' },
+      users: { type: 'string', default: '200' },
       hold: { type: 'string', default: '1000' },
       sample: { type: 'string', default: '2' },
       settle: { type: 'string', default: '30' },
@@ -439,6 +452,7 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === resolve(process.argv[1
       rate: num('rate'),
       concurrency: num('concurrency'),
       addresses: num('addresses'),
+      users: num('users'),
       holdMs: Number(a.hold),
       sampleSec: num('sample'),
       settleSec: num('settle'),
