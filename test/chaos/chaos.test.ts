@@ -1,12 +1,16 @@
 import assert from 'node:assert/strict'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { execFile } from 'node:child_process'
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { isDeepStrictEqual } from 'node:util'
+import { fileURLToPath } from 'node:url'
+import { isDeepStrictEqual, promisify } from 'node:util'
 import { after, before, describe, it } from 'node:test'
 import { Redis } from 'ioredis'
 import pg from 'pg'
-import { PG_ADMIN_URL, tcpProxy } from '../../services/chat/test/helpers.ts'
+import { startPostgres, type LocalPostgres } from '../../infra/services.ts'
+import { tcpProxy } from '../../services/chat/test/helpers.ts'
+import { portOf, startReplica, type Replica } from '../../services/chat/test/replica.ts'
 import { ack, closeAll, eventually, octetsByNode, sleep, startTestCluster, type TestCluster } from '../cluster/helpers.ts'
 import { ChaosClient, durability, markdownTable, resyncStats, storedView, type FaultRow } from './harness.ts'
 
@@ -18,10 +22,10 @@ import { ChaosClient, durability, markdownTable, resyncStats, storedView, type F
  * and no node crashed but the one killed (SPEC §4 Versions, presence; §5.1–5.6).
  *
  * Every node reaches Postgres and Redis through TCP proxies of this file, so a fault can cut
- * either. Postgres failover hook: `pgTarget` is where the Postgres proxy connects; a failover
- * fault (another branch builds the promoted replica) points it at the replica and cuts the
- * proxy's open connections — `{ name: 'postgres failover', inject: async () => { pgTarget.port =
- * replica.port; pgProxy.cut(); pgProxy.restore() } }` — and the checks below stay as they are.
+ * either. The database is a private Postgres of this file (D115): the last fault streams it to
+ * an async replica, cuts the stream, stops the primary, promotes the replica and points the
+ * Postgres proxy (`pgTarget`) at it. Acks that only the lost primary had are the known loss of
+ * an async replica: counted as "lost to failover", and each must have come after the cut.
  */
 
 const STEADY = 6
@@ -44,6 +48,8 @@ interface Fault {
   leaverNode?: number
   /** Node index this fault kills: not counted as a crash, restarted afterwards. */
   kills?: number
+  /** A failover: rooms may start over (D105), and acks made after `replicatedUntil` may be lost with the old primary. */
+  failover?: boolean
   /** Causes the fault, retires the leaver while it lasts, and returns once the fault is over. */
   inject(ctx: FaultContext): Promise<void>
 }
@@ -53,16 +59,29 @@ describe('chaos: one fault at a time under steady load', () => {
   let db: pg.Pool
   let octets: Map<string, number[]>
   let redisPort = 0
-  const pgUrl = new URL(PG_ADMIN_URL)
-  /** Where the Postgres proxy connects: the failover hook (see above). */
-  const pgTarget = { host: pgUrl.hostname, port: Number(pgUrl.port || 5432) }
+  let primary: LocalPostgres | undefined
+  let replica: Replica | undefined
+  /** Where the Postgres proxy connects: the primary, then the promoted replica. */
+  const pgTarget = { host: '127.0.0.1', port: 0 }
+  /** The current primary, straight (not through the proxy): the checks read it. */
+  const directUrl = () => `postgres://postgres@127.0.0.1:${pgTarget.port}/switchboard`
   let pgProxy: Awaited<ReturnType<typeof tcpProxy>>
   let redisProxy: Awaited<ReturnType<typeof tcpProxy>>
   const table: FaultRow[] = []
+  /** Failover: every ack before this moment is known to be on the replica. */
+  let replicatedUntil = Infinity
   const dir = mkdtempSync(join(tmpdir(), 'sb-chaos-'))
+  chmodSync(dir, 0o755) // the postgres user walks into it
   const on = (node: number, k: number) => octets.get(test.cluster.nodes[node].id)![k]
 
   before(async () => {
+    primary = await startPostgres(join(dir, 'primary'))
+    pgTarget.port = portOf(primary.url)
+    // The cluster's migrations run on the shared test database startTestCluster makes; this one needs its own.
+    await promisify(execFile)(process.execPath, ['--import', 'tsx', fileURLToPath(new URL('../../services/chat/src/store/migrate.ts', import.meta.url))], {
+      env: { ...process.env, DATABASE_URL: primary.url, JWT_SECRET: 'chaos-migrate-secret-0123456789abcdef', LOG_LEVEL: 'warn' },
+      timeout: 60_000,
+    })
     pgProxy = await tcpProxy(() => pgTarget.port, pgTarget.host)
     redisProxy = await tcpProxy(() => redisPort)
     test = await startTestCluster(
@@ -78,17 +97,17 @@ describe('chaos: one fault at a time under steady load', () => {
         PRESENCE_RECONCILE_MS: '1000',
         DATABASE_TIMEOUT_MS: '2000',
         GROUP_COMMIT_MAX_QUEUE: String(MAX_QUEUE),
+        // A room started over after the failover (D105) is its newest page: make that the whole room.
+        HISTORY_LIMIT: '500',
         SHUTDOWN_GRACE_MS: '3000',
       },
       3,
       (_i, env) => {
         redisPort = Number(new URL(env.REDIS_URL).port)
-        const u = new URL(env.DATABASE_URL)
-        u.host = `127.0.0.1:${pgProxy.port}`
-        return { DATABASE_URL: u.toString(), REDIS_URL: `redis://127.0.0.1:${redisProxy.port}` }
+        return { DATABASE_URL: `postgres://postgres@127.0.0.1:${pgProxy.port}/switchboard`, REDIS_URL: `redis://127.0.0.1:${redisProxy.port}` }
       },
     )
-    db = new pg.Pool({ connectionString: test.database.url, max: 3 })
+    db = new pg.Pool({ connectionString: directUrl(), max: 3 })
     octets = await octetsByNode(
       test.cluster.url,
       test.cluster.nodes.map((n) => n.id),
@@ -98,10 +117,13 @@ describe('chaos: one fault at a time under steady load', () => {
 
   after(async () => {
     closeAll()
-    await db?.end()
+    await db?.end().catch(() => undefined)
     await test?.stop()
     await pgProxy?.close()
     await redisProxy?.close()
+    // Only the Postgres this file started, each by its own pid.
+    await replica?.stop().catch(() => undefined)
+    await primary?.stop().catch(() => undefined)
     rmSync(dir, { recursive: true, force: true })
     if (table.length > 0) console.log(`chaos summary\n${markdownTable(table)}\n`)
   })
@@ -121,6 +143,7 @@ describe('chaos: one fault at a time under steady load', () => {
       for (let i = 0; i < STEADY; i++) clients.push(await ChaosClient.start(test.cluster.url, `${tag}-c${i}`, on(i % 3, Math.floor(i / 3)), roomIds))
       const leaver = await ChaosClient.start(test.cluster.url, `${tag}-leaver`, on(fault.leaverNode ?? 2, 2), roomIds, false)
       const observer = await ChaosClient.start(test.cluster.url, `${tag}-observer`, on(0, 3), roomIds)
+      for (const c of [...clients, leaver, observer]) c.restartsAllowed = fault.failover === true
 
       for (const c of clients) c.startLoad(ACTION_GAP_MS)
       // Load runs before the fault: wait until every client has had a send acked.
@@ -160,6 +183,9 @@ describe('chaos: one fault at a time under steady load', () => {
       // Durability: every acked message stored once, nothing stored that was not acked (every send ended acked).
       const acked = clients.flatMap((c) => c.acked)
       const d = await durability(db, roomIds, [...acked, ...leaver.acked, ...observer.acked])
+      // The async replica's known loss: acked by the old primary after the last point known replicated.
+      const lostToFailover = fault.failover ? d.lostAcks.filter((a) => a.at > replicatedUntil) : []
+      const lost = d.lost - lostToFailover.length
 
       // Views: every steady client (after its resyncs) and the observer hold exactly what the database holds.
       const views = [...clients, observer]
@@ -189,7 +215,8 @@ describe('chaos: one fault at a time under steady load', () => {
       const row: FaultRow = {
         fault: fault.name,
         acked: acked.length,
-        lost: d.lost,
+        lost,
+        'lost to failover': lostToFailover.length,
         duplicated: d.duplicated,
         reconnects: rs.n,
         'resync p50 ms': rs.p50,
@@ -201,8 +228,10 @@ describe('chaos: one fault at a time under steady load', () => {
       table.push(row)
       console.log(`chaos: ${fault.name}\n${markdownTable([row])}\n`)
 
-      assert.deepEqual([d.lost, d.duplicated, d.unacked], [0, 0, 0], `lost / duplicated / stored-but-never-acked: ${JSON.stringify(d)}`)
-      assert.equal(d.rows, acked.length + leaver.acked.length + observer.acked.length)
+      assert.deepEqual([lost, d.duplicated, d.unacked], [0, 0, 0], `lost / duplicated / stored-but-never-acked: ${JSON.stringify(d)}`)
+      assert.equal(d.rows, acked.length + leaver.acked.length + observer.acked.length - lostToFailover.length)
+      // The fault did hit: the old primary had acked commits the replica never received.
+      if (fault.failover) assert.ok(lostToFailover.length > 0, 'some acks were only on the old primary')
       assert.deepEqual(
         views.flatMap((c) => c.anomalies),
         [],
@@ -289,7 +318,7 @@ describe('chaos: one fault at a time under steady load', () => {
       name: 'Postgres stalled',
       async inject({ clients, leaver, roomIds }) {
         // Straight to Postgres (not through the proxy): a transaction holding both rooms' rows, so every commit to them waits.
-        const holder = new pg.Client({ connectionString: test.database.url })
+        const holder = new pg.Client({ connectionString: directUrl() })
         await holder.connect()
         try {
           await holder.query('begin')
@@ -307,6 +336,32 @@ describe('chaos: one fault at a time under steady load', () => {
         }
       },
     }))
+
+  // Last: the old primary is gone afterwards.
+  it('Postgres failover to the promoted replica (it lagged: the acks after its stream was cut are lost)', async () => {
+    replica = await startReplica(join(dir, 'replica'), pgTarget.port)
+    await run({
+      name: 'Postgres failover',
+      failover: true,
+      async inject({ leaver }) {
+        // Everything acked so far reaches the replica; then its stream is cut, and what the load commits next only the primary has.
+        const until = Date.now()
+        await replica!.caughtUp(pgTarget.port)
+        replica!.stream.cut()
+        replicatedUntil = until
+        leaver.retire()
+        await sleep(1500)
+        // The checks' pool holds idle connections to the primary: end it before the primary goes.
+        await db.end()
+        await primary!.stop()
+        await replica!.promote()
+        pgTarget.port = replica!.port
+        pgProxy.cut() // the nodes' connections to the old primary go; new ones reach the promoted replica
+        pgProxy.restore()
+        db = new pg.Pool({ connectionString: directUrl(), max: 3 })
+      },
+    })
+  })
 })
 
 function describeDiff(name: string, roomId: string, mine: ReturnType<ChaosClient['view']>, stored: Awaited<ReturnType<typeof storedView>>): string {

@@ -33,6 +33,8 @@ export interface Acked {
   clientMsgId: string
   messageId: string
   seq: number
+  /** When the ack arrived (ms epoch). */
+  at: number
 }
 
 const EMOJI = ['👍', '🎉', 'constructor']
@@ -63,6 +65,14 @@ export class ChaosClient {
   private generation = 0
   private disconnectedAt = 0
   private retiring = false
+  /**
+   * A failover to a replica that lacked the last commits makes the server start rooms over
+   * (`hasMore` in a `chat:sync` answer or a `room:history`, D105): allowed only where the fault
+   * is a failover; elsewhere a `hasMore` in a resync is an anomaly.
+   */
+  restartsAllowed = false
+  /** Rooms started over (the view dropped and rebuilt from the server's newest page). */
+  restarts = 0
 
   private constructor(
     readonly name: string,
@@ -72,6 +82,8 @@ export class ChaosClient {
   ) {
     for (const r of roomIds) this.rooms.set(r, { bySeq: new Map(), seqById: new Map(), lastSeq: 0, version: 0 })
     socket.on('room:history', (h: any) => {
+      // "Start this room over from its newest page" (D93, D105): what the client held is dropped.
+      if (h.hasMore && this.rooms.has(h.roomId)) this.restart(h.roomId, 'room:history')
       for (const m of h.messages ?? []) this.applyMessage(m)
       for (const m of h.updated ?? []) this.applyMessage(m)
     })
@@ -109,6 +121,12 @@ export class ChaosClient {
       if (r.status !== 'ok') throw new Error(`${name} join ${roomId}: ${r.code}`)
     }
     return c
+  }
+
+  private restart(roomId: string, where: string): void {
+    this.restarts++
+    if (!this.restartsAllowed) this.anomalies.push(`${this.name}: ${where} hasMore for ${roomId}`)
+    this.rooms.set(roomId, { bySeq: new Map(), seqById: new Map(), lastSeq: 0, version: 0 })
   }
 
   private applyMessage(m: any): void {
@@ -156,11 +174,12 @@ export class ChaosClient {
         const ok = await new Promise<boolean>((resolve) => {
           this.socket.timeout(5000).emit('chat:sync', { rooms: point }, (err: Error | null, r: any) => {
             if (err || r?.status !== 'ok') return resolve(false)
+            const restarted = new Set<string>(r.hasMore ?? [])
             for (const id of this.rooms.keys()) {
+              if (restarted.has(id)) this.restart(id, 'resync')
               for (const m of r.rooms?.[id] ?? []) this.applyMessage(m)
               for (const m of r.updated?.[id] ?? []) this.applyMessage(m)
             }
-            if ((r.hasMore ?? []).length > 0) this.anomalies.push(`${this.name}: resync hasMore ${r.hasMore}`)
             if (r.errors) this.anomalies.push(`${this.name}: resync errors ${JSON.stringify(r.errors)}`)
             this.resyncMs.push(Date.now() - this.disconnectedAt)
             this.disconnectedAt = 0
@@ -216,7 +235,7 @@ export class ChaosClient {
     const clientMsgId = `${this.name}-${n}`
     const r = await this.request('chat:message', { roomId, text: `${this.name} ${n}`, clientMsgId })
     if (r.status !== 'ok') return void this.anomalies.push(`${this.name}: send ${clientMsgId}: ${r.code}`)
-    this.acked.push({ roomId, clientMsgId, messageId: r.messageId, seq: r.seq })
+    this.acked.push({ roomId, clientMsgId, messageId: r.messageId, seq: r.seq, at: Date.now() })
   }
 
   private pick<T>(xs: T[]): T | undefined {
@@ -323,21 +342,24 @@ export async function durability(db: pg.Pool, roomIds: string[], acked: Acked[])
     const k = `${r.room_id}\u0000${r.client_msg_id}`
     byKey.set(k, [...(byKey.get(k) ?? []), r])
   }
-  let lost = 0
+  const lostAcks: Acked[] = []
   for (const a of acked) {
     const found = byKey.get(`${a.roomId}\u0000${a.clientMsgId}`) ?? []
-    if (!found.some((r) => r.id === a.messageId && Number(r.seq) === a.seq)) lost++
+    if (!found.some((r) => r.id === a.messageId && Number(r.seq) === a.seq)) lostAcks.push(a)
   }
+  const lost = lostAcks.length
   const duplicated = [...byKey.values()].reduce((n, list) => n + list.length - 1, 0)
   const ackedKeys = new Set(acked.map((a) => `${a.roomId}\u0000${a.clientMsgId}`))
   const unacked = [...byKey.keys()].filter((k) => !ackedKeys.has(k)).length
-  return { rows: rows.length, lost, duplicated, unacked }
+  return { rows: rows.length, lost, lostAcks, duplicated, unacked }
 }
 
 export interface FaultRow {
   fault: string
   acked: number
   lost: number
+  /** Acked only on a primary that failed over before its async replica received them (the known loss). */
+  'lost to failover': number
   duplicated: number
   reconnects: number
   'resync p50 ms': number | string

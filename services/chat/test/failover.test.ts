@@ -7,32 +7,16 @@
  * (a deterministic lag).
  */
 import assert from 'node:assert/strict'
-import { execFile, execFileSync } from 'node:child_process'
-import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs'
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { promisify } from 'node:util'
 import { Writable } from 'node:stream'
 import { after, before, describe, test } from 'node:test'
-import pg from 'pg'
 import { pino } from 'pino'
 import type { Socket } from 'socket.io-client'
-import { findPostgresBinDir, startPostgres, type LocalPostgres } from '../../../infra/services.ts'
+import { startPostgres, type LocalPostgres } from '../../../infra/services.ts'
 import { ack, chatClient, closeClients, devToken, eventually, next, REDIS_URL, redisPrefix, startNode, tcpProxy, type TestNode } from './helpers.ts'
-
-const bin = findPostgresBinDir()
-const asPostgres = process.getuid?.() === 0 ? { uid: Number(execFileSync('id', ['-u', 'postgres']).toString()), gid: Number(execFileSync('id', ['-g', 'postgres']).toString()) } : {}
-const portOf = (url: string) => Number(new URL(url).port)
-
-async function query<T extends pg.QueryResultRow>(port: number, text: string, values: unknown[] = [], database = 'switchboard'): Promise<T[]> {
-  const c = new pg.Client({ connectionString: `postgres://postgres@127.0.0.1:${port}/${database}` })
-  await c.connect()
-  try {
-    return (await c.query<T>(text, values)).rows
-  } finally {
-    await c.end()
-  }
-}
+import { portOf, postgresBin, query, startReplica, type Replica } from './replica.ts'
 
 /** What a client shows of the room: by seq, replaced by a `room:history` with `hasMore` (as the web client does). */
 function view(socket: Socket, roomId: string) {
@@ -49,7 +33,7 @@ function view(socket: Socket, roomId: string) {
   return { bySeq, resyncs }
 }
 
-describe('failover to a replica that lagged (D105)', { skip: bin === undefined ? 'no Postgres binaries (apt-get install postgresql)' : false }, () => {
+describe('failover to a replica that lagged (D105)', { skip: postgresBin === undefined ? 'no Postgres binaries (apt-get install postgresql)' : false }, () => {
   const base = mkdtempSync(join(tmpdir(), 'sb-failover-'))
   chmodSync(base, 0o755) // the postgres user walks into it
   const redis = redisPrefix()
@@ -61,24 +45,16 @@ describe('failover to a replica that lagged (D105)', { skip: bin === undefined ?
     },
   })
   let primary: LocalPostgres | undefined
-  let replica: LocalPostgres | undefined
+  let replica: Replica | undefined
   let node: TestNode | undefined
   let target = 0
   let dbProxy: Awaited<ReturnType<typeof tcpProxy>> | undefined
-  let replProxy: Awaited<ReturnType<typeof tcpProxy>> | undefined
 
   before(async () => {
     primary = await startPostgres(join(base, 'primary'))
     target = portOf(primary.url)
-    replProxy = await tcpProxy(portOf(primary.url))
     dbProxy = await tcpProxy(() => target)
-    const replicaDir = join(base, 'replica')
-    mkdirSync(replicaDir)
-    if ('uid' in asPostgres) chownSync(replicaDir, asPostgres.uid!, asPostgres.gid!)
-    // Streams through replProxy (primary_conninfo names the host it was taken from).
-    // Async: the proxy it goes through lives in this process.
-    await promisify(execFile)(join(bin!, 'pg_basebackup'), ['-h', '127.0.0.1', '-p', String(replProxy.port), '-U', 'postgres', '-D', join(replicaDir, 'pgdata'), '-X', 'stream', '-R', '-c', 'fast', '-w', '--no-sync'], { ...asPostgres, timeout: 20_000 })
-    replica = await startPostgres(replicaDir)
+    replica = await startReplica(join(base, 'replica'), target)
     node = await startNode(
       { DATABASE_URL: `postgres://postgres@127.0.0.1:${dbProxy.port}/switchboard`, REDIS_URL, REDIS_PREFIX: redis.prefix, RATE_LIMIT_MESSAGES: '1000' },
       { log: pino({ level: 'warn' }, logStream) },
@@ -89,7 +65,6 @@ describe('failover to a replica that lagged (D105)', { skip: bin === undefined ?
     closeClients()
     await node?.close().catch(() => undefined)
     await dbProxy?.close()
-    await replProxy?.close()
     // Only the two Postgres we started, each by its own pid.
     await replica?.stop().catch(() => undefined)
     await primary?.stop().catch(() => undefined)
@@ -132,9 +107,8 @@ describe('failover to a replica that lagged (D105)', { skip: bin === undefined ?
     for (const text of ['r-one', 'r-two', 'r-three']) await (await send(text, true, rejoinRoom, c)).live
 
     // The replica has everything so far; then it is cut off and the last two commits reach only the primary.
-    const [{ lsn }] = await query<{ lsn: string }>(target, 'select pg_current_wal_lsn()::text as lsn')
-    await eventually(async () => (await query<{ ok: boolean }>(portOf(replica!.url), 'select pg_last_wal_replay_lsn() >= $1::pg_lsn as ok', [lsn]))[0].ok, 10_000, 'the replica to catch up')
-    replProxy!.cut()
+    await replica!.caughtUp(target)
+    replica!.stream.cut()
     // (Nothing the primary writes from here on can pass the cut proxy; the head check below confirms it.)
     const lost = []
     for (const text of ['four', 'five']) lost.push((await (await send(text)).live).seq)
@@ -144,8 +118,8 @@ describe('failover to a replica that lagged (D105)', { skip: bin === undefined ?
 
     // Failover: the primary goes away, the replica is promoted, the proxy points at it.
     await primary!.stop()
-    await query(portOf(replica!.url), 'select pg_promote(true, 20)', [], 'postgres')
-    target = portOf(replica!.url)
+    await replica!.promote()
+    target = replica!.port
     const [head] = await query<{ last_seq: string; version: string }>(target, 'select last_seq, version from rooms where id = $1', [roomId])
     assert.deepEqual([Number(head.last_seq), Number(head.version)], [3, 3], 'the promoted replica lacks the last two commits')
 
