@@ -165,21 +165,10 @@ export class RoomsService {
     }
   }
 
-  /** The room's last committed seq (0 for a room that does not exist). */
-  async lastSeq(roomId: string): Promise<number> {
-    const row = await rooms.findRoom(this.db, roomId)
-    return row ? Number(row.last_seq) : 0
-  }
-
   /** Where each room is: its last seq and its version (absent rooms are left out). */
   async heads(roomIds: string[]): Promise<Map<string, RoomHead>> {
     const rows = await rooms.heads(this.db, roomIds)
     return new Map(rows.map((r) => [r.id, { lastSeq: Number(r.last_seq), version: Number(r.version) }]))
-  }
-
-  async lastSeqs(roomIds: string[]): Promise<Map<string, number>> {
-    const rows = await rooms.lastSeqs(this.db, roomIds)
-    return new Map(rows.map((r) => [r.id, Number(r.last_seq)]))
   }
 
   /** Members of a room whose (lower-cased) username is one of `names`. */

@@ -7,11 +7,6 @@ export function findRoom(db: Q, id: string) {
   return db.selectFrom('rooms').select(['id', 'name', 'is_private', 'last_seq']).where('id', '=', id).executeTakeFirst()
 }
 
-export function lastSeqs(db: Q, ids: string[]) {
-  if (ids.length === 0) return Promise.resolve([])
-  return db.selectFrom('rooms').select(['id', 'last_seq']).where('id', 'in', ids).execute()
-}
-
 /** Last seq and version of each room (one row read, so the two are consistent). */
 export function heads(db: Q, ids: string[]) {
   if (ids.length === 0) return Promise.resolve([])
