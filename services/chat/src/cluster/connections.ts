@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis'
-import { LUA_NOW } from './redis.ts'
+import { LUA_NOW, luaCommands } from './redis.ts'
 
 /** One socket this node holds, as `reconcile()` is told about it. */
 export interface CountedSocket {
@@ -134,16 +134,7 @@ interface ConnectionCommands {
   sbConnSync(key: string, nodeId: string, ttlMs: number, n: number, ...members: string[]): Promise<[number, number]>
 }
 
-/** The scripts as ioredis commands (EVALSHA, reloaded by ioredis after a Redis restart). */
-function commands(redis: Redis): ConnectionCommands {
-  const r = redis as Redis & Partial<ConnectionCommands>
-  if (!r.sbConnAcquire) {
-    redis.defineCommand('sbConnAcquire', { numberOfKeys: 1, lua: ACQUIRE })
-    redis.defineCommand('sbConnRelease', { numberOfKeys: 1, lua: RELEASE })
-    redis.defineCommand('sbConnSync', { numberOfKeys: 1, lua: SYNC })
-  }
-  return r as unknown as ConnectionCommands
-}
+const commands = (redis: Redis) => luaCommands<ConnectionCommands>(redis, { sbConnAcquire: ACQUIRE, sbConnRelease: RELEASE, sbConnSync: SYNC })
 
 /** A socket this node counts. `born`: the reconciliation pass it was acquired in. */
 interface Held {

@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis'
 import type { OnlineUser } from '../domain/types.ts'
 import type { LiveSocket, PresenceRepair, PresenceStore } from './presence.ts'
-import { LUA_NOW } from './redis.ts'
+import { LUA_NOW, luaCommands } from './redis.ts'
 
 // Every script touches ONE key (a user's entry set), so each stays on one Redis Cluster slot.
 // Deadlines are Redis server time (TIME), so nodes' clocks never matter.
@@ -41,16 +41,7 @@ interface PresenceCommands {
   sbPresenceOnline(key: string): Promise<number>
 }
 
-/** The scripts as ioredis commands (EVALSHA, reloaded by ioredis after a Redis restart). */
-function commands(redis: Redis): PresenceCommands {
-  const r = redis as Redis & Partial<PresenceCommands>
-  if (!r.sbPresenceAdd) {
-    redis.defineCommand('sbPresenceAdd', { numberOfKeys: 1, lua: ADD })
-    redis.defineCommand('sbPresenceRemove', { numberOfKeys: 1, lua: REMOVE })
-    redis.defineCommand('sbPresenceOnline', { numberOfKeys: 1, lua: ONLINE })
-  }
-  return r as unknown as PresenceCommands
-}
+const commands = (redis: Redis) => luaCommands<PresenceCommands>(redis, { sbPresenceAdd: ADD, sbPresenceRemove: REMOVE, sbPresenceOnline: ONLINE })
 
 interface LocalUser {
   username: string

@@ -43,3 +43,15 @@ export async function connectWithin(client: Redis, ms: number): Promise<void> {
 export const LUA_NOW = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)`
+
+/**
+ * Single-key Lua scripts as ioredis commands (EVALSHA; ioredis reloads a script Redis lost after a
+ * restart), defined once per client.
+ */
+export function luaCommands<T>(redis: Redis, scripts: { [K in keyof T & string]: string }): T {
+  const defined = redis as unknown as Record<string, unknown>
+  for (const [name, lua] of Object.entries<string>(scripts)) {
+    if (!defined[name]) redis.defineCommand(name, { numberOfKeys: 1, lua })
+  }
+  return redis as unknown as T
+}
