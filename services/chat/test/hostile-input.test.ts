@@ -262,6 +262,8 @@ describe('hostile input: size, depth, unknown events and error texts', () => {
     const cases: [string, unknown, RegExp][] = [
       ['room:join', { roomId: 'texts', lastSeq: 'abc' }, /^Invalid lastSeq: expected an integer seq ≥ 0/],
       ['room:join', { roomId: 'has space' }, /^Invalid roomId: expected a room id: 1–128 chars/],
+      ['room:join', '..', /^Invalid roomId: expected a room id: 1–128 chars/],
+      ['room:join', { roomId: '.' }, /^Invalid roomId: expected a room id: 1–128 chars/],
       ['room:join', 42, /^Invalid payload: expected an object/],
       ['chat:read', { roomId: 'texts', seq: 'x' }, /^Invalid seq: expected an integer seq ≥ 0/],
       ['chat:read', { roomId: 'texts' }, /exactly one of messageId .* and seq/],

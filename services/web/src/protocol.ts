@@ -83,7 +83,7 @@ export interface RoomSummary {
 }
 
 /** SPEC §4 room ids (the regular expression, and the same as an HTML `pattern`). */
-export const ROOM_ID = /^[A-Za-z0-9:_.-]{1,128}$/
+export const ROOM_ID = /^(?!\.{1,2}$)[A-Za-z0-9:_.-]{1,128}$/
 export const ROOM_ID_PATTERN = '[A-Za-z0-9:_.\\-]{1,128}'
 export const ROOM_ID_TITLE = '1–128 characters: letters, digits, : _ . -'
 export const MAX_TEXT = 5000

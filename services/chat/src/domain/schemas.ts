@@ -3,7 +3,8 @@ import { AppError } from '../errors.ts'
 
 /** SPEC §4 limits. */
 export const MAX_TEXT = 5000
-export const ROOM_ID_PATTERN = '^[A-Za-z0-9:_.\\-]{1,128}$'
+// `.` and `..` are refused: every HTTP client folds them out of `/api/rooms/<id>/messages` (D116).
+export const ROOM_ID_PATTERN = '^(?!\\.{1,2}$)[A-Za-z0-9:_.\\-]{1,128}$'
 
 export const RoomId = Type.String({ pattern: ROOM_ID_PATTERN, description: 'a room id: 1–128 chars of [A-Za-z0-9:_.-]' })
 export const MessageId = Type.String({
