@@ -87,7 +87,8 @@ describe('soak churn against a two-node cluster (about a minute)', () => {
       assert.ok(n.peak.feedRooms > n.baseline.feedRooms, `${n.id}: peak feed rooms ${n.peak.feedRooms}`)
       const sampled = report.samples.filter((s) => s.node === n.id && s.t >= 0 && s.t <= report.churnSec).length
       assert.ok(sampled >= 15, `${n.id}: ${sampled} samples during the churn`)
-      assert.ok(n.heapMinima.length > 0 && n.peak.heapUsed > 0 && n.peak.rss > 0)
+      // Heap troughs count only in windows with a major collection, which a short light run may not have.
+      assert.ok(n.windows.total > 0 && n.heapMinima.length === n.windows.withMajorGc && n.peak.heapUsed > 0 && n.peak.rss > 0)
     }
   })
 

@@ -1,11 +1,13 @@
 /**
- * A private Postgres primary and a real async streaming replica of it (issue 17, D105, D115):
+ * A private Postgres primary and a real streaming replica of it (issue 17, D105, D115, D117):
  * `pg_basebackup -R` from the machine's binaries, the replica streaming through a TCP proxy of
- * this process so a test can cut it (a deterministic lag), then promote it. Used by the
- * single-node failover test and the chaos suite's failover fault.
+ * this process so a test can cut it (a deterministic lag), then promote it. Asynchronous by
+ * default (the single-node failover test makes it lag); `synchronous` makes it the primary's
+ * synchronous standby, so no commit is acknowledged before the replica has it on disk (the
+ * chaos suite's failover fault).
  */
+import { appendFileSync, chownSync, mkdirSync } from 'node:fs'
 import { execFile, execFileSync } from 'node:child_process'
-import { chownSync, mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import pg from 'pg'
@@ -41,8 +43,11 @@ export interface Replica {
   stop(): Promise<void>
 }
 
+/** The name a synchronous replica streams under (its `cluster_name`, the walreceiver's application_name). */
+const SYNC_NAME = 'sbreplica'
+
 /** A streaming replica of the Postgres on `primaryPort`, its data under `dir` (a new folder). */
-export async function startReplica(dir: string, primaryPort: number): Promise<Replica> {
+export async function startReplica(dir: string, primaryPort: number, opts: { synchronous?: boolean } = {}): Promise<Replica> {
   if (!postgresBin) throw new Error('no Postgres binaries (apt-get install postgresql)')
   const stream = await tcpProxy(primaryPort)
   let replica: LocalPostgres | undefined
@@ -52,7 +57,19 @@ export async function startReplica(dir: string, primaryPort: number): Promise<Re
     // Streams through `stream` (primary_conninfo names the host it was taken from).
     // Async: the proxy it goes through lives in this process.
     await promisify(execFile)(join(postgresBin, 'pg_basebackup'), ['-h', '127.0.0.1', '-p', String(stream.port), '-U', 'postgres', '-D', join(dir, 'pgdata'), '-X', 'stream', '-R', '-c', 'fast', '-w', '--no-sync'], { ...asPostgres, timeout: 30_000 })
+    // Without an application_name in primary_conninfo, the walreceiver streams under cluster_name.
+    if (opts.synchronous) appendFileSync(join(dir, 'pgdata', 'postgresql.auto.conf'), `cluster_name = '${SYNC_NAME}'\n`)
     replica = await startPostgres(dir)
+    if (opts.synchronous) {
+      // synchronous_commit stays `on` (the default): a commit returns once the standby has flushed it.
+      await query(primaryPort, `alter system set synchronous_standby_names = '${SYNC_NAME}'`, [], 'postgres')
+      await query(primaryPort, 'select pg_reload_conf()', [], 'postgres')
+      await eventually(
+        async () => (await query<{ state: string }>(primaryPort, 'select sync_state as state from pg_stat_replication where application_name = $1', [SYNC_NAME], 'postgres'))[0]?.state === 'sync',
+        20_000,
+        'the replica to stream as the synchronous standby',
+      )
+    }
   } catch (err) {
     await stream.close()
     throw err
