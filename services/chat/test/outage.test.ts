@@ -140,3 +140,28 @@ for (const adapter of ['classic', 'sharded']) {
     })
   })
 }
+
+describe('shutdown while Redis is unreachable', () => {
+  it('completes: no Redis command or QUIT waits for a Redis that does not answer', async () => {
+    const database = await createTestDatabase()
+    const redis = redisPrefix()
+    const proxy = await tcpProxy(Number(new URL(REDIS_URL).port || 6379), new URL(REDIS_URL).hostname)
+    try {
+      const node = await startNode({ DATABASE_URL: database.url, REDIS_URL: `redis://127.0.0.1:${proxy.port}`, REDIS_PREFIX: redis.prefix, REDIS_ADAPTER: 'sharded' })
+      const { token } = await devToken(node.url, 'leaving-user')
+      const s = await chatClient(node.url, token)
+      await ack(s, 'room:join', 'shutdown-r')
+      proxy.cut()
+      // Generous: a hang is what this guards against (pub/sub clients queue commands while disconnected).
+      let timer: NodeJS.Timeout | undefined
+      const closed = await Promise.race([node.close().then(() => true), new Promise<false>((r) => (timer = setTimeout(() => r(false), 20_000)))])
+      clearTimeout(timer)
+      assert.ok(closed, 'node.close() finished with Redis unreachable')
+    } finally {
+      closeClients()
+      await proxy.close()
+      await database.drop()
+      await redis.clear()
+    }
+  })
+})

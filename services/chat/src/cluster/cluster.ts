@@ -8,7 +8,7 @@ import { READINESS_CHECK_TIMEOUT_MS, RedisPeerBoard } from './readiness.ts'
 import { MemoryPresence, type PresenceStore } from './presence.ts'
 import { RedisPresence } from './presence.redis.ts'
 import { LeasedRedisRateLimit, leaseCap, MemoryRateLimit, type RateLimit } from './rate-limit.ts'
-import { connectWithin, createRedis } from './redis.ts'
+import { connectWithin, createRedis, quitWithin } from './redis.ts'
 
 /** What nodes share: broadcasts, presence, rate-limit counters. In-process when embedded. */
 export interface Cluster {
@@ -93,7 +93,7 @@ export async function createCluster(config: Config, log: Logger, onRedisError?: 
     close: async () => {
       await liveness.stop()
       await peerBoard.leave()
-      await Promise.all(clients.map((c) => c.quit().catch(() => c.disconnect())))
+      await Promise.all(clients.map((c) => quitWithin(c, 1000)))
     },
   }
 }
