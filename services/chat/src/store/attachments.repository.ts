@@ -47,7 +47,8 @@ export async function findWithReference(db: Q, id: string, roomId?: string): Pro
           eb
             .selectFrom('messages as m')
             .select(sql.lit(1).as('one'))
-            .whereRef('m.room_id', '=', 'a.room_id')
+            // The room as a value, not only as a.room_id: a subquery in the select list is pruned on what it says itself.
+            .where((w) => (roomId === undefined ? w('m.room_id', '=', w.ref('a.room_id')) : w('m.room_id', '=', roomId)))
             .whereRef('m.attachment_id', '=', 'a.id')
             .where('m.deleted_at', 'is', null),
         )
