@@ -212,7 +212,7 @@ async function commitBatchInOneStatement(db: Q, drafts: readonly Draft[], now: D
     ),
     existing as (
       -- One probe per draft, by its room (a LATERAL with LIMIT is never flattened into a hash
-      -- join over every partition): each probe reads its room's partition only (D121).
+      -- join over every partition): each probe reads its room's partition only (D122).
       select i.ord, m.id, m.seq, m.version, m.created_at from input i
       cross join lateral (
         select m.id, m.seq, m.version, m.created_at from messages m
