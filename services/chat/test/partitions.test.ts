@@ -6,6 +6,7 @@
  * the partition count comes from MESSAGE_PARTITIONS.
  */
 import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { promises as fs } from 'node:fs'
 import path from 'node:path'
@@ -388,6 +389,37 @@ describe('partitioned messages: the count comes from MESSAGE_PARTITIONS', () => 
     await withPartitions('5', () => migrateToLatest(db!))
     const shape = await layout(db)
     for (const t of ['messages', 'reactions', 'attachments']) assert.deepEqual(shape[t], { strategy: 'h', partitions: 5 }, t)
+  })
+})
+
+describe('partitioned messages: npm run migrate copies a table longer than DATABASE_TIMEOUT_MS', () => {
+  const database = createTestDatabase()
+  let db: Kysely<any> | undefined
+  after(async () => {
+    await db?.destroy()
+    await (await database).drop()
+  })
+
+  it('has no query timeout (the Job bounds it), and takes MESSAGE_PARTITIONS from its environment', async () => {
+    const { url } = await database
+    db = new Kysely<any>({ dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: url, max: 1 }) }) })
+    await migrateTo(db, BEFORE)
+    // Volume, not realism: 200,000 rows take well over the 100 ms timeout to copy and index.
+    await sql`insert into rooms (id, name, created_by, last_seq, version) select 'r' || g, 'r', 'u', 200, 200 from generate_series(1, 1000) g`.execute(db)
+    await sql`insert into messages (room_id, seq, id, user_id, username, text, created_at, version)
+      select 'r' || (g % 1000 + 1), g / 1000 + 1, gen_random_uuid(), 'u', 'u', repeat('x', 100), now(), g / 1000 + 1 from generate_series(0, 199999) g`.execute(db)
+    const child = spawn(process.execPath, ['--import', 'tsx', 'services/chat/src/store/migrate.ts'], {
+      cwd: fileURLToPath(new URL('../../..', import.meta.url)),
+      env: { PATH: process.env.PATH, DATABASE_URL: url, DATABASE_TIMEOUT_MS: '100', MESSAGE_PARTITIONS: '4', JWT_SECRET: 'x'.repeat(32), LOG_LEVEL: 'warn' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    let out = ''
+    child.stdout.on('data', (d) => (out += d))
+    child.stderr.on('data', (d) => (out += d))
+    const code = await new Promise<number | null>((resolve) => child.on('close', resolve))
+    assert.equal(code, 0, out)
+    for (const t of ['messages', 'reactions', 'attachments']) assert.deepEqual((await layout(db))[t], { strategy: 'h', partitions: 4 }, t)
+    assert.equal((await countRows(db)).m, 200_000)
   })
 })
 
