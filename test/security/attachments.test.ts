@@ -39,7 +39,7 @@ describe('attachments of a private room', () => {
     assert.equal(up.body.mimeType, 'image/png')
     assert.equal(up.body.size, PNG.length)
     const path = up.body.url as string
-    assert.equal(path, `/api/attachments/${up.body.id}`)
+    assert.equal(path, `/api/attachments/${up.body.id}?room=att-secret`)
 
     // Sent in a message of the room, it is the members' to read (D48: before that, the uploader's only).
     const friendEarly = await fetch(`${node.url}${path}`, { headers: { authorization: `Bearer ${friend.token}` } })
@@ -58,6 +58,9 @@ describe('attachments of a private room', () => {
     assert.ok(theirs.status === 403 || theirs.status === 404, `stranger: ${theirs.status}`)
     assert.ok(!Buffer.from(await theirs.arrayBuffer()).includes(PNG.subarray(0, 16)), 'no bytes for the stranger')
     assert.equal((await fetch(`${node.url}${path}`)).status, 401, 'no token')
+    // Naming a room of one's own in the url (D121) finds nothing of another room.
+    const viaOwnRoom = await fetch(`${node.url}/api/attachments/${up.body.id}?room=att-public`, { headers: { authorization: `Bearer ${stranger.token}` } })
+    assert.equal(viaOwnRoom.status, 404, `stranger naming their own room: ${viaOwnRoom.status}`)
 
     const intruder = await upload(node.url, stranger.token, 'att-secret', PNG, 'x.png', 'image/png')
     assert.ok(intruder.status === 403 || intruder.status === 404, `stranger upload: ${intruder.status}`)

@@ -22,6 +22,8 @@ const configSchema = (production: boolean) => Type.Object({
   DATABASE_POOL_MAX: Type.Integer({ default: 10, minimum: 1, maximum: 500 }),
   DATABASE_TIMEOUT_MS: Type.Integer({ default: 5000, minimum: 100 }),
   MIGRATE_ON_START: Type.Boolean({ default: true }),
+  /** Hash partitions of messages, reactions and attachments, read by their partitioning migration (D120). */
+  MESSAGE_PARTITIONS: Type.Integer({ default: 16, minimum: 1, maximum: 1024 }),
   /** `<keyId>:<base64 of 32 bytes>`, comma-separated; the first writes. Empty: message text stored in plaintext. */
   ENCRYPTION_KEYS: Type.String({ default: '' }),
 

@@ -51,6 +51,8 @@ describe('config: one schema, validated at boot', () => {
       [{ PORT: 'abc' }, 'PORT must be an integer from 0 to 65535 (got "abc")'],
       [{ RATE_LIMIT_MESSAGES: '0' }, 'RATE_LIMIT_MESSAGES must be an integer of at least 1 (got "0")'],
       [{ MIGRATE_ON_START: 'maybe' }, 'MIGRATE_ON_START must be true or false (got "maybe")'],
+      [{ MESSAGE_PARTITIONS: '0' }, 'MESSAGE_PARTITIONS must be an integer from 1 to 1024 (got "0")'],
+      [{ MESSAGE_PARTITIONS: '2000' }, 'MESSAGE_PARTITIONS must be an integer from 1 to 1024 (got "2000")'],
       [{ REDIS_PREFIX: 'a b' }, 'REDIS_PREFIX must be a string matching /^[A-Za-z0-9:_.-]{1,64}$/ (got "a b")'],
       [{ PORT: 'x', LOG_LEVEL: 'y' }, 'PORT must be an integer from 0 to 65535 (got "x"); LOG_LEVEL must be one of: fatal, error, warn, info, debug, trace, silent (got "y")'],
       [{ JWT_JWKS_URL: 'not a url', JWT_SECRET: '' }, 'JWT_JWKS_URL must be an absolute URL (got "not a url")'],

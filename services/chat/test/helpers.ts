@@ -68,12 +68,15 @@ export interface TestNode {
   close(): Promise<void>
 }
 
-/** Builds and starts a real node in this process on a free port, as server.ts does (`opts.log`: a logger to read its logs from). */
-export async function startNode(env: Record<string, string>, opts: { log?: Logger } = {}): Promise<TestNode> {
+/**
+ * Builds and starts a real node in this process on a free port, as server.ts does (`opts.log`: a
+ * logger to read its logs from; `opts.migrate`: instead of every migration, e.g. only up to one).
+ */
+export async function startNode(env: Record<string, string>, opts: { log?: Logger; migrate?: (db: Db, log: Logger) => Promise<void> } = {}): Promise<TestNode> {
   const config = loadConfig({ JWT_SECRET: TEST_SECRET, LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent', HOST: '127.0.0.1', PORT: '0', ...env })
   const log = opts.log ?? createLogger(config.LOG_LEVEL, { node: config.nodeId })
   const db = await createDb(config, log)
-  await migrateToLatest(db, log)
+  await (opts.migrate ?? migrateToLatest)(db, log)
   const metrics = createMetrics(config.nodeId)
   const cluster = await createCluster(config, log, (client) => metrics.redisErrors.inc({ client }))
   const app = await buildApp({ config, log, db, cluster, metrics })

@@ -173,7 +173,19 @@ for (const store of ['postgres', 'fs'] as const) {
       assert.deepEqual(Object.keys(up.body).sort(), ['fileName', 'id', 'mimeType', 'size', 'url'])
       assert.equal(up.body.mimeType, 'image/png')
       assert.equal(up.body.size, png.length)
-      assert.equal(up.body.url, `/api/attachments/${up.body.id}`)
+      // The url names the room, so the download reads one partition (D121); the bare id works too.
+      assert.equal(up.body.url, `/api/attachments/${up.body.id}?room=${encodeURIComponent(room)}`)
+      const viaUrl = await fetch(`${b.url}${up.body.url}`, { headers: { authorization: `Bearer ${ana.token}` } })
+      assert.equal(viaUrl.status, 200)
+      assert.ok(Buffer.from(await viaUrl.arrayBuffer()).equals(png), 'the url serves the bytes')
+      const elsewhere = await fetch(`${b.url}/api/attachments/${up.body.id}?room=${encodeURIComponent(`${room}-other`)}`, {
+        headers: { authorization: `Bearer ${ana.token}` },
+      })
+      assert.equal(elsewhere.status, 404, 'another room in the url: not found')
+      const badRoom = await fetch(`${b.url}/api/attachments/${up.body.id}?room=${encodeURIComponent('no spaces')}`, {
+        headers: { authorization: `Bearer ${ana.token}` },
+      })
+      assert.equal(badRoom.status, 400, 'a malformed room id: BAD_REQUEST')
       const got = await download(b.url, ana.token, up.body.id)
       assert.equal(got.status, 200)
       assert.ok(got.bytes.equals(png), 'the same bytes come back')

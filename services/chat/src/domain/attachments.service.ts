@@ -33,11 +33,15 @@ export interface UploadInput {
 const ORPHAN_GRACE_MS = 10 * 60_000
 const SWEEP_BATCH = 100
 
-export const attachmentUrl = (id: string) => `/api/attachments/${id}`
+/**
+ * `GET /api/attachments/:id?room=<roomId>`: the room lets the download read one partition of
+ * attachments (D121); the bare `/api/attachments/:id` keeps working.
+ */
+export const attachmentUrl = (id: string, roomId: string) => `/api/attachments/${id}?room=${encodeURIComponent(roomId)}`
 
 /** Row (and its opened file name, `AttachmentSeals.openName`) → SPEC `Message.attachment`. */
-export function toAttachment(row: Pick<AttachmentRow, 'id' | 'mime_type' | 'size'>, fileName: string): Attachment {
-  return { id: row.id, fileName, mimeType: row.mime_type, size: Number(row.size), url: attachmentUrl(row.id) }
+export function toAttachment(row: Pick<AttachmentRow, 'id' | 'room_id' | 'mime_type' | 'size'>, fileName: string): Attachment {
+  return { id: row.id, fileName, mimeType: row.mime_type, size: Number(row.size), url: attachmentUrl(row.id, row.room_id) }
 }
 
 /** Uploads, downloads, the attachment a message may carry, and the sweep of uploads never sent. */
@@ -65,7 +69,7 @@ export class AttachmentsService {
     // The id comes first: encrypted chunks are bound to it.
     const id = newMessageId()
     const { key, size } = await this.blobs.put(id, this.inspect(input, judged))
-    const row = { id, mime_type: judged.mimeType, size }
+    const row = { id, room_id: input.roomId, mime_type: judged.mimeType, size }
     const fileName = sanitizeFileName(input.fileName)
     try {
       await attachments.insertAttachment(this.db, {
@@ -119,10 +123,11 @@ export class AttachmentsService {
   /**
    * An attachment the caller may download: they are a member of its room, and it is shown in a
    * message or it is their own upload. Anything else is NOT_FOUND, so nobody learns which
-   * attachments or private rooms exist.
+   * attachments or private rooms exist. `roomId` (the URL's `room`) narrows the look-up to that
+   * room: an attachment of another room is NOT_FOUND.
    */
-  async readable(who: Identity, id: string): Promise<Attachment & { storageKey: string }> {
-    const row = await attachments.findWithReference(this.db, id)
+  async readable(who: Identity, id: string, roomId?: string): Promise<Attachment & { storageKey: string }> {
+    const row = await attachments.findWithReference(this.db, id, roomId)
     const notFound = new AppError('NOT_FOUND', 'Attachment not found')
     if (!row) throw notFound
     try {
@@ -149,7 +154,7 @@ export class AttachmentsService {
    * message commits.
    */
   async forMessage(who: Identity, roomId: string, id: string): Promise<Attachment> {
-    const row = await attachments.findWithReference(this.db, id)
+    const row = await attachments.findWithReference(this.db, id, roomId)
     if (!row || row.room_id !== roomId || row.user_id !== who.userId) throw new AppError('NOT_FOUND', 'Attachment not found')
     const margin = Math.min(60_000, this.opts.unreferencedTtlMs / 2)
     if (!row.referenced && Date.now() - new Date(row.created_at).getTime() > this.opts.unreferencedTtlMs - margin) {

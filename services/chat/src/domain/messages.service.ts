@@ -31,7 +31,7 @@ export function toMessage(row: messages.HistoryRow, text: string, fileName: stri
   if (row.reply_to) m.replyTo = row.reply_to
   // A tombstone shows no file (deleting a message also unlinks it; older rows may still point at one).
   if (row.attachment_id && fileName !== null && !row.deleted_at) {
-    m.attachment = toAttachment({ id: row.attachment_id, mime_type: row.att_mime_type ?? 'application/octet-stream', size: row.att_size ?? 0 }, fileName)
+    m.attachment = toAttachment({ id: row.attachment_id, room_id: row.room_id, mime_type: row.att_mime_type ?? 'application/octet-stream', size: row.att_size ?? 0 }, fileName)
   }
   // A tombstone carries no reactions: a node that catches a client up on a delete sends only
   // `chat:deleted` (D92), so history and sync must not show reactions the client cannot learn of.

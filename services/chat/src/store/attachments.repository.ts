@@ -32,22 +32,31 @@ export async function insertAttachment(db: Q, a: NewAttachment): Promise<void> {
     .execute()
 }
 
-export function findAttachment(db: Q, id: string): Promise<AttachmentRow | undefined> {
-  return db.selectFrom('attachments').selectAll().where('id', '=', id).executeTakeFirst()
-}
-
-/** The attachment and whether a (not deleted) message shows it. */
-export async function findWithReference(db: Q, id: string): Promise<(AttachmentRow & { referenced: boolean }) | undefined> {
-  const row = await db
+/**
+ * The attachment and whether a (not deleted) message shows it. With `roomId` (a send's
+ * attachment, a download whose URL names the room) one attachments and one messages partition
+ * are read; without it (a bare `/api/attachments/:id`) each partition's id index is probed.
+ */
+export async function findWithReference(db: Q, id: string, roomId?: string): Promise<(AttachmentRow & { referenced: boolean }) | undefined> {
+  let q = db
     .selectFrom('attachments as a')
     .selectAll('a')
     .select((eb) =>
       eb
-        .exists(eb.selectFrom('messages as m').select(sql.lit(1).as('one')).whereRef('m.attachment_id', '=', 'a.id').where('m.deleted_at', 'is', null))
+        .exists(
+          eb
+            .selectFrom('messages as m')
+            .select(sql.lit(1).as('one'))
+            // The room as a value, not only as a.room_id: a subquery in the select list is pruned on what it says itself.
+            .where((w) => (roomId === undefined ? w('m.room_id', '=', w.ref('a.room_id')) : w('m.room_id', '=', roomId)))
+            .whereRef('m.attachment_id', '=', 'a.id')
+            .where('m.deleted_at', 'is', null),
+        )
         .as('referenced'),
     )
     .where('a.id', '=', id)
-    .executeTakeFirst()
+  if (roomId !== undefined) q = q.where('a.room_id', '=', roomId)
+  const row = await q.executeTakeFirst()
   return row && { ...row, referenced: Boolean(row.referenced) }
 }
 
@@ -57,22 +66,19 @@ export async function findWithReference(db: Q, id: string): Promise<(AttachmentR
  * skipped, and a row is deleted once whoever runs it: safe on every node at once.
  */
 export async function deleteUnreferenced(db: Q, cutoff: Date, limit: number): Promise<string[]> {
-  const rows = await db
-    .deleteFrom('attachments')
-    .where('id', 'in', (eb) =>
-      eb
-        .selectFrom('attachments as a')
-        .select('a.id')
-        .where('a.created_at', '<', cutoff)
-        .where((w) => w.not(w.exists(w.selectFrom('messages as m').select(sql.lit(1).as('one')).whereRef('m.attachment_id', '=', 'a.id'))))
-        .orderBy('a.created_at')
-        .limit(limit)
-        .forUpdate()
-        .skipLocked(),
-    )
-    .returning('storage_key')
-    .execute()
-  return rows.map((r) => r.storage_key)
+  // Old uploads of every room (by created_at in each partition); each one's references are
+  // looked up in its own room's messages partition, and deleted by its full key.
+  const rows = await sql<{ storage_key: string }>`
+    delete from attachments x using (
+      select a.room_id, a.id from attachments a
+      where a.created_at < ${cutoff}
+        and not exists (select 1 from messages m where m.room_id = a.room_id and m.attachment_id = a.id)
+      order by a.created_at limit ${limit}
+      for update skip locked
+    ) d
+    where x.room_id = d.room_id and x.id = d.id
+    returning x.storage_key`.execute(db)
+  return rows.rows.map((r) => r.storage_key)
 }
 
 /** Which of `keys` some attachment row still uses (the blob stores' orphan sweep keeps those). */
@@ -92,21 +98,27 @@ export async function countNamesNotOnKey(db: Q, keyId: string): Promise<number> 
   return Number(row.n)
 }
 
-/** The next `limit` attachments whose name is not on `keyId`, after `afterId` in id order, locked (call in a transaction). */
-export function lockNamesNotOnKey(trx: Q, keyId: string, afterId: string | null, limit: number) {
-  let q = trx.selectFrom('attachments').select(['id', 'file_name', 'key_id', 'file_name_cipher']).where(nameNotOnKey(keyId))
-  if (afterId !== null) q = q.where('id', '>', afterId)
+/**
+ * The next `limit` attachments of one partition (`partitionsOf`) whose name is not on `keyId`,
+ * after `after` in primary-key order, locked (call in a transaction).
+ */
+export async function lockNamesNotOnKey(trx: Q, keyId: string, partition: string, after: { roomId: string; id: string } | null, limit: number) {
+  const from = after ? sql`and (room_id, id) > (${after.roomId}, ${after.id}::uuid)` : sql``
   // NO KEY UPDATE: a message inserting a reference to the row (its foreign key takes KEY SHARE) does not wait.
-  return q.orderBy('id').limit(limit).forNoKeyUpdate().execute()
+  const r = await sql<Pick<AttachmentRow, 'room_id' | 'id' | 'file_name' | 'key_id' | 'file_name_cipher'>>`
+    select room_id, id, file_name, key_id, file_name_cipher from ${sql.table(partition)}
+    where ${nameNotOnKey(keyId)} ${from}
+    order by room_id, id limit ${limit} for no key update`.execute(trx)
+  return r.rows
 }
 
-export async function rewriteNames(trx: Q, rows: readonly { id: string; name: StoredName }[]): Promise<void> {
+export async function rewriteNames(trx: Q, partition: string, rows: readonly { roomId: string; id: string; name: StoredName }[]): Promise<void> {
   if (rows.length === 0) return
   await sql`
-    update attachments a set file_name = v.file_name, key_id = v.key_id, file_name_cipher = v.file_name_cipher
-    from unnest(${rows.map((r) => r.id)}::uuid[], ${rows.map((r) => r.name.fileName)}::text[], ${rows.map((r) => r.name.keyId)}::text[],
-      ${rows.map((r) => r.name.fileNameCipher)}::bytea[]) as v(id, file_name, key_id, file_name_cipher)
-    where a.id = v.id`.execute(trx)
+    update ${sql.table(partition)} a set file_name = v.file_name, key_id = v.key_id, file_name_cipher = v.file_name_cipher
+    from unnest(${rows.map((r) => r.roomId)}::text[], ${rows.map((r) => r.id)}::uuid[], ${rows.map((r) => r.name.fileName)}::text[],
+      ${rows.map((r) => r.name.keyId)}::text[], ${rows.map((r) => r.name.fileNameCipher)}::bytea[]) as v(room_id, id, file_name, key_id, file_name_cipher)
+    where a.room_id = v.room_id and a.id = v.id`.execute(trx)
 }
 
 /**

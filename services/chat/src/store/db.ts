@@ -72,16 +72,17 @@ export async function lockEmbeddedStore(dataDir: string, log: Logger): Promise<(
 
 /**
  * Kysely over `pg` when DATABASE_URL is set, over embedded PGlite (data under DATA_DIR) otherwise.
- * Everything above this function is the same for both.
+ * Everything above this function is the same for both. `opts.queryTimeoutMs` replaces
+ * DATABASE_TIMEOUT_MS as the query timeout (0: none; `npm run migrate`, whose copies may run long).
  */
-export async function createDb(config: Config, log: Logger): Promise<Db> {
+export async function createDb(config: Config, log: Logger, opts: { queryTimeoutMs?: number } = {}): Promise<Db> {
   if (!config.embeddedDatabase) {
     const pool = new pg.Pool({
       Client: PreparingClient,
       connectionString: config.DATABASE_URL,
       max: config.DATABASE_POOL_MAX,
       connectionTimeoutMillis: config.DATABASE_TIMEOUT_MS,
-      query_timeout: config.DATABASE_TIMEOUT_MS,
+      query_timeout: opts.queryTimeoutMs ?? config.DATABASE_TIMEOUT_MS,
       idleTimeoutMillis: 30_000,
       keepAlive: true,
       application_name: `switchboard:${config.nodeId}`,

@@ -16,7 +16,8 @@ export type HistoryRow = MessageRow & {
 function selectHistory(db: Q, roomId: string) {
   return db
     .selectFrom('messages as m')
-    .leftJoin('attachments as a', 'a.id', 'm.attachment_id')
+    // The attachment's room is the message's: the join reads one attachments partition (D121).
+    .leftJoin('attachments as a', (j) => j.on('a.room_id', '=', roomId).onRef('a.id', '=', 'm.attachment_id'))
     .selectAll('m')
     .select(['a.file_name as att_file_name', 'a.key_id as att_key_id', 'a.file_name_cipher as att_file_name_cipher', 'a.mime_type as att_mime_type', 'a.size as att_size'])
     .where('m.room_id', '=', roomId)
@@ -210,8 +211,15 @@ async function commitBatchInOneStatement(db: Q, drafts: readonly Draft[], now: D
       select r.id from rooms r where r.id in (select room_id from input) order by r.id for update
     ),
     existing as (
+      -- One probe per draft, by its room (a LATERAL with LIMIT is never flattened into a hash
+      -- join over every partition): each probe reads its room's partition only (D122).
       select i.ord, m.id, m.seq, m.version, m.created_at from input i
-      join messages m on m.room_id = i.room_id and m.user_id = i.user_id and m.client_msg_id = i.client_msg_id
+      cross join lateral (
+        select m.id, m.seq, m.version, m.created_at from messages m
+        where m.room_id = i.room_id and m.user_id = i.user_id and m.client_msg_id = i.client_msg_id
+        limit 1
+      ) m
+      where i.client_msg_id is not null
     ),
     fresh as (
       select i.*, row_number() over (partition by i.room_id order by i.ord) as n from input i
@@ -255,9 +263,11 @@ export async function commitBatchCarefully(db: Q, drafts: readonly Draft[], now:
     const keyed = drafts.filter((d) => d.clientMsgId !== null)
     if (keyed.length > 0) {
       const found = await sql<{ room_id: string; user_id: string; client_msg_id: string; id: string; seq: number; version: number; created_at: Date }>`
-        select room_id, user_id, client_msg_id, id, seq, version, created_at from messages
-        where (room_id, user_id, client_msg_id) in (
-          select * from unnest(${keyed.map((d) => d.roomId)}::text[], ${keyed.map((d) => d.userId)}::text[], ${keyed.map((d) => d.clientMsgId)}::text[]))`.execute(trx)
+        select m.room_id, m.user_id, m.client_msg_id, m.id, m.seq, m.version, m.created_at
+        from unnest(${keyed.map((d) => d.roomId)}::text[], ${keyed.map((d) => d.userId)}::text[], ${keyed.map((d) => d.clientMsgId)}::text[]) as k(room_id, user_id, client_msg_id)
+        cross join lateral (
+          select * from messages m where m.room_id = k.room_id and m.user_id = k.user_id and m.client_msg_id = k.client_msg_id limit 1
+        ) m`.execute(trx)
       for (const r of found.rows) {
         existing.set(dedupeKey(r.room_id, r.user_id, r.client_msg_id), {
           id: r.id,
@@ -339,24 +349,25 @@ export async function countNotOnKey(db: Q, keyId: string): Promise<number> {
 }
 
 /**
- * The next `limit` rows not on `keyId` after `after` in primary-key order, locked `FOR UPDATE`
- * (call inside a transaction): a concurrent edit waits for the rewrite, or the lock re-reads
- * the row it wrote (and skips it when the edit already used `keyId`).
+ * The next `limit` rows of one partition of messages (`partitionsOf`) not on `keyId`, after
+ * `after` in primary-key order, locked `FOR UPDATE` (call inside a transaction): a concurrent
+ * edit waits for the rewrite, or the lock re-reads the row it wrote (and skips it when the edit
+ * already used `keyId`).
  */
-export function lockNotOnKey(trx: Q, keyId: string, after: { roomId: string; seq: number } | null, limit: number) {
-  let q = trx
-    .selectFrom('messages')
-    .select(['room_id', 'seq', 'id', 'text', 'key_id', 'text_cipher'])
-    .where(notOnKey(keyId))
-  if (after) q = q.where(sql<boolean>`(room_id, seq) > (${after.roomId}, ${after.seq})`)
-  return q.orderBy('room_id').orderBy('seq').limit(limit).forUpdate().execute()
+export async function lockNotOnKey(trx: Q, keyId: string, partition: string, after: { roomId: string; seq: number } | null, limit: number) {
+  const from = after ? sql`and (room_id, seq) > (${after.roomId}, ${after.seq})` : sql``
+  const r = await sql<Pick<MessageRow, 'room_id' | 'seq' | 'id' | 'text' | 'key_id' | 'text_cipher'>>`
+    select room_id, seq, id, text, key_id, text_cipher from ${sql.table(partition)}
+    where ${notOnKey(keyId)} ${from}
+    order by room_id, seq limit ${limit} for update`.execute(trx)
+  return r.rows
 }
 
-/** Rewrites the stored text of locked rows in one statement. */
-export async function rewriteTexts(trx: Q, rows: readonly { roomId: string; seq: number; stored: StoredText }[]): Promise<void> {
+/** Rewrites the stored text of locked rows of one partition in one statement. */
+export async function rewriteTexts(trx: Q, partition: string, rows: readonly { roomId: string; seq: number; stored: StoredText }[]): Promise<void> {
   if (rows.length === 0) return
   await sql`
-    update messages m set text = v.text, key_id = v.key_id, text_cipher = v.text_cipher
+    update ${sql.table(partition)} m set text = v.text, key_id = v.key_id, text_cipher = v.text_cipher
     from unnest(${rows.map((r) => r.roomId)}::text[], ${rows.map((r) => r.seq)}::bigint[], ${rows.map((r) => r.stored.text)}::text[],
       ${rows.map((r) => r.stored.keyId)}::text[], ${rows.map((r) => r.stored.textCipher)}::bytea[]) as v(room_id, seq, text, key_id, text_cipher)
     where m.room_id = v.room_id and m.seq = v.seq`.execute(trx)

@@ -36,7 +36,9 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === path.resolve(process.a
   }
   let db
   try {
-    db = await createDb(config, log)
+    // No query timeout: a migration that copies a table (2026-12-01T01-00, D123) may run for
+    // minutes; the Job's activeDeadlineSeconds bounds the run instead.
+    db = await createDb(config, log, { queryTimeoutMs: 0 })
   } catch (err) {
     if (!(err instanceof StoreLockedError)) throw err
     console.error(`switchboard migrate: ${err.message}`)

@@ -11,6 +11,7 @@ import { FsBlobStore } from './blob-store.fs.ts'
 import { uploadDir } from './blob-stores.ts'
 import { MessageTexts } from './message-text.ts'
 import { countNotOnKey, lockNotOnKey, rewriteTexts } from './messages.repository.ts'
+import { partitionsOf, type RoomPartitioned } from './partitions.ts'
 import type { Database } from './schema.ts'
 
 /** What a run moves, in this order: message text, attachment file names, attachment bytes. */
@@ -56,35 +57,51 @@ function parts(db: Kysely<Database>, keyring: Keyring, files: FsBlobStore | unde
   const keyId = keyring.writeKeyId
   const texts = new MessageTexts(keyring)
   const seals = new AttachmentSeals(keyring)
+  // Messages and names are walked one partition at a time (D122): each batch reads one
+  // partition's primary-key range, as a batch of one room's rows would.
+  const walk = (table: RoomPartitioned, move: (trx: Kysely<Database>, partition: string, limit: number) => Promise<number>) => {
+    let partitions: string[] | null = null
+    let at = 0
+    return async (limit: number) => {
+      partitions ??= await partitionsOf(db, table)
+      while (at < partitions.length) {
+        const partition = partitions[at]
+        const moved = await db.transaction().execute((trx) => move(trx, partition, limit))
+        if (moved > 0) return moved
+        at++
+      }
+      return 0
+    }
+  }
   let msgCursor: { roomId: string; seq: number } | null = null
-  let nameCursor: string | null = null
+  let nameCursor: { roomId: string; id: string } | null = null
   let chunkCursor: { storageKey: string; idx: number } | null = null
   let fileCursor: string | null = null
   const list: Part[] = [
     {
       name: 'messages',
       count: () => countNotOnKey(db, keyId),
-      batch: (limit) =>
-        db.transaction().execute(async (trx) => {
-          const rows = await lockNotOnKey(trx, keyId, msgCursor, limit)
-          // open() throws on a row it cannot authenticate or whose key is not listed: the batch
-          // rolls back and the run stops, naming the row.
-          await rewriteTexts(trx, rows.map((r) => ({ roomId: r.room_id, seq: Number(r.seq), stored: texts.seal(r.room_id, r.id, texts.open(r)) })))
-          const last = rows.at(-1)
-          if (last) msgCursor = { roomId: last.room_id, seq: Number(last.seq) }
-          return rows.length
-        }),
+      batch: walk('messages', async (trx, partition, limit) => {
+        const rows = await lockNotOnKey(trx, keyId, partition, msgCursor, limit)
+        // open() throws on a row it cannot authenticate or whose key is not listed: the batch
+        // rolls back and the run stops, naming the row.
+        await rewriteTexts(trx, partition, rows.map((r) => ({ roomId: r.room_id, seq: Number(r.seq), stored: texts.seal(r.room_id, r.id, texts.open(r)) })))
+        const last = rows.at(-1)
+        // The next partition starts from its beginning.
+        msgCursor = last ? { roomId: last.room_id, seq: Number(last.seq) } : null
+        return rows.length
+      }),
     },
     {
       name: 'file names',
       count: () => attachments.countNamesNotOnKey(db, keyId),
-      batch: (limit) =>
-        db.transaction().execute(async (trx) => {
-          const rows = await attachments.lockNamesNotOnKey(trx, keyId, nameCursor, limit)
-          await attachments.rewriteNames(trx, rows.map((r) => ({ id: r.id, name: seals.sealName(r.id, seals.openName(r)) })))
-          nameCursor = rows.at(-1)?.id ?? nameCursor
-          return rows.length
-        }),
+      batch: walk('attachments', async (trx, partition, limit) => {
+        const rows = await attachments.lockNamesNotOnKey(trx, keyId, partition, nameCursor, limit)
+        await attachments.rewriteNames(trx, partition, rows.map((r) => ({ roomId: r.room_id, id: r.id, name: seals.sealName(r.id, seals.openName(r)) })))
+        const last = rows.at(-1)
+        nameCursor = last ? { roomId: last.room_id, id: last.id } : null
+        return rows.length
+      }),
     },
     {
       name: 'attachment chunks',

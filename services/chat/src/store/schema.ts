@@ -22,6 +22,7 @@ export interface MembershipsTable {
   last_read_seq: Generated<BigIntColumn>
 }
 
+/** Hash-partitioned by room_id, as are reactions and attachments (D120): every key starts with room_id. */
 export interface MessagesTable {
   room_id: string
   seq: BigIntColumn

@@ -6,7 +6,7 @@ import type { AttachmentsService } from '../../domain/attachments.service.ts'
 import { INLINE_TYPES, parseRange, undoFormDataEscapes } from '../../domain/upload-rules.ts'
 import { AppError } from '../../errors.ts'
 import { parse } from '../../validation.ts'
-import { AttachmentParams, UploadFields } from './schema.ts'
+import { AttachmentParams, AttachmentQuery, UploadFields } from './schema.ts'
 
 /** A multipart body busboy cannot parse (or a client that went away mid-file): the client's fault. */
 function malformed(err: unknown): AppError {
@@ -99,7 +99,8 @@ export async function attachmentRoutes(app: FastifyInstance, deps: { attachments
 
   app.get('/api/attachments/:id', async (request, reply) => {
     const { id } = parse(AttachmentParams, request.params)
-    const a = await deps.attachments.readable(request.identity, id)
+    const { room } = parse(AttachmentQuery, request.query)
+    const a = await deps.attachments.readable(request.identity, id, room)
     const etag = `"${a.id}"`
     const ifRange = request.headers['if-range']
     const range = ifRange === undefined || ifRange === etag ? parseRange(request.headers.range, a.size) : null
