@@ -18,7 +18,10 @@ export interface Program {
   pointedBy?: string
 }
 
-/** What the suite needs (test/cluster and the browser tests start nginx, Redis and Postgres; test/k8s runs kubectl). */
+/**
+ * What the suite needs (test/cluster and the browser tests start nginx, Redis and Postgres; test/k8s
+ * runs kubectl; test/docker starts its own dockerd and builds a stand-in base image with debootstrap).
+ */
 export function programsTheTestsNeed(env: NodeJS.ProcessEnv = process.env, find = findExecutable): Program[] {
   const chromium = env.CHROMIUM_PATH || '/usr/bin/chromium'
   return [
@@ -33,6 +36,9 @@ export function programsTheTestsNeed(env: NodeJS.ProcessEnv = process.env, find 
       ...(env.CHROMIUM_PATH ? { pointedBy: 'CHROMIUM_PATH' } : {}),
     },
     { name: 'kubectl', for: 'test/k8s', aptPackage: 'kubernetes-client', present: !!find('kubectl', env.PATH) },
+    // Debian's docker.io has dockerd, the docker client, containerd and runc.
+    { name: 'dockerd', for: 'test/docker', aptPackage: 'docker.io', present: !!find('dockerd', env.PATH) && !!find('docker', env.PATH) },
+    { name: 'debootstrap', for: 'test/docker', aptPackage: 'debootstrap', present: !!find('debootstrap', env.PATH) },
   ]
 }
 
@@ -68,6 +74,7 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === resolve(process.argv[1
   }
   if (decided.action === 'install') {
     console.log(`npm test: installing ${decided.packages.join(' ')} with apt-get (needed by the tests)`)
+    const began = performance.now()
     for (const [cmd, ...args] of decided.commands) {
       const r = spawnSync(cmd, args, { stdio: 'inherit', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } })
       if (r.status !== 0) {
@@ -80,5 +87,6 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === resolve(process.argv[1
       console.error(`npm test: still not found after apt-get (is its folder on PATH?): ${still.map((p) => p.name).join(', ')}`)
       process.exit(1)
     }
+    console.log(`npm test: apt-get installed ${decided.packages.join(' ')} in ${((performance.now() - began) / 1000).toFixed(1)} s`)
   }
 }

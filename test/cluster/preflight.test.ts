@@ -100,14 +100,24 @@ describe('pretest: which programs are missing, and what to do about it', () => {
     assert.match((decided as { message: string }).message, /^npm test: CHROMIUM_PATH=\/opt\/nope\/chrome is not an executable/)
   })
 
-  it('looks for nginx, redis-server, initdb, Chromium (or CHROMIUM_PATH) and kubectl', () => {
+  it('looks for nginx, redis-server, initdb, Chromium (or CHROMIUM_PATH), kubectl, dockerd and docker, debootstrap', () => {
     const seen: string[] = []
     const none = programsTheTestsNeed({ PATH: '/nowhere' }, (cmd) => (seen.push(cmd), undefined))
-    assert.deepEqual(seen, ['nginx', 'redis-server', '/usr/bin/chromium', 'kubectl'])
+    // `docker` is only looked for once dockerd is found (both come with docker.io).
+    assert.deepEqual(seen, ['nginx', 'redis-server', '/usr/bin/chromium', 'kubectl', 'dockerd', 'debootstrap'])
     assert.deepEqual(
       none.filter((p) => p.name !== 'initdb').map((p) => [p.name, p.aptPackage, p.present]),
-      [['nginx', 'nginx', false], ['redis-server', 'redis-server', false], ['/usr/bin/chromium', 'chromium', false], ['kubectl', 'kubernetes-client', false]],
+      [
+        ['nginx', 'nginx', false],
+        ['redis-server', 'redis-server', false],
+        ['/usr/bin/chromium', 'chromium', false],
+        ['kubectl', 'kubernetes-client', false],
+        ['dockerd', 'docker.io', false],
+        ['debootstrap', 'debootstrap', false],
+      ],
     )
+    const clientOnly = programsTheTestsNeed({ PATH: '/nowhere' }, (cmd) => (cmd === 'docker' ? '/usr/bin/docker' : undefined))
+    assert.equal(clientOnly.find((p) => p.name === 'dockerd')!.present, false, 'a docker client alone is not enough')
     const pointed = programsTheTestsNeed({ PATH: '/nowhere', CHROMIUM_PATH: '/opt/chrome' }, (cmd) => (cmd === '/opt/chrome' ? cmd : undefined))
     const chromium = pointed.find((p) => p.aptPackage === 'chromium')!
     assert.deepEqual([chromium.name, chromium.present, chromium.pointedBy], ['/opt/chrome', true, 'CHROMIUM_PATH'])
