@@ -131,22 +131,23 @@ describe('the node image, built and run as Kubernetes runs it', { timeout: 20 * 
     (cleanedUp ??= (async () => {
       if (checksFrom) phases.push(['checks', performance.now() - checksFrom])
       closeAll()
-      await nginx?.stop('SIGQUIT', 5000)
+      // Each step runs even when one before it failed; the first failure is rethrown at the end.
+      const failures: unknown[] = []
+      const step = async (fn: () => Promise<unknown>) => void (await fn().catch((err) => failures.push(err)))
+      await step(async () => nginx?.stop('SIGQUIT', 5000))
       if (dockerd) {
-        leftovers = await timed('remove containers and images', () => dockerd!.removeEverything()).catch((err) => {
-          console.error(`test/docker: removing containers and images: ${(err as Error).message}`)
-          return { containers: ['?'], images: ['?'] }
-        })
-        traces = await timed('dockerd stop', () => dockerd!.stop())
+        await step(async () => (leftovers = await timed('remove containers and images', () => dockerd!.removeEverything())))
+        await step(async () => (traces = await timed('dockerd stop', () => dockerd!.stop())))
       }
-      await database?.drop()
-      await prefix.clear()
+      await step(async () => database?.drop())
+      await step(() => prefix.clear())
       rmSync(dir, { recursive: true, force: true })
       const s = (ms: number) => `${(ms / 1000).toFixed(1)} s`
       const standInNote = standIn
         ? ` (${standIn.cached ? `cached tarball unpacked ${s(standIn.unpackMs)}` : `debootstrap ${s(standIn.debootstrapMs)}, cached ${s(standIn.cacheMs)}`}, node + docker import ${s(standIn.importMs)})`
         : ''
-      console.log(`test/docker phases: ${phases.map(([p, ms]) => `${p} ${s(ms)}${p === 'stand-in base image' ? standInNote : ''}`).join('; ')}`)
+      if (phases.length) console.log(`test/docker phases: ${phases.map(([p, ms]) => `${p} ${s(ms)}${p === 'stand-in base image' ? standInNote : ''}`).join('; ')}`)
+      if (failures.length) throw failures[0]
     })())
   after(cleanUp)
 
