@@ -70,6 +70,7 @@ describe('the node image, built and run as Kubernetes runs it', { timeout: 20 * 
     AUTH_DEV_TOKENS: 'true',
     MIGRATE_ON_START: 'false',
     RATE_LIMIT_MESSAGES: '1000',
+    SHUTDOWN_GRACE_MS: '8000',
     LOG_LEVEL: 'info',
   })
   /** `docker run` as the pod spec has it; values reach the client in its environment, not on its command line. */
@@ -80,6 +81,8 @@ describe('the node image, built and run as Kubernetes runs it', { timeout: 20 * 
     '--user', '1000:1000',
     '--cap-drop', 'ALL',
     '--security-opt', 'no-new-privileges',
+    // terminationGracePeriodSeconds: SIGTERM, then SIGKILL after 40 s.
+    '--stop-timeout', '40',
     ...Object.keys(env).flatMap((k) => ['-e', k]),
   ]
 
@@ -248,6 +251,30 @@ describe('the node image, built and run as Kubernetes runs it', { timeout: 20 * 
       // The image's HEALTHCHECK follows PORT (not a fixed 3000).
       await eventually(async () => (await inspect(name)).State.Health?.Status === 'healthy', 40_000, `${names[i]} healthy by its HEALTHCHECK`)
     }
+  })
+
+  it('a node stopped as the kubelet stops a pod (SIGTERM) drains and exits 0; its client carries on through nginx on the other', async () => {
+    const octets = await octetsByNode(url, names, 1)
+    const room = 'docker-drain'
+    const a = await devToken(url, 'drain-a')
+    const b = await devToken(url, 'drain-b')
+    const onFirst = new RoomMember(clientFrom(url, a.token, octets.get(names[0])![0], { reconnection: true }), room)
+    const onSecond = new RoomMember(clientFrom(url, b.token, octets.get(names[1])![0]), room)
+    await onFirst.join()
+    await onSecond.join()
+    assert.equal((await ack(onFirst.socket, 'chat:message', { roomId: room, text: 'before the stop', clientMsgId: 'drain-0' })).seq, 1)
+    await timed('docker stop (drain)', () => docker(['stop', containers[0]]))
+    const state = (await inspect(containers[0])).State
+    assert.equal(state.ExitCode, 0, `exit ${state.ExitCode} (137 would be SIGKILL after the grace): ${await logsOf(containers[0])}`)
+    assert.match(await logsOf(containers[0]), /"msg":"bye"/)
+    // The client reconnects through nginx, now to the other container, and goes on.
+    await eventually(() => onFirst.socket.connected, 20_000, 'the drained client reconnected through nginx')
+    await onFirst.join()
+    assert.equal((await ack(onFirst.socket, 'chat:message', { roomId: room, text: 'after the stop', clientMsgId: 'drain-1' })).seq, 2)
+    await eventually(() => onSecond.seen.length === 2, 10_000, 'both messages at the client on the other container')
+    assert.deepEqual(onFirst.seen, [1, 2])
+    const res = await get(url, '/healthz', octets.get(names[0])![0])
+    assert.equal(res.node, names[1], 'nginx sends the stopped node’s clients to the other')
   })
 
   it('removes every container and image it made, stops its dockerd, and leaves no bridge, iptables chain or process behind', async () => {
