@@ -16,6 +16,8 @@ export interface Program {
   present: boolean
   /** Set when an environment variable points somewhere that apt-get cannot fix. */
   pointedBy?: string
+  /** Installed with --no-install-recommends (docker.io would bring needrestart, apparmor, criu, git). */
+  noRecommends?: boolean
 }
 
 /**
@@ -37,8 +39,8 @@ export function programsTheTestsNeed(env: NodeJS.ProcessEnv = process.env, find 
     },
     { name: 'kubectl', for: 'test/k8s', aptPackage: 'kubernetes-client', present: !!find('kubectl', env.PATH) },
     // Debian's docker.io has dockerd, the docker client, containerd and runc.
-    { name: 'dockerd', for: 'test/docker', aptPackage: 'docker.io', present: !!find('dockerd', env.PATH) && !!find('docker', env.PATH) },
-    { name: 'debootstrap', for: 'test/docker', aptPackage: 'debootstrap', present: !!find('debootstrap', env.PATH) },
+    { name: 'dockerd', for: 'test/docker', aptPackage: 'docker.io', noRecommends: true, present: !!find('dockerd', env.PATH) && !!find('docker', env.PATH) },
+    { name: 'debootstrap', for: 'test/docker', aptPackage: 'debootstrap', noRecommends: true, present: !!find('debootstrap', env.PATH) },
   ]
 }
 
@@ -56,11 +58,17 @@ export function plan(programs: readonly Program[], who: { root: boolean; aptGet:
     return { action: 'stop', message: `npm test: ${pointed.pointedBy}=${pointed.name} is not an executable (${pointed.for} need it): fix it, or unset it and run apt-get install -y ${pointed.aptPackage}` }
   }
   const packages = [...new Set(missing.map((p) => p.aptPackage))]
+  const withRecommends = [...new Set(missing.filter((p) => !p.noRecommends).map((p) => p.aptPackage))]
+  const lean = [...new Set(missing.filter((p) => p.noRecommends).map((p) => p.aptPackage))]
+  const installs = [
+    ...(withRecommends.length ? [['apt-get', 'install', '-y', ...withRecommends]] : []),
+    ...(lean.length ? [['apt-get', 'install', '-y', '--no-install-recommends', ...lean]] : []),
+  ]
   const names = missing.map((p) => p.name).join(', ')
   if (who.root && who.aptGet) {
-    return { action: 'install', packages, commands: [['apt-get', 'update'], ['apt-get', 'install', '-y', ...packages]] }
+    return { action: 'install', packages, commands: [['apt-get', 'update'], ...installs] }
   }
-  const install = `apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y ${packages.join(' ')}`
+  const install = ['apt-get update', ...installs.map((c) => `DEBIAN_FRONTEND=noninteractive ${c.join(' ')}`)].join(' && ')
   if (who.aptGet) return { action: 'stop', message: `npm test needs ${names}: run  sudo sh -c '${install}'` }
   return { action: 'stop', message: `npm test needs ${names}: install the packages ${packages.join(', ')} (Debian: ${install})` }
 }

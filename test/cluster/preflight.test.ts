@@ -80,6 +80,25 @@ describe('pretest: which programs are missing, and what to do about it', () => {
     })
   })
 
+  it('installs docker.io and debootstrap without their recommendations, in a command of their own', () => {
+    const programs = [program('nginx', 'nginx', false), program('dockerd', 'docker.io', false, { noRecommends: true }), program('debootstrap', 'debootstrap', false, { noRecommends: true })]
+    assert.deepEqual(plan(programs, { root: true, aptGet: true }), {
+      action: 'install',
+      packages: ['nginx', 'docker.io', 'debootstrap'],
+      commands: [['apt-get', 'update'], ['apt-get', 'install', '-y', 'nginx'], ['apt-get', 'install', '-y', '--no-install-recommends', 'docker.io', 'debootstrap']],
+    })
+    assert.deepEqual(plan(programs.slice(1), { root: true, aptGet: true }), {
+      action: 'install',
+      packages: ['docker.io', 'debootstrap'],
+      commands: [['apt-get', 'update'], ['apt-get', 'install', '-y', '--no-install-recommends', 'docker.io', 'debootstrap']],
+    })
+    const notRoot = plan(programs, { root: false, aptGet: true }) as { message: string }
+    assert.equal(
+      notRoot.message,
+      "npm test needs nginx, dockerd, debootstrap: run  sudo sh -c 'apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y nginx && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends docker.io debootstrap'",
+    )
+  })
+
   it('otherwise stops with one line giving the exact command', () => {
     const programs = [program('nginx', 'nginx', false), program('kubectl', 'kubernetes-client', false)]
     const notRoot = plan(programs, { root: false, aptGet: true })
