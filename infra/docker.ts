@@ -108,8 +108,8 @@ function run(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; stdin
  * Starts dockerd with everything of its own under `dir`: `--data-root`, `--exec-root`, the socket,
  * the pid file. No bridge, no iptables rules, no IP forwarding, no masquerading: containers and
  * builds use `--network host` only, so nothing here ever talks to a bridge network's private
- * addresses. The storage driver is dockerd's own choice (overlay2 where the kernel allows,
- * else vfs; DOCKER_STORAGE_DRIVER forces one).
+ * addresses. The storage driver is dockerd's own choice (overlay2 where the kernel and the
+ * data root's filesystem allow it, else down its list to vfs, which works anywhere).
  */
 export async function startDockerd(dir: string): Promise<Dockerd> {
   requireRoot('starting dockerd')
@@ -133,7 +133,6 @@ export async function startDockerd(dir: string): Promise<Dockerd> {
     '--ip-forward=false',
     '--ip-masq=false',
     '--userland-proxy=false',
-    ...(process.env.DOCKER_STORAGE_DRIVER ? ['--storage-driver', process.env.DOCKER_STORAGE_DRIVER] : []),
   ]
   const proc = start('dockerd', 'dockerd', args, { logFile: join(dir, 'dockerd.log'), stopSignal: 'SIGTERM' })
   const env: NodeJS.ProcessEnv = {
@@ -190,7 +189,7 @@ export async function startDockerd(dir: string): Promise<Dockerd> {
           }
         }
         const unmounted = mountsUnder(dir)
-        for (const m of [...unmounted].reverse()) await run('umount', m.endsWith('/netns/default') ? [m] : ['-l', m], {})
+        for (const m of [...unmounted].reverse()) await run('umount', ['-l', m], {})
         const mountsLeft = mountsUnder(dir)
         const created = netInterfaces().filter((i) => !before.interfaces.includes(i) && /^(docker|br-|veth)/.test(i))
         for (const i of created) await run('ip', ['link', 'delete', i], {})
