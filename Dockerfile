@@ -21,6 +21,7 @@ COPY --from=build /app/services/web/dist ./services/web/dist
 # Non-root, nothing written inside the image at run time (read-only root filesystem works).
 USER node
 EXPOSE 3000
-HEALTHCHECK --interval=10s --timeout=3s CMD node -e "fetch('http://127.0.0.1:3000/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
+# The port the node listens on (PORT may be set at run time, e.g. with --network host).
+HEALTHCHECK --interval=10s --timeout=3s CMD node -e "fetch('http://127.0.0.1:'+(process.env.PORT||3000)+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
 # `node dist/services/chat/src/store/migrate.js` applies migrations (the compose `migrate` service, the k8s Job).
 CMD ["node", "dist/services/chat/src/server.js"]

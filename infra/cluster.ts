@@ -58,6 +58,58 @@ export function renderTemplate(template: string, values: Record<string, string>)
   })
 }
 
+export interface NginxOptions {
+  /** nginx's files go to `<dir>/nginx`, its log to `<dir>/logs/nginx.log`. */
+  dir: string
+  /** Listen port on 127.0.0.1 (0 or unset: any free port). */
+  port?: number
+  /** The chat nodes on 127.0.0.1, in order. */
+  upstreamPorts: readonly number[]
+  /** The nodes' UPLOAD_MAX_BYTES (default 10 MiB). */
+  uploadMaxBytes?: number
+  print?: (line: string) => void
+}
+
+/**
+ * nginx from nginx/switchboard.conf.template (ip_hash over `upstreamPorts`) as a child of ours,
+ * answering /nginx-health when this returns; `proc.stop()` (SIGQUIT) ends it.
+ */
+export async function startNginx(opts: NginxOptions): Promise<{ url: string; port: number; proc: Proc }> {
+  requirePrograms([{ binary: 'nginx', aptPackage: 'nginx' }])
+  const dir = resolve(opts.dir)
+  const logs = join(dir, 'logs')
+  mkdirSync(logs, { recursive: true })
+  const port = opts.port || (await freePort())
+  const prefix = join(dir, 'nginx')
+  mkdirSync(join(prefix, 'cache'), { recursive: true })
+  const conf = renderTemplate(readFileSync(join(root, 'nginx/switchboard.conf.template'), 'utf8'), {
+    PREFIX: prefix,
+    LISTEN: `127.0.0.1:${port}`,
+    // UPLOAD_MAX_BYTES of the nodes, plus a MiB for the multipart framing.
+    CLIENT_MAX_BODY_SIZE: `${Math.ceil((opts.uploadMaxBytes ?? 10 * 1024 * 1024) / 1048576) + 1}m`,
+    // Clients on this machine may name their address in X-Forwarded-For (browser tests use it to
+    // reach chosen nodes through ip_hash); other sources' headers are ignored.
+    REAL_IP_FROM: '127.0.0.1',
+    UPSTREAM_SERVERS: opts.upstreamPorts.map((p) => `    server 127.0.0.1:${p} max_fails=1 fail_timeout=10s;`).join('\n'),
+  })
+  writeFileSync(join(prefix, 'nginx.conf'), conf)
+  // As root, nginx workers would switch to `nobody`, who cannot use our prefix: keep root locally.
+  const globals = `daemon off;${process.getuid?.() === 0 ? ' user root;' : ''}`
+  clearStalePidFile(join(prefix, 'nginx.pid'), 'nginx', { program: 'nginx', path: prefix }, opts.print)
+  const proc = start('nginx', 'nginx', ['-p', prefix, '-c', join(prefix, 'nginx.conf'), '-e', join(prefix, 'error.log'), '-g', globals], {
+    logFile: join(logs, 'nginx.log'),
+    stopSignal: 'SIGQUIT',
+  })
+  const url = `http://127.0.0.1:${port}`
+  try {
+    await waitFor('nginx', () => answers(`${url}/nginx-health`), 10_000, proc)
+  } catch (err) {
+    await proc.stop('SIGQUIT', 5000)
+    throw err
+  }
+  return { url, port, proc }
+}
+
 /**
  * Starts a local cluster: Postgres and Redis (unless given), migrations, N nodes, nginx in
  * front. Everything is a child process of ours, stopped by `stop()`.
@@ -124,30 +176,14 @@ export async function startCluster(opts: ClusterOptions): Promise<RunningCluster
     started.unshift(...nodes.map((n) => ({ stop: () => n.proc.stop('SIGTERM') })))
     await Promise.all(nodes.map((n) => waitFor(n.id, () => answers(`${n.url}/readyz`), 60_000, n.proc)))
 
-    const port = opts.port || (await freePort())
-    const prefix = join(dir, 'nginx')
-    mkdirSync(join(prefix, 'cache'), { recursive: true })
-    const conf = renderTemplate(readFileSync(join(root, 'nginx/switchboard.conf.template'), 'utf8'), {
-      PREFIX: prefix,
-      LISTEN: `127.0.0.1:${port}`,
-      // UPLOAD_MAX_BYTES of the nodes, plus a MiB for the multipart framing.
-      CLIENT_MAX_BODY_SIZE: `${Math.ceil(Number(env.UPLOAD_MAX_BYTES || 10 * 1024 * 1024) / 1048576) + 1}m`,
-      // Clients on this machine may name their address in X-Forwarded-For (browser tests use it to
-      // reach chosen nodes through ip_hash); other sources' headers are ignored.
-      REAL_IP_FROM: '127.0.0.1',
-      UPSTREAM_SERVERS: nodes.map((n) => `    server 127.0.0.1:${n.port} max_fails=1 fail_timeout=10s;`).join('\n'),
-    })
-    writeFileSync(join(prefix, 'nginx.conf'), conf)
-    // As root, nginx workers would switch to `nobody`, who cannot use our prefix: keep root locally.
-    const globals = `daemon off;${process.getuid?.() === 0 ? ' user root;' : ''}`
-    clearStalePidFile(join(prefix, 'nginx.pid'), 'nginx', { program: 'nginx', path: prefix }, print)
-    const nginx = start('nginx', 'nginx', ['-p', prefix, '-c', join(prefix, 'nginx.conf'), '-e', join(prefix, 'error.log'), '-g', globals], {
-      logFile: join(logs, 'nginx.log'),
-      stopSignal: 'SIGQUIT',
+    const { url, proc: nginx } = await startNginx({
+      dir,
+      port: opts.port,
+      upstreamPorts: nodes.map((n) => n.port),
+      uploadMaxBytes: Number(env.UPLOAD_MAX_BYTES || 10 * 1024 * 1024),
+      print,
     })
     started.unshift({ stop: () => nginx.stop('SIGQUIT') })
-    const url = `http://127.0.0.1:${port}`
-    await waitFor('nginx', () => answers(`${url}/nginx-health`), 10_000, nginx)
 
     return {
       url,

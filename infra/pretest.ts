@@ -16,9 +16,14 @@ export interface Program {
   present: boolean
   /** Set when an environment variable points somewhere that apt-get cannot fix. */
   pointedBy?: string
+  /** Installed with --no-install-recommends (docker.io would bring needrestart, apparmor, criu, git). */
+  noRecommends?: boolean
 }
 
-/** What the suite needs (test/cluster and the browser tests start nginx, Redis and Postgres; test/k8s runs kubectl). */
+/**
+ * What the suite needs (test/cluster and the browser tests start nginx, Redis and Postgres; test/k8s
+ * runs kubectl; test/docker starts its own dockerd and builds a stand-in base image with debootstrap).
+ */
 export function programsTheTestsNeed(env: NodeJS.ProcessEnv = process.env, find = findExecutable): Program[] {
   const chromium = env.CHROMIUM_PATH || '/usr/bin/chromium'
   return [
@@ -33,6 +38,9 @@ export function programsTheTestsNeed(env: NodeJS.ProcessEnv = process.env, find 
       ...(env.CHROMIUM_PATH ? { pointedBy: 'CHROMIUM_PATH' } : {}),
     },
     { name: 'kubectl', for: 'test/k8s', aptPackage: 'kubernetes-client', present: !!find('kubectl', env.PATH) },
+    // Debian's docker.io has dockerd, the docker client, containerd and runc.
+    { name: 'dockerd', for: 'test/docker', aptPackage: 'docker.io', noRecommends: true, present: !!find('dockerd', env.PATH) && !!find('docker', env.PATH) },
+    { name: 'debootstrap', for: 'test/docker', aptPackage: 'debootstrap', noRecommends: true, present: !!find('debootstrap', env.PATH) },
   ]
 }
 
@@ -50,11 +58,17 @@ export function plan(programs: readonly Program[], who: { root: boolean; aptGet:
     return { action: 'stop', message: `npm test: ${pointed.pointedBy}=${pointed.name} is not an executable (${pointed.for} need it): fix it, or unset it and run apt-get install -y ${pointed.aptPackage}` }
   }
   const packages = [...new Set(missing.map((p) => p.aptPackage))]
+  const withRecommends = [...new Set(missing.filter((p) => !p.noRecommends).map((p) => p.aptPackage))]
+  const lean = [...new Set(missing.filter((p) => p.noRecommends).map((p) => p.aptPackage))]
+  const installs = [
+    ...(withRecommends.length ? [['apt-get', 'install', '-y', ...withRecommends]] : []),
+    ...(lean.length ? [['apt-get', 'install', '-y', '--no-install-recommends', ...lean]] : []),
+  ]
   const names = missing.map((p) => p.name).join(', ')
   if (who.root && who.aptGet) {
-    return { action: 'install', packages, commands: [['apt-get', 'update'], ['apt-get', 'install', '-y', ...packages]] }
+    return { action: 'install', packages, commands: [['apt-get', 'update'], ...installs] }
   }
-  const install = `apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y ${packages.join(' ')}`
+  const install = ['apt-get update', ...installs.map((c) => `DEBIAN_FRONTEND=noninteractive ${c.join(' ')}`)].join(' && ')
   if (who.aptGet) return { action: 'stop', message: `npm test needs ${names}: run  sudo sh -c '${install}'` }
   return { action: 'stop', message: `npm test needs ${names}: install the packages ${packages.join(', ')} (Debian: ${install})` }
 }
@@ -68,6 +82,7 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === resolve(process.argv[1
   }
   if (decided.action === 'install') {
     console.log(`npm test: installing ${decided.packages.join(' ')} with apt-get (needed by the tests)`)
+    const began = performance.now()
     for (const [cmd, ...args] of decided.commands) {
       const r = spawnSync(cmd, args, { stdio: 'inherit', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } })
       if (r.status !== 0) {
@@ -80,5 +95,6 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === resolve(process.argv[1
       console.error(`npm test: still not found after apt-get (is its folder on PATH?): ${still.map((p) => p.name).join(', ')}`)
       process.exit(1)
     }
+    console.log(`npm test: apt-get installed ${decided.packages.join(' ')} in ${((performance.now() - began) / 1000).toFixed(1)} s`)
   }
 }

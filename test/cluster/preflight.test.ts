@@ -80,6 +80,25 @@ describe('pretest: which programs are missing, and what to do about it', () => {
     })
   })
 
+  it('installs docker.io and debootstrap without their recommendations, in a command of their own', () => {
+    const programs = [program('nginx', 'nginx', false), program('dockerd', 'docker.io', false, { noRecommends: true }), program('debootstrap', 'debootstrap', false, { noRecommends: true })]
+    assert.deepEqual(plan(programs, { root: true, aptGet: true }), {
+      action: 'install',
+      packages: ['nginx', 'docker.io', 'debootstrap'],
+      commands: [['apt-get', 'update'], ['apt-get', 'install', '-y', 'nginx'], ['apt-get', 'install', '-y', '--no-install-recommends', 'docker.io', 'debootstrap']],
+    })
+    assert.deepEqual(plan(programs.slice(1), { root: true, aptGet: true }), {
+      action: 'install',
+      packages: ['docker.io', 'debootstrap'],
+      commands: [['apt-get', 'update'], ['apt-get', 'install', '-y', '--no-install-recommends', 'docker.io', 'debootstrap']],
+    })
+    const notRoot = plan(programs, { root: false, aptGet: true }) as { message: string }
+    assert.equal(
+      notRoot.message,
+      "npm test needs nginx, dockerd, debootstrap: run  sudo sh -c 'apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y nginx && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends docker.io debootstrap'",
+    )
+  })
+
   it('otherwise stops with one line giving the exact command', () => {
     const programs = [program('nginx', 'nginx', false), program('kubectl', 'kubernetes-client', false)]
     const notRoot = plan(programs, { root: false, aptGet: true })
@@ -100,14 +119,24 @@ describe('pretest: which programs are missing, and what to do about it', () => {
     assert.match((decided as { message: string }).message, /^npm test: CHROMIUM_PATH=\/opt\/nope\/chrome is not an executable/)
   })
 
-  it('looks for nginx, redis-server, initdb, Chromium (or CHROMIUM_PATH) and kubectl', () => {
+  it('looks for nginx, redis-server, initdb, Chromium (or CHROMIUM_PATH), kubectl, dockerd and docker, debootstrap', () => {
     const seen: string[] = []
     const none = programsTheTestsNeed({ PATH: '/nowhere' }, (cmd) => (seen.push(cmd), undefined))
-    assert.deepEqual(seen, ['nginx', 'redis-server', '/usr/bin/chromium', 'kubectl'])
+    // `docker` is only looked for once dockerd is found (both come with docker.io).
+    assert.deepEqual(seen, ['nginx', 'redis-server', '/usr/bin/chromium', 'kubectl', 'dockerd', 'debootstrap'])
     assert.deepEqual(
       none.filter((p) => p.name !== 'initdb').map((p) => [p.name, p.aptPackage, p.present]),
-      [['nginx', 'nginx', false], ['redis-server', 'redis-server', false], ['/usr/bin/chromium', 'chromium', false], ['kubectl', 'kubernetes-client', false]],
+      [
+        ['nginx', 'nginx', false],
+        ['redis-server', 'redis-server', false],
+        ['/usr/bin/chromium', 'chromium', false],
+        ['kubectl', 'kubernetes-client', false],
+        ['dockerd', 'docker.io', false],
+        ['debootstrap', 'debootstrap', false],
+      ],
     )
+    const clientOnly = programsTheTestsNeed({ PATH: '/nowhere' }, (cmd) => (cmd === 'docker' ? '/usr/bin/docker' : undefined))
+    assert.equal(clientOnly.find((p) => p.name === 'dockerd')!.present, false, 'a docker client alone is not enough')
     const pointed = programsTheTestsNeed({ PATH: '/nowhere', CHROMIUM_PATH: '/opt/chrome' }, (cmd) => (cmd === '/opt/chrome' ? cmd : undefined))
     const chromium = pointed.find((p) => p.aptPackage === 'chromium')!
     assert.deepEqual([chromium.name, chromium.present, chromium.pointedBy], ['/opt/chrome', true, 'CHROMIUM_PATH'])
