@@ -42,7 +42,7 @@ export class AppError extends Error {
 }
 
 const unavailableMessages =
-  /Connection terminated|connect ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|timeout exceeded|Query read timeout|Connection is closed|Stream isn't writeable|MaxRetriesPerRequest|enableOfflineQueue|Client has encountered a connection error|Cannot use a pool after calling end|ENOTFOUND|EAI_AGAIN/i
+  /Connection terminated|connect ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|timeout exceeded|Query read timeout|Command timed out|Connection is closed|Stream isn't writeable|MaxRetriesPerRequest|enableOfflineQueue|Client has encountered a connection error|Cannot use a pool after calling end|ENOTFOUND|EAI_AGAIN/i
 
 /** True when the error means a dependency (Postgres, Redis) is unreachable: safe to retry. */
 export function isUnavailable(err: unknown): boolean {

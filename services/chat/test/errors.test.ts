@@ -1,5 +1,8 @@
 import assert from 'node:assert/strict'
+import net from 'node:net'
 import { describe, it } from 'node:test'
+import { Redis } from 'ioredis'
+import { isUnavailable, toAppError } from '../src/errors.ts'
 import { useIsolatedNode, ack, chatClient, devToken } from './helpers.ts'
 
 describe('error paths answer the SPEC shape and keep the socket connected', () => {
@@ -120,5 +123,26 @@ describe('error paths answer the SPEC shape and keep the socket connected', () =
     const again = await fetch(`${node.url}/api/rooms`, dup)
     assert.equal(again.status, 409)
     assert.equal((await again.json()).error, 'CONFLICT')
+  })
+})
+
+describe('dependency errors that mean "retry shortly"', () => {
+  it('a Redis command that outlives its deadline (a connection that stopped answering) is UNAVAILABLE, not INTERNAL', async () => {
+    // A server that accepts and never answers: the command's reply never comes.
+    const silent = net.createServer(() => undefined)
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r))
+    const client = new Redis({ port: (silent.address() as net.AddressInfo).port, host: '127.0.0.1', commandTimeout: 100, maxRetriesPerRequest: 0, lazyConnect: true, enableReadyCheck: false })
+    try {
+      await client.connect()
+      const err = await client.get('k').then(
+        () => assert.fail('a reply from a server that never answers'),
+        (e: Error) => e,
+      )
+      assert.equal(isUnavailable(err), true, err.message)
+      assert.equal(toAppError(err).code, 'UNAVAILABLE')
+    } finally {
+      client.disconnect()
+      silent.close()
+    }
   })
 })

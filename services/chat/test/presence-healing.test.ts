@@ -139,10 +139,17 @@ describe('presence heals: a Redis blip during a disconnect, and a node that dies
     dir = mkdtempSync(join(tmpdir(), 'sb-heal-'))
     database = await createTestDatabase()
     proxy = await tcpProxy(Number(new URL(REDIS_URL).port || 6379), new URL(REDIS_URL).hostname)
-    // Liveness is slow here on purpose: only the retried removal, not a reaper, can announce
-    // the offline in the blip test.
+    // The proxied node's liveness and presence entries are slow to expire on purpose: only the
+    // retried removal, not a reaper or an expiry, can announce the offline in the blip test.
     const common = { DATABASE_URL: database.url, REDIS_PREFIX: prefix.prefix, ...FAST, LIVENESS_INTERVAL_MS: '300', LIVENESS_TTL_MS: '1500' }
-    viaProxy = await startNode({ ...common, REDIS_URL: `redis://127.0.0.1:${proxy.port}`, NODE_ID: 'heal-proxied', LIVENESS_TTL_MS: '20000', LIVENESS_INTERVAL_MS: '1000' })
+    viaProxy = await startNode({
+      ...common,
+      REDIS_URL: `redis://127.0.0.1:${proxy.port}`,
+      NODE_ID: 'heal-proxied',
+      LIVENESS_TTL_MS: '20000',
+      LIVENESS_INTERVAL_MS: '1000',
+      PRESENCE_TTL_MS: '20000',
+    })
     direct = await startNode({ ...common, REDIS_URL, NODE_ID: 'heal-direct' })
   })
   after(async () => {
@@ -170,10 +177,13 @@ describe('presence heals: a Redis blip during a disconnect, and a node that dies
     const offline = offlineExcept(w, probe)
 
     proxy.cut()
-    m.disconnect()
-    await eventually(() => viaProxy.cluster.presence.pendingRemovals === 1, BOUND_MS, 'the failed removal is pending')
-    assert.deepEqual(await onlineIn(direct.url, probe, room), [watcher.userId, mia.userId].sort(), 'Redis still holds mia (the blip)')
-    proxy.restore()
+    try {
+      m.disconnect()
+      await eventually(() => viaProxy.cluster.presence.pendingRemovals === 1, BOUND_MS, 'the failed removal is pending')
+      assert.deepEqual(await onlineIn(direct.url, probe, room), [watcher.userId, mia.userId].sort(), 'Redis still holds mia (the blip)')
+    } finally {
+      proxy.restore()
+    }
 
     await eventually(() => offline().some((u) => u.userId === mia.userId), BOUND_MS, 'presence:offline for mia after the blip')
     assert.deepEqual(await onlineIn(direct.url, probe, room), [watcher.userId])

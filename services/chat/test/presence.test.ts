@@ -35,8 +35,10 @@ for (const [variant, start] of variants) describe(`presence, typing, receipts ($
     await ack(w, 'room:join', 'presence-room')
     const m1 = await chatClient(node.url, mia.token)
     await ack(m1, 'room:join', 'presence-room')
+    // Mia is a member now: her first device leaving is announced; wait for it before counting.
+    const firstGone = next(w, 'presence:offline', (u) => u.userId === mia.userId)
     m1.disconnect()
-    await sleep(100)
+    await firstGone
 
     const online = collect(w, 'presence:online')
     const offline = collect(w, 'presence:offline')

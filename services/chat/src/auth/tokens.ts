@@ -1,9 +1,9 @@
+import { LRUCache } from 'lru-cache'
 import { createRemoteJWKSet, errors, jwtVerify, SignJWT, type JWTVerifyGetKey } from 'jose'
 import type { Config } from '../config.ts'
 import type { Identity } from '../domain/types.ts'
 import { AppError } from '../errors.ts'
 import { devUserId } from '../ids.ts'
-import { TtlCache } from '../ttl-cache.ts'
 import { storable } from '../validation.ts'
 
 /** The roles a dev token may carry (`POST /api/dev/token {"roles"}`). */
@@ -18,7 +18,7 @@ export class Tokens {
   private readonly key: Uint8Array | JWTVerifyGetKey
   private readonly algorithms: string[]
   /** Verified tokens until their expiry (HTTP clients send the same token on every request). */
-  private readonly verified = new TtlCache<Identity>(10_000)
+  private readonly verified = new LRUCache<string, Identity>({ max: 10_000 })
 
   constructor(private readonly config: Config) {
     if (config.JWT_JWKS_URL) {
@@ -53,7 +53,9 @@ export class Tokens {
       const roles = Array.isArray(payload.roles) ? payload.roles.filter((r): r is string => typeof r === 'string' && storable(r)) : []
       const identity: Identity = { userId: sub, username: name, roles, exp: payload.exp }
       // Remembered until expiry (capped), never past it: an expired token is verified again and refused.
-      if (payload.exp !== undefined) this.verified.set(token, identity, Math.min(payload.exp * 1000 - Date.now(), 3_600_000))
+      // (lru-cache reads a ttl of 0 as "forever": a token within clockTolerance of its expiry is not kept.)
+      const ttl = payload.exp === undefined ? 0 : Math.min(payload.exp * 1000 - Date.now(), 3_600_000)
+      if (ttl > 0) this.verified.set(token, identity, { ttl })
       return identity
     } catch (err) {
       if (err instanceof AppError) throw err

@@ -1,53 +1,78 @@
+import { LRUCache } from 'lru-cache'
 import type { Message } from './types.ts'
 
-interface Entry {
-  generation: number
-  at: number
+interface Page {
+  roomId: string
   messages: Message[]
 }
 
 /**
  * Recently read history pages per room, shared by joins and `GET /api/rooms/:id/messages`.
- * Every change to a room (a new message, an edit, a delete, a reaction — on any node) bumps the
- * room's generation, which retires its pages; a short TTL bounds staleness should an
- * invalidation from another node be lost. LRU-bounded.
+ * Every change to a room (a new message, an edit, a delete, a reaction — on any node) drops the
+ * room's pages at once and moves its generation on, so a page read across the change is not
+ * stored; a short TTL bounds staleness should an invalidation from another node be lost.
+ *
+ * Bounded by the messages it holds (`maxMessages`), not by pages: a page is up to a history
+ * limit of messages, and stale pages used to stay until evicted (the soak's heap growth, D119).
+ * Both maps are `lru-cache`s; a room's generation that the LRU forgets is replaced by `floor`,
+ * the highest generation ever forgotten, so it can only move forward (a page read before a
+ * forgotten change can never match again).
  */
 export class HistoryCache {
-  private readonly generations = new Map<string, number>()
-  private readonly pages = new Map<string, Entry>()
+  /** Generations come from one clock: a room's is the clock at its last change. */
+  private clock = 0
+  private floor = 0
+  private readonly generations: LRUCache<string, number>
+  private readonly pages: LRUCache<string, Page>
+  /** Page keys per room, so a change drops them together. */
+  private readonly byRoom = new Map<string, Set<string>>()
 
-  constructor(
-    private readonly maxPages = 5000,
-    private readonly ttlMs = 5000,
-  ) {}
+  constructor(maxMessages = 50_000, ttlMs = 5000, maxRooms = 20_000) {
+    this.generations = new LRUCache<string, number>({
+      max: maxRooms,
+      dispose: (generation) => {
+        if (generation > this.floor) this.floor = generation
+      },
+    })
+    this.pages = new LRUCache<string, Page>({
+      maxSize: maxMessages,
+      sizeCalculation: (p) => Math.max(1, p.messages.length),
+      ttl: ttlMs,
+      dispose: (p, key) => {
+        const keys = this.byRoom.get(p.roomId)
+        if (keys?.delete(key) && keys.size === 0) this.byRoom.delete(p.roomId)
+      },
+    })
+  }
 
   generation(roomId: string): number {
-    return this.generations.get(roomId) ?? 0
+    return this.generations.get(roomId) ?? this.floor
   }
 
   invalidate(roomId: string): void {
-    this.generations.set(roomId, this.generation(roomId) + 1)
+    this.generations.set(roomId, ++this.clock)
+    const keys = this.byRoom.get(roomId)
+    if (keys) for (const key of [...keys]) this.pages.delete(key)
   }
 
   get(roomId: string, page: string): Message[] | undefined {
-    const key = `${roomId}\u0000${page}`
-    const e = this.pages.get(key)
-    if (!e) return undefined
-    if (e.generation !== this.generation(roomId) || Date.now() - e.at > this.ttlMs) {
-      this.pages.delete(key)
-      return undefined
-    }
-    // Refresh LRU position.
-    this.pages.delete(key)
-    this.pages.set(key, e)
-    return e.messages
+    return this.pages.get(`${roomId}\u0000${page}`)?.messages
   }
 
   /** Stores a page read while the room was at `generation` (a page read across a change is dropped). */
   set(roomId: string, page: string, generation: number, messages: Message[]): void {
     if (generation !== this.generation(roomId)) return
-    this.pages.set(`${roomId}\u0000${page}`, { generation, at: Date.now(), messages })
-    if (this.pages.size > this.maxPages) this.pages.delete(this.pages.keys().next().value!)
-    if (this.generations.size > this.maxPages * 4) this.generations.clear() // bounded; a cleared room just starts over
+    const key = `${roomId}\u0000${page}`
+    this.pages.set(key, { roomId, messages })
+    // Not stored when larger than the whole cache (lru-cache refuses it).
+    if (!this.pages.has(key)) return
+    let keys = this.byRoom.get(roomId)
+    if (!keys) this.byRoom.set(roomId, (keys = new Set()))
+    keys.add(key)
+  }
+
+  /** Pages held (metrics and tests). */
+  get size(): number {
+    return this.pages.size
   }
 }

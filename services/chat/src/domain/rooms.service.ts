@@ -1,9 +1,9 @@
+import { LRUCache } from 'lru-cache'
 import type { Db } from '../store/db.ts'
 import * as rooms from '../store/rooms.repository.ts'
 import { AppError, isUnavailable } from '../errors.ts'
 import type { Identity, OnlineUser, Room, RoomHead } from './types.ts'
 import type { PresenceStore } from '../cluster/presence.ts'
-import { TtlCache } from '../ttl-cache.ts'
 
 const MAX_LISTED_MEMBERS = 1000
 /** How long a node trusts what it read about a room's privacy and a reader's membership (HTTP history). */
@@ -20,7 +20,7 @@ export function dmPeer(roomId: string, me: string): string | null {
 
 /** Room rules: who may see a room, implicit creation of public and DM rooms, membership. */
 export class RoomsService {
-  private readonly readable = new TtlCache<true>(50_000)
+  private readonly readable = new LRUCache<string, true>({ max: 50_000 })
 
   constructor(
     private readonly db: Db,
@@ -77,7 +77,7 @@ export class RoomsService {
     if (row.is_private && !(await rooms.isMember(this.db, roomId, who.userId))) {
       throw new AppError('FORBIDDEN', 'Not a member of this room')
     }
-    this.readable.set(key, true, ACCESS_TTL_MS)
+    this.readable.set(key, true, { ttl: ACCESS_TTL_MS })
   }
 
   /**
