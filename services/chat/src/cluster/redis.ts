@@ -1,5 +1,8 @@
-import { Redis } from 'ioredis'
+import { Cluster, Redis } from 'ioredis'
 import type { Logger } from '../logger.ts'
+
+/** One Redis or a Redis Cluster (REDIS_CLUSTER_NODES): every module takes either (D125). */
+export type RedisClient = Redis | Cluster
 
 /**
  * An ioredis client that reconnects forever with capped backoff. Commands fail fast while
@@ -17,6 +20,56 @@ export function createRedis(url: string, name: string, log: Logger, offlineQueue
     connectTimeout: 2000,
     retryStrategy: (attempt) => Math.min(100 * 2 ** attempt, 2000),
   })
+  watch(client, name, log, onError)
+  return client
+}
+
+/**
+ * An ioredis Cluster client (D125) with the same behaviour as createRedis: commands fail within
+ * a few seconds while their slot's master is unreachable (a failover), instead of hanging; the
+ * adapter's pub/sub clients queue. `sharded` (the subscriber): one sharded subscriber per master,
+ * so SSUBSCRIBE reaches the shard that owns each channel and is restored on the new master after
+ * a failover (ioredis 5.9+, `shardedSubscribers`, D126).
+ */
+export function createRedisCluster(
+  nodes: readonly { host: string; port: number }[],
+  name: string,
+  log: Logger,
+  offlineQueue: boolean,
+  opts: { sharded?: boolean; onError?: () => void } = {},
+): Cluster {
+  const client = new Cluster(
+    nodes.map((n) => ({ ...n })),
+    {
+      lazyConnect: true,
+      enableOfflineQueue: offlineQueue,
+      enableAutoPipelining: true,
+      scaleReads: 'master',
+      shardedSubscribers: opts.sharded ?? false,
+      // A command on a master that just died is retried on the slot's new owner: 16 tries,
+      // 200 ms apart at most (a failover takes about cluster-node-timeout + 1 s), then it fails.
+      retryDelayOnFailover: 200,
+      retryDelayOnClusterDown: 200,
+      retryDelayOnTryAgain: 100,
+      maxRedirections: 16,
+      slotsRefreshTimeout: 2000,
+      clusterRetryStrategy: (attempt) => Math.min(100 * 2 ** attempt, 2000),
+      redisOptions: {
+        connectionName: name,
+        connectTimeout: 2000,
+        maxRetriesPerRequest: offlineQueue ? null : 1,
+      },
+    },
+  )
+  watch(client, name, log, opts.onError)
+  // A node of the cluster failing (a master died) is an error of this client too, counted so:
+  // 'node error' from command connections, 'nodeError' from the sharded subscribers.
+  client.on('node error', () => opts.onError?.())
+  client.on('nodeError', () => opts.onError?.())
+  return client
+}
+
+function watch(client: RedisClient, name: string, log: Logger, onError?: () => void): void {
   let down = false
   client.on('error', (err) => {
     onError?.()
@@ -27,11 +80,10 @@ export function createRedis(url: string, name: string, log: Logger, offlineQueue
     if (down) log.info({ client: name }, 'redis connection restored')
     down = false
   })
-  return client
 }
 
 /** Connects, but gives up waiting after `ms`: a node with Redis down still boots, unready. */
-export async function connectWithin(client: Redis, ms: number): Promise<void> {
+export async function connectWithin(client: RedisClient, ms: number): Promise<void> {
   await Promise.race([client.connect().catch(() => undefined), new Promise((r) => setTimeout(r, ms))])
 }
 
@@ -48,7 +100,7 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)`
  * Single-key Lua scripts as ioredis commands (EVALSHA; ioredis reloads a script Redis lost after a
  * restart), defined once per client.
  */
-export function luaCommands<T>(redis: Redis, scripts: { [K in keyof T & string]: string }): T {
+export function luaCommands<T>(redis: RedisClient, scripts: { [K in keyof T & string]: string }): T {
   const defined = redis as unknown as Record<string, unknown>
   for (const [name, lua] of Object.entries<string>(scripts)) {
     if (!defined[name]) redis.defineCommand(name, { numberOfKeys: 1, lua })
