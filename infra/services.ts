@@ -211,7 +211,7 @@ export interface RedisClusterNode {
 
 /** A Redis Cluster of our own from the machine's `redis-server` (tests, `npm run cluster -- --redis-cluster N`). */
 export interface LocalRedisCluster {
-  /** `host:port` of every node started (what REDIS_CLUSTER_NODES takes; any one of them would do). */
+  /** `host:port` of every node started (what REDIS_CLUSTER_NODES takes; any one of them would do; addMaster adds to it). */
   nodes: string[]
   ports: number[]
   /** The nodes as a live node sees them now. */
@@ -220,11 +220,19 @@ export interface LocalRedisCluster {
   describe(): Promise<string>
   /** The port of the master that serves `slot`. */
   masterOf(slot: number): Promise<number>
+  /** The hash slot of `key` (CLUSTER KEYSLOT). */
+  slotOf(key: string): Promise<number>
   /**
    * SIGKILLs the master on `port` and waits until one of its replicas serves its slots and every
    * live node says cluster_state:ok. Returns the promoted replica's port.
    */
   killMaster(port: number): Promise<number>
+  /**
+   * Adds a shard: starts an empty master, joins it (`redis-cli --cluster add-node`) and moves slots
+   * to it (`redis-cli --cluster rebalance --cluster-use-empty-masters`), as an operator would.
+   * Returns its port once every live node says cluster_state:ok.
+   */
+  addMaster(): Promise<number>
   /** Starts a killed node again on its port and folder: it rejoins as a replica of its promoted one. */
   restartNode(port: number): Promise<void>
   /** Stops every node started here (only these pids). */
@@ -368,6 +376,9 @@ export async function startRedisCluster(dir: string, opts: RedisClusterOptions =
       if (!owner) throw new Error(`no master serves slot ${slot}`)
       return owner.port
     },
+    async slotOf(key) {
+      return Number((await redisCli(live()[0], 'CLUSTER', 'KEYSLOT', key)).trim())
+    },
     async killMaster(port) {
       const nodes = await topology()
       const master = nodes.find((n) => n.port === port && n.role === 'master')
@@ -389,6 +400,29 @@ export async function startRedisCluster(dir: string, opts: RedisClusterOptions =
         30_000 + 4 * timeout,
       )
       return promoted
+    },
+    async addMaster() {
+      const port = await freeClusterPort(new Set(ports.flatMap((p) => [p, p + 10_000])))
+      mkdirSync(nodeDir(port), { recursive: true })
+      writeFileSync(join(nodeDir(port), 'port'), `${port}\n`)
+      ports.push(port)
+      handle.nodes.push(`127.0.0.1:${port}`)
+      await waitFor(`redis ${port}`, ping(port), 10_000, launch(port))
+      const existing = `127.0.0.1:${live().find((p) => p !== port)}`
+      const cli = async (what: string, args: string[]) => {
+        const proc = start('redis-cli', 'redis-cli', ['--cluster', ...args], { logFile: join(dir, `${what}.log`) })
+        if ((await proc.exited) !== 0) throw new Error(`redis-cli --cluster ${args[0]} failed: ${exitCause(proc) ?? 'no output'} (log: ${proc.logFile})`)
+      }
+      await cli('add-node', ['add-node', `127.0.0.1:${port}`, existing])
+      // Slots cannot move while the new node is unknown somewhere or has not yet learnt the slot
+      // map (it answers MIGRATE with CLUSTERDOWN then).
+      await waitFor('the new master known to every node', async () => {
+        for (const p of live()) if (!parseClusterNodes(await redisCli(p, 'CLUSTER', 'NODES')).some((n) => n.port === port && n.role === 'master')) return false
+        return healthy(live(), 0)
+      }, 30_000)
+      await cli('rebalance', ['rebalance', existing, '--cluster-use-empty-masters', '--cluster-yes'])
+      await waitFor('redis cluster', () => healthy(live(), 0), 30_000 + 4 * timeout)
+      return port
     },
     async restartNode(port) {
       const proc = procs.get(port)

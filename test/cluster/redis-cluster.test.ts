@@ -172,11 +172,76 @@ describe('Switchboard on a Redis Cluster (3 masters, 3 replicas)', () => {
     for (const s of sockets) s.disconnect()
   })
 
+  it('a shard added while clients send (add-node + rebalance): slots move under live traffic, nothing lost, pub/sub follows', async () => {
+    // rebalance gives the new master the lowest slots of each master: a room whose channels hash
+    // there is moved while its members listen.
+    const lowest = (await redisCluster.topology()).filter((n) => n.role === 'master').map((n) => Number(n.slots[0].split('-')[0]))
+    let room = ''
+    for (let i = 0; i < 5000 && !room; i++) {
+      const slots = await Promise.all([`${PREFIX}socket.io#/chat#reshard-${i}#`, `${PREFIX}room:{reshard-${i}}`].map(slotOf))
+      if (slots.every((s) => lowest.some((l) => s >= l && s < l + 300))) room = `reshard-${i}`
+    }
+    assert.ok(room, 'a room whose channels hash to the first slots of a master')
+    const members: RoomMember[] = []
+    for (const [i] of cluster.nodes.entries()) {
+      for (let k = 0; k < 2; k++) {
+        const { token } = await devToken(cluster.url, `rs-${i}-${k}`)
+        const m = new RoomMember(clientFrom(cluster.url, token, on(i, k), { reconnection: true }), room)
+        await m.join()
+        members.push(m)
+      }
+    }
+    const count = 20
+    let resharding = true
+    const senders = [0, 2, 4].map(async (j, k) => {
+      // Keep sending while the slots move: `count` each, then one every ~200 ms until the
+      // rebalance is over (50 at most: the user's rate limit is LIMIT).
+      const acked = await sendReliably(members[j].socket, room, `rs${k}`, count, 40)
+      for (let n = count; resharding && n < 50; n++) acked.push(...(await sendReliably(members[j].socket, room, `rs${k}-more${n}`, 1, 200)))
+      return acked
+    })
+    await sleep(300)
+    const t0 = Date.now()
+    const added = await redisCluster.addMaster().finally(() => (resharding = false))
+    const reshardMs = Date.now() - t0
+    const acked = (await Promise.all(senders)).flat()
+    const slots = await Promise.all([`${PREFIX}socket.io#/chat#${room}#`, `${PREFIX}room:{${room}}`].map(slotOf))
+    for (const slot of slots) assert.equal(await redisCluster.masterOf(slot), added, `slot ${slot} moved to the new master`)
+
+    const rows = (await db.query('select id, seq from messages where room_id = $1 order by seq', [room])).rows
+    assert.deepEqual(rows.map((r) => Number(r.seq)), Array.from({ length: acked.length }, (_, i) => i + 1), 'one row per clientMsgId')
+    await eventually(() => members.every((m) => m.seen.length >= acked.length), 20_000, 'every member has every message')
+    for (const m of members) {
+      assert.deepEqual(m.seen, Array.from({ length: acked.length }, (_, i) => i + 1), 'no gap, in order')
+      assert.equal(m.liveRepeats, 0, `no live message delivered twice; arrivals: ${m.trace.join(' ')}`)
+    }
+    // The sharded subscriptions followed their slots to the new master.
+    const others = members.slice(2)
+    const typing = others.map((m) => new Promise<any>((r) => m.socket.once('chat:typing', r)))
+    await eventually(
+      async () => {
+        members[0].socket.emit('chat:typing', { roomId: room, isTyping: true })
+        return Promise.race([Promise.all(typing).then(() => true), sleep(1000).then(() => false)])
+      },
+      20_000,
+      'typing from node 1 reaches nodes 2 and 3 after the reshard',
+    )
+    const live = others.map((m) => new Promise<any>((r) => m.socket.on('chat:message', (msg) => msg.text === 'after the reshard' && r(msg))))
+    assert.equal((await ack(members[0].socket, 'chat:message', { roomId: room, text: 'after the reshard' })).status, 'ok')
+    for (const msg of await Promise.all(live)) assert.equal(msg.seq, acked.length + 1)
+    console.log(`# Redis Cluster reshard: 4th master 127.0.0.1:${added} added and rebalanced in ${reshardMs} ms under ${acked.length} sends`)
+    for (const m of members) m.socket.disconnect()
+  })
+
   it('a master SIGKILLed while clients send: its replica takes over, sends resume, nothing lost or doubled, pub/sub and presence recover', async () => {
     // The master that serves the adapter's main channel, and a room whose channels live there too
     // (the sharded adapter's dynamic room channel and the per-room channel, SPEC §7).
+    // (The shard added by the test before has no replica: then another master.)
     const mainChannel = `${PREFIX}socket.io#/chat#`
-    const victim = await redisCluster.masterOf(await slotOf(mainChannel))
+    const nodes = await redisCluster.topology()
+    const withReplica = nodes.filter((m) => m.role === 'master' && !m.failed && nodes.some((r) => r.masterId === m.id && !r.failed)).map((m) => m.port)
+    const mainOwner = await redisCluster.masterOf(await slotOf(mainChannel))
+    const victim = withReplica.includes(mainOwner) ? mainOwner : withReplica[0]
     let room = ''
     for (let i = 0; i < 500 && !room; i++) {
       const candidate = `failover-${i}`

@@ -31,6 +31,9 @@ export function createRedis(url: string, name: string, log: Logger, offlineQueue
  * so SSUBSCRIBE reaches the shard that owns each channel and is restored on the new master after
  * a failover (ioredis 5.9+, `shardedSubscribers`, D126).
  */
+/** How often a Cluster subscriber re-reads the slot map (D130). */
+export const SUBSCRIBER_SLOTS_REFRESH_MS = 2000
+
 export function createRedisCluster(
   nodes: readonly { host: string; port: number }[],
   name: string,
@@ -53,6 +56,11 @@ export function createRedisCluster(
       retryDelayOnTryAgain: 100,
       maxRedirections: 16,
       slotsRefreshTimeout: 2000,
+      // The subscriber reads the slot map every 2 s: a slot moved by a reshard (no node down)
+      // ends its channels' subscriptions with a SUNSUBSCRIBE from the old owner, which ioredis
+      // 5.11 does not act on, and a subscriber gets no MOVED to notice otherwise. A changed map
+      // makes ioredis subscribe those channels on their new master (D130).
+      ...(opts.sharded ? { slotsRefreshInterval: SUBSCRIBER_SLOTS_REFRESH_MS } : {}),
       clusterRetryStrategy: (attempt) => Math.min(100 * 2 ** attempt, 2000),
       redisOptions: {
         connectionName: name,
