@@ -330,13 +330,12 @@ export async function startRedisCluster(dir: string, opts: RedisClusterOptions =
   try {
     // An earlier launch on this folder: a node still running would hold nodes.conf (refused in
     // one line); a dead one's cluster state is stale (new ports), so every folder starts empty.
-    for (const name of existsSync(dir) ? readdirSync(dir) : []) {
-      const pidFile = join(dir, name, 'redis.pid')
-      const portFile = join(dir, name, 'port')
-      if (!existsSync(portFile)) continue
-      clearStalePidFile(pidFile, 'Redis', { program: 'redis-server', path: `127.0.0.1:${readFileSync(portFile, 'utf8').trim()}` }, opts.print)
-      rmSync(join(dir, name), { recursive: true, force: true })
+    const earlier = (existsSync(dir) ? readdirSync(dir) : []).filter((name) => existsSync(join(dir, name, 'port')))
+    for (const name of earlier) {
+      const port = readFileSync(join(dir, name, 'port'), 'utf8').trim()
+      clearStalePidFile(join(dir, name, 'redis.pid'), 'Redis', { program: 'redis-server', path: `127.0.0.1:${port}` }, opts.print)
     }
+    for (const name of earlier) rmSync(join(dir, name), { recursive: true, force: true })
     for (const port of ports) {
       mkdirSync(nodeDir(port), { recursive: true })
       writeFileSync(join(nodeDir(port), 'port'), `${port}\n`)
