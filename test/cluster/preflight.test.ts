@@ -100,13 +100,13 @@ describe('pretest: which programs are missing, and what to do about it', () => {
     assert.match((decided as { message: string }).message, /^npm test: CHROMIUM_PATH=\/opt\/nope\/chrome is not an executable/)
   })
 
-  it('looks for nginx, redis-server, initdb, Chromium (or CHROMIUM_PATH) and kubectl', () => {
+  it('looks for nginx, redis-server, redis-cli, initdb, Chromium (or CHROMIUM_PATH) and kubectl', () => {
     const seen: string[] = []
     const none = programsTheTestsNeed({ PATH: '/nowhere' }, (cmd) => (seen.push(cmd), undefined))
-    assert.deepEqual(seen, ['nginx', 'redis-server', '/usr/bin/chromium', 'kubectl'])
+    assert.deepEqual(seen, ['nginx', 'redis-server', 'redis-cli', '/usr/bin/chromium', 'kubectl'])
     assert.deepEqual(
       none.filter((p) => p.name !== 'initdb').map((p) => [p.name, p.aptPackage, p.present]),
-      [['nginx', 'nginx', false], ['redis-server', 'redis-server', false], ['/usr/bin/chromium', 'chromium', false], ['kubectl', 'kubernetes-client', false]],
+      [['nginx', 'nginx', false], ['redis-server', 'redis-server', false], ['redis-cli', 'redis-tools', false], ['/usr/bin/chromium', 'chromium', false], ['kubectl', 'kubernetes-client', false]],
     )
     const pointed = programsTheTestsNeed({ PATH: '/nowhere', CHROMIUM_PATH: '/opt/chrome' }, (cmd) => (cmd === '/opt/chrome' ? cmd : undefined))
     const chromium = pointed.find((p) => p.aptPackage === 'chromium')!
