@@ -42,6 +42,8 @@ describe('Switchboard on a Redis Cluster (3 masters, 3 replicas)', () => {
         RATE_LIMIT_DEV_TOKENS: '10000',
         LIVENESS_INTERVAL_MS: '1000',
         LIVENESS_TTL_MS: '3000',
+        // The last test leaves Redis down: the nodes' drain at teardown need not wait long.
+        SHUTDOWN_GRACE_MS: '4000',
       },
       3,
       undefined,
@@ -319,6 +321,27 @@ describe('Switchboard on a Redis Cluster (3 masters, 3 replicas)', () => {
     assert.ok((await redisErrors()) > errorsBefore, 'the nodes counted the dead master in switchboard_redis_errors_total')
     console.log(`# Redis Cluster failover: 127.0.0.1:${victim} killed, 127.0.0.1:${promoted} promoted in ${failoverMs} ms; ${acked.length} sends acked, none lost or doubled`)
     for (const m of members) m.socket.disconnect()
+  })
+
+  it('the whole Redis Cluster down: sends answer UNAVAILABLE at once instead of hanging, /readyz says degraded (runs last)', async () => {
+    const { token } = await devToken(cluster.url, 'outage')
+    const s = clientFrom(cluster.url, token, on(0, 3))
+    await new RoomMember(s, 'outage-rc').join()
+    assert.equal((await ack(s, 'chat:message', { roomId: 'outage-rc', text: 'before' })).status, 'ok')
+    await redisCluster.stop()
+    await eventually(async () => {
+      const r = await (await fetch(`${cluster.nodes[0].url}/readyz`)).json()
+      return r.checks?.redis === 'down'
+    }, 15_000, 'node 1 sees Redis down')
+    const t0 = Date.now()
+    const r = await ack(s, 'chat:message', { roomId: 'outage-rc', text: 'during', clientMsgId: 'outage-1' }, 8000)
+    const took = Date.now() - t0
+    assert.equal(r.code, 'UNAVAILABLE', JSON.stringify(r))
+    assert.ok(took < 5000, `answered in ${took} ms`)
+    const ready = await fetch(`${cluster.nodes[0].url}/readyz`)
+    assert.equal(ready.status, 200)
+    assert.equal((await ready.json()).status, 'degraded')
+    s.disconnect()
   })
 
   /** switchboard_redis_errors_total summed over every node and client. */
