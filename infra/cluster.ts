@@ -3,7 +3,18 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { answers, exitCause, freePort, requirePrograms, start, stopAll, waitFor, type Proc, type Requirement } from './processes.ts'
-import { clearStalePidFile, postgresRequirement, redisRequirement, startPostgres, startRedis, type LocalPostgres, type LocalRedis } from './services.ts'
+import {
+  clearStalePidFile,
+  postgresRequirement,
+  redisClusterRequirements,
+  redisRequirement,
+  startPostgres,
+  startRedis,
+  startRedisCluster,
+  type LocalPostgres,
+  type LocalRedis,
+  type LocalRedisCluster,
+} from './services.ts'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 
@@ -17,6 +28,13 @@ export interface ClusterOptions {
   /** Use these instead of starting Postgres / Redis locally. */
   databaseUrl?: string
   redisUrl?: string
+  /**
+   * A Redis Cluster instead of one Redis: a number starts a local one with that many masters
+   * (one replica each) under `dir`; `host:port` strings use a running one (REDIS_CLUSTER_NODES).
+   */
+  redisCluster?: number | string[]
+  /** cluster-node-timeout of a Redis Cluster started here (ms; default 5000). */
+  redisClusterNodeTimeoutMs?: number
   redisPrefix?: string
   /** Extra environment for every node. */
   env?: Record<string, string>
@@ -40,8 +58,13 @@ export interface RunningCluster {
   url: string
   nodes: ClusterNode[]
   databaseUrl: string
+  /** The Redis the nodes use ('' on a Redis Cluster). */
   redisUrl: string
   redis?: LocalRedis
+  /** REDIS_CLUSTER_NODES of the nodes, when they use a Redis Cluster. */
+  redisClusterNodes?: string[]
+  /** The Redis Cluster started here, if any. */
+  redisCluster?: LocalRedisCluster
   postgres?: LocalPostgres
   jwtSecret: string
   /** Starts node `i` again (same id and port) after it exited. */
@@ -119,7 +142,9 @@ export async function startCluster(opts: ClusterOptions): Promise<RunningCluster
   const chatNodes = nodeScript === 'services/chat/src/server.ts'
   // Everything missing is said at once, before anything starts.
   const needed: Requirement[] = [{ binary: 'nginx', aptPackage: 'nginx' }]
-  if (!opts.redisUrl) needed.push(redisRequirement)
+  if (opts.redisUrl && opts.redisCluster !== undefined) throw new Error('give either redisUrl or redisCluster, not both')
+  if (typeof opts.redisCluster === 'number') needed.push(...redisClusterRequirements)
+  else if (!opts.redisUrl && !opts.redisCluster) needed.push(redisRequirement)
   if (!opts.databaseUrl && chatNodes) needed.push(postgresRequirement())
   requirePrograms(needed)
   const dir = resolve(opts.dir)
@@ -130,17 +155,23 @@ export async function startCluster(opts: ClusterOptions): Promise<RunningCluster
   try {
     const postgres = opts.databaseUrl || !chatNodes ? undefined : await startPostgres(join(dir, 'postgres'), { print })
     if (postgres) started.push(postgres)
-    const redis = opts.redisUrl ? undefined : await startRedis(join(dir, 'redis'))
+    const redisCluster =
+      typeof opts.redisCluster === 'number'
+        ? await startRedisCluster(join(dir, 'redis-cluster'), { masters: opts.redisCluster, replicasPerMaster: 1, nodeTimeoutMs: opts.redisClusterNodeTimeoutMs, print })
+        : undefined
+    if (redisCluster) started.push(redisCluster)
+    const redisClusterNodes = redisCluster?.nodes ?? (Array.isArray(opts.redisCluster) ? opts.redisCluster : undefined)
+    const redis = opts.redisUrl || redisClusterNodes ? undefined : await startRedis(join(dir, 'redis'))
     if (redis) started.push(redis)
     const databaseUrl = opts.databaseUrl ?? postgres?.url ?? ''
-    const redisUrl = opts.redisUrl ?? redis!.url
+    const redisUrl = redisClusterNodes ? '' : (opts.redisUrl ?? redis!.url)
     const jwtSecret = opts.env?.JWT_SECRET ?? randomBytes(32).toString('base64url')
     const env: Record<string, string> = {
       PATH: process.env.PATH ?? '',
       HOME: process.env.HOME ?? '',
       HOST: '127.0.0.1',
       DATABASE_URL: databaseUrl,
-      REDIS_URL: redisUrl,
+      ...(redisClusterNodes ? { REDIS_CLUSTER_NODES: redisClusterNodes.join(',') } : { REDIS_URL: redisUrl }),
       REDIS_PREFIX: opts.redisPrefix ?? 'sb:',
       JWT_SECRET: jwtSecret,
       AUTH_DEV_TOKENS: 'true',
@@ -191,6 +222,8 @@ export async function startCluster(opts: ClusterOptions): Promise<RunningCluster
       databaseUrl,
       redisUrl,
       redis,
+      redisClusterNodes,
+      redisCluster,
       postgres,
       jwtSecret,
       async restartNode(i) {
@@ -203,6 +236,7 @@ export async function startCluster(opts: ClusterOptions): Promise<RunningCluster
         await nginx.stop('SIGQUIT', 5000)
         await Promise.all(nodes.map((n) => n.proc.stop('SIGTERM', 30_000)))
         await redis?.stop()
+        await redisCluster?.stop()
         await postgres?.stop()
       },
     }
@@ -212,7 +246,7 @@ export async function startCluster(opts: ClusterOptions): Promise<RunningCluster
   }
 }
 
-// `npm run cluster [-- --nodes N --port P]`: run until Ctrl-C.
+// `npm run cluster [-- --nodes N --port P --redis-cluster M]`: run until Ctrl-C.
 if (process.argv[1] && fileURLToPath(import.meta.url) === resolve(process.argv[1])) {
   const arg = (name: string, dflt: string) => {
     const i = process.argv.indexOf(`--${name}`)
@@ -221,6 +255,14 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === resolve(process.argv[1
   const nodes = Number(arg('nodes', process.env.CLUSTER_NODES ?? '3'))
   const port = Number(arg('port', process.env.CLUSTER_PORT ?? '8080'))
   const dir = resolve(arg('dir', join(process.env.DATA_DIR ?? './data', 'cluster')))
+  // `--redis-cluster N`: a local Redis Cluster of N masters (one replica each) instead of one Redis.
+  const given = arg('redis-cluster', '3') ?? '3'
+  const masters = process.argv.includes('--redis-cluster') ? Number(given.startsWith('--') ? '3' : given) : undefined
+  if (masters !== undefined && !(Number.isInteger(masters) && masters >= 3)) {
+    console.error('--redis-cluster takes the number of masters, at least 3 (npm run cluster -- --redis-cluster 3)')
+    process.exit(1)
+  }
+  const clusterNodes = process.env.REDIS_CLUSTER_NODES?.split(',').map((n) => n.trim()).filter(Boolean)
   // Ctrl-C (SIGINT), `kill` (SIGTERM) and a closed terminal (SIGHUP) all stop everything started
   // here, also while it is still starting. A second Ctrl-C kills the children at once.
   // After SIGHUP our output has nowhere to go: a write error must not end the launcher mid-stop.
@@ -247,14 +289,15 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === resolve(process.argv[1
   }
   for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, () => void shutdown(signal))
 
-  console.log(`Starting ${nodes} nodes behind nginx (logs under ${dir}/logs) …`)
+  console.log(`Starting ${nodes} nodes behind nginx${masters ? ` on a Redis Cluster of ${masters} masters` : ''} (logs under ${dir}/logs) …`)
   try {
     cluster = await startCluster({
       nodes,
       port,
       dir,
       databaseUrl: process.env.DATABASE_URL || undefined,
-      redisUrl: process.env.REDIS_URL || undefined,
+      redisUrl: masters || clusterNodes?.length ? undefined : process.env.REDIS_URL || undefined,
+      redisCluster: masters ?? (clusterNodes?.length ? clusterNodes : undefined),
       env: process.env.JWT_SECRET ? { JWT_SECRET: process.env.JWT_SECRET } : undefined,
       print: (line) => console.log(line),
     })
@@ -267,12 +310,17 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === resolve(process.argv[1
     process.exit(1)
   }
   if (stopping) await new Promise(() => {})
+  const redisLines = cluster.redisClusterNodes
+    ? cluster.redisCluster
+      ? `  Redis Cluster (started here; REDIS_CLUSTER_NODES=${cluster.redisClusterNodes.join(',')}):\n${(await cluster.redisCluster.describe().catch((err: Error) => `could not read its nodes: ${err.message}`)).replace(/^/gm, '    ')}`
+      : `  Redis Cluster:        ${cluster.redisClusterNodes.join(',')}`
+    : `  Redis:                ${cluster.redisUrl}${cluster.redis ? '  (started here)' : ''}`
   console.log(`
 Switchboard cluster is up.
   open the web client:  ${cluster.url}/
   nginx (ip_hash):      ${cluster.url}
 ${cluster.nodes.map((n) => `  ${n.id.padEnd(20)}  ${n.url}   (metrics ${n.url}/metrics)`).join('\n')}
   Postgres:             ${cluster.databaseUrl}${cluster.postgres ? '  (started here)' : ''}
-  Redis:                ${cluster.redisUrl}${cluster.redis ? '  (started here)' : ''}
+${redisLines}
 Ctrl-C (or closing the terminal, or SIGTERM) stops everything started here.`)
 }

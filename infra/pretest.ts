@@ -29,6 +29,8 @@ export function programsTheTestsNeed(env: NodeJS.ProcessEnv = process.env, find 
   return [
     { name: 'nginx', for: 'test/cluster, services/web/test', aptPackage: 'nginx', present: !!find('nginx', env.PATH) },
     { name: 'redis-server', for: 'test/cluster, services/web/test', aptPackage: 'redis-server', present: !!find('redis-server', env.PATH) },
+    // The Redis Cluster tests create their cluster with `redis-cli --cluster create` (D128).
+    { name: 'redis-cli', for: 'test/cluster', aptPackage: 'redis-tools', present: !!find('redis-cli', env.PATH) },
     { name: 'initdb', for: 'test/cluster', aptPackage: 'postgresql', present: !!findPostgresBinDir() },
     {
       name: chromium,

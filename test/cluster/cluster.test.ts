@@ -7,7 +7,7 @@ import pg from 'pg'
 import { SignJWT } from 'jose'
 import { io } from 'socket.io-client'
 import type { RunningCluster } from '../../infra/cluster.ts'
-import type { LocalRedis } from '../../infra/services.ts'
+import type { LocalRedis, LocalRedisCluster } from '../../infra/services.ts'
 import {
   ack,
   clientFrom,
@@ -23,6 +23,7 @@ import {
   sleep,
   startTestCluster,
   type TestCluster,
+  type TestClusterOnRedisCluster,
 } from './helpers.ts'
 
 const GRACE_MS = 8000
@@ -30,12 +31,20 @@ const GRACE_MS = 8000
 /**
  * Three real nodes behind real nginx (ip_hash), Postgres (a database of this run), and a
  * Redis of our own so it can be restarted. Clients bind 127.0.X.1 so ip_hash spreads them.
- * The whole suite runs once per adapter variant.
+ * The whole suite runs once per Redis setup (SPEC §7): one Redis with the classic adapter, one
+ * Redis with sharded pub/sub, and a Redis Cluster of our own (3 masters, 3 replicas) with the
+ * sharded adapter, where a master failover stands in for the Redis restart.
  */
-for (const adapter of ['classic', 'sharded']) describe(`cluster behind nginx (${adapter} Redis adapter)`, () => {
-  let test: TestCluster
+const variants = [
+  { adapter: 'classic', redisCluster: false, name: 'classic Redis adapter' },
+  { adapter: 'sharded', redisCluster: false, name: 'sharded Redis adapter' },
+  { adapter: 'sharded', redisCluster: true, name: 'sharded adapter on a Redis Cluster' },
+] as const
+for (const { adapter, redisCluster: onRedisCluster, name } of variants) describe(`cluster behind nginx (${name})`, () => {
+  let test: TestCluster | TestClusterOnRedisCluster
   let cluster: RunningCluster
-  let redis: LocalRedis
+  let redis: LocalRedis | undefined
+  let redisCluster: LocalRedisCluster | undefined
   let db: pg.Pool
   let octets: Map<string, number[]>
   const dir = mkdtempSync(join(tmpdir(), 'sb-cluster-'))
@@ -43,14 +52,17 @@ for (const adapter of ['classic', 'sharded']) describe(`cluster behind nginx (${
   const on = (nodeIndex: number, k = 0) => octets.get(cluster.nodes[nodeIndex].id)![k]
 
   before(async () => {
-    test = await startTestCluster(dir, 'sbcluster:', {
+    const env = {
       REDIS_ADAPTER: adapter,
       RATE_LIMIT_MESSAGES: '100000',
       SHUTDOWN_GRACE_MS: String(GRACE_MS),
       LIVENESS_INTERVAL_MS: '2000',
       LIVENESS_TTL_MS: '6000',
-    })
-    ;({ cluster, redis } = test)
+    }
+    test = onRedisCluster ? await startTestCluster(dir, 'sbcluster:', env, 3, undefined, { redisCluster: {} }) : await startTestCluster(dir, 'sbcluster:', env)
+    cluster = test.cluster
+    redis = 'redis' in test ? test.redis : undefined
+    redisCluster = 'redisCluster' in test ? test.redisCluster : undefined
     db = new pg.Pool({ connectionString: test.database.url, max: 2 })
     octets = await octetsByNode(cluster.url, ids(), 4)
   })
@@ -277,7 +289,7 @@ for (const adapter of ['classic', 'sharded']) describe(`cluster behind nginx (${
     await eventually(() => offline.some((u) => u.userId === lost.userId), 30_000, 'presence:offline for the lost user')
     const reconnectMs = moved.map((m) => m.syncs[0].ms)
     console.log(
-      `# SIGKILL (${adapter}): ${moved.length} clients reconnected and synced; reconnect+sync median ${median(reconnectMs)} ms, worst ${Math.max(...reconnectMs)} ms; ` +
+      `# SIGKILL (${name}): ${moved.length} clients reconnected and synced; reconnect+sync median ${median(reconnectMs)} ms, worst ${Math.max(...reconnectMs)} ms; ` +
         `offline announced ${Date.now() - killedAt} ms after the kill (upper bound)`,
     )
     await cluster.restartNode(victim)
@@ -328,11 +340,11 @@ for (const adapter of ['classic', 'sharded']) describe(`cluster behind nginx (${
     // starved machine one may flicker, but none may end offline.
     for (const id of moverIds) assert.notEqual(watcherPresence.last.get(id), 'offline', 'a client that moved is online')
     const flickered = moverIds.filter((id) => watcherPresence.offline.includes(id)).length
-    console.log(`# SIGTERM (${adapter}): node exited in ${took} ms; moved clients resynced in ${movedFrom.map((m) => m.syncs[0].ms).join(', ')} ms; ${flickered} of them flickered offline`)
+    console.log(`# SIGTERM (${name}): node exited in ${took} ms; moved clients resynced in ${movedFrom.map((m) => m.syncs[0].ms).join(', ')} ms; ${flickered} of them flickered offline`)
     await cluster.restartNode(target)
   })
 
-  it('Redis restarted while nodes run: cross-node broadcast resumes by itself', async () => {
+  it(onRedisCluster ? 'a Redis Cluster master failover while nodes run: cross-node broadcast resumes by itself' : 'Redis restarted while nodes run: cross-node broadcast resumes by itself', async () => {
     const { token: a } = await devToken(cluster.url, 'redis-a')
     const { token: b } = await devToken(cluster.url, 'redis-b')
     const ma = new RoomMember(clientFrom(cluster.url, a, on(0), { reconnection: true }), 'redis-room')
@@ -342,7 +354,10 @@ for (const adapter of ['classic', 'sharded']) describe(`cluster behind nginx (${
     assert.equal((await ack(ma.socket, 'chat:message', { roomId: 'redis-room', text: 'before' })).status, 'ok')
     await eventually(() => mb.seen.length === 1, 5000, 'cross-node before the restart')
 
-    await redis.restart(1000)
+    // One Redis: restarted empty. A Redis Cluster: the master of the adapter's main channel and
+    // of this room's channels is SIGKILLed and its replica promoted (the data stays).
+    const failedOver = redisCluster ? await killMasterOf(redisCluster, ['sbcluster:socket.io#/chat#', 'sbcluster:socket.io#/chat#redis-room#', 'sbcluster:room:{redis-room}']) : undefined
+    if (redis) await redis.restart(1000)
     // Sends fail (UNAVAILABLE) until the nodes' clients reconnect; then broadcast works again.
     await eventually(
       async () => (await ack(ma.socket, 'chat:message', { roomId: 'redis-room', text: 'after', clientMsgId: 'after-1' }).catch(() => ({ status: 'timeout' }))).status === 'ok',
@@ -351,12 +366,26 @@ for (const adapter of ['classic', 'sharded']) describe(`cluster behind nginx (${
     )
     await eventually(() => mb.seen.includes(2), 10_000, 'cross-node delivery after the restart')
     assert.deepEqual(mb.seen, [1, 2])
-    // Presence was re-registered from the nodes' own sockets (Redis came back empty).
+    // Presence was re-registered from the nodes' own sockets (Redis came back empty), or kept
+    // by the promoted replica.
     const { token: c } = await devToken(cluster.url, 'redis-c')
     const mc = new RoomMember(clientFrom(cluster.url, c, on(2)), 'redis-room')
     await eventually(async () => {
       const r = await ack(mc.socket, 'room:join', { roomId: 'redis-room' }).catch(() => null)
       return r?.status === 'ok' && r.online.length >= 3
     }, 15_000, 'presence restored')
+    // The killed master comes back as a replica of the promoted one.
+    if (failedOver) await redisCluster!.restartNode(failedOver)
   })
 })
+
+/**
+ * SIGKILLs the master that serves the most of `keys` (channels) and waits for its replica to
+ * take over; returns the killed master's port.
+ */
+async function killMasterOf(rc: LocalRedisCluster, keys: string[]): Promise<number> {
+  const owners = await Promise.all(keys.map(async (k) => rc.masterOf(await rc.slotOf(k))))
+  const victim = owners.sort((a, b) => owners.filter((o) => o === b).length - owners.filter((o) => o === a).length)[0]
+  await rc.killMaster(victim)
+  return victim
+}

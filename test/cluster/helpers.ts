@@ -2,7 +2,7 @@ import http from 'node:http'
 import { join } from 'node:path'
 import { io, type Socket } from 'socket.io-client'
 import { startCluster, type RunningCluster } from '../../infra/cluster.ts'
-import { startRedis, type LocalRedis } from '../../infra/services.ts'
+import { startRedis, startRedisCluster, type LocalRedis, type LocalRedisCluster } from '../../infra/services.ts'
 import { createTestDatabase } from '../../services/chat/test/helpers.ts'
 
 export interface TestCluster {
@@ -13,30 +13,62 @@ export interface TestCluster {
   stop(): Promise<void>
 }
 
-/** `nodes` nodes (three by default) + nginx on a Postgres database and a Redis of this test file; `stop()` removes all of it. */
+/** The same on a Redis Cluster of the test's own (startTestCluster with `{ redisCluster }`). */
+export interface TestClusterOnRedisCluster extends Omit<TestCluster, 'redis'> {
+  redisCluster: LocalRedisCluster
+}
+
+/** A private Redis Cluster for startTestCluster: masters (one replica each) and its cluster-node-timeout. */
+export interface TestRedisCluster {
+  masters?: number
+  /** Short, so a killed master's replica takes over in a couple of seconds (default 1000 ms). */
+  nodeTimeoutMs?: number
+}
+
+/**
+ * `nodes` nodes (three by default) + nginx on a Postgres database and a Redis of this test file
+ * (or, with `opts.redisCluster`, a Redis Cluster of its own: 3 masters, 3 replicas by default);
+ * `stop()` removes all of it.
+ */
+export async function startTestCluster(
+  dir: string,
+  redisPrefix: string,
+  env: Record<string, string>,
+  nodes?: number,
+  nodeEnv?: (index: number, env: Readonly<Record<string, string>>) => Record<string, string>,
+): Promise<TestCluster>
+export async function startTestCluster(
+  dir: string,
+  redisPrefix: string,
+  env: Record<string, string>,
+  nodes: number | undefined,
+  nodeEnv: ((index: number, env: Readonly<Record<string, string>>) => Record<string, string>) | undefined,
+  opts: { redisCluster: TestRedisCluster },
+): Promise<TestClusterOnRedisCluster>
 export async function startTestCluster(
   dir: string,
   redisPrefix: string,
   env: Record<string, string>,
   nodes = 3,
   nodeEnv?: (index: number, env: Readonly<Record<string, string>>) => Record<string, string>,
-): Promise<TestCluster> {
+  opts?: { redisCluster: TestRedisCluster },
+): Promise<TestCluster | TestClusterOnRedisCluster> {
   const database = await createTestDatabase()
-  let redis: LocalRedis | undefined
+  let redis: LocalRedis | LocalRedisCluster | undefined
   try {
-    redis = await startRedis(join(dir, 'redis'))
-    const cluster = await startCluster({ nodes, dir, databaseUrl: database.url, redisUrl: redis.url, redisPrefix, env: { LOG_LEVEL: 'warn', ...env }, nodeEnv })
+    const rc = opts?.redisCluster
+    redis = rc
+      ? await startRedisCluster(join(dir, 'redis-cluster'), { masters: rc.masters ?? 3, replicasPerMaster: 1, nodeTimeoutMs: rc.nodeTimeoutMs ?? 1000 })
+      : await startRedis(join(dir, 'redis'))
+    const where = 'url' in redis ? { redisUrl: redis.url } : { redisCluster: redis.nodes }
+    const cluster = await startCluster({ nodes, dir, databaseUrl: database.url, ...where, redisPrefix, env: { LOG_LEVEL: 'warn', ...env }, nodeEnv })
     const r = redis
-    return {
-      cluster,
-      redis: r,
-      database,
-      async stop() {
-        await cluster.stop()
-        await r.stop()
-        await database.drop()
-      },
+    const stop = async () => {
+      await cluster.stop()
+      await r.stop()
+      await database.drop()
     }
+    return 'url' in r ? { cluster, redis: r, database, stop } : { cluster, redisCluster: r, database, stop }
   } catch (err) {
     await redis?.stop()
     await database.drop()

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, describe, it } from 'node:test'
 import { fileURLToPath } from 'node:url'
+import { createTestDatabase } from '../../services/chat/test/helpers.ts'
 
 /**
  * `npm run cluster` owns its children: SIGHUP (terminal closed) and SIGTERM stop everything it
@@ -69,11 +70,11 @@ interface Launcher {
 const launched: Launcher[] = []
 const seenTrees: Seen[][] = []
 
-function launch(dir: string): Launcher {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'infra/cluster.ts', '--dir', dir, '--nodes', '1', '--port', '0'], {
+function launch(dir: string, extra: { args?: string[]; env?: Record<string, string> } = {}): Launcher {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'infra/cluster.ts', '--dir', dir, '--nodes', '1', '--port', '0', ...(extra.args ?? [])], {
     cwd: root,
     // No DATABASE_URL / REDIS_URL: it starts Postgres, Redis, nginx and a node of its own.
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '' },
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...extra.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   })
   let out = ''
@@ -105,11 +106,11 @@ const up = async (l: Launcher) => {
 }
 
 /** Signals the launcher and checks that it exits and that every process it had started is gone. */
-async function stopsEverything(l: Launcher, signal: NodeJS.Signals): Promise<void> {
+async function stopsEverything(l: Launcher, signal: NodeJS.Signals, expectedPrograms = ['postgres', 'redis-server', 'nginx', 'node']): Promise<void> {
   const tree = descendants(l.child.pid!)
   seenTrees.push(tree)
   const names = new Set(tree.map((p) => p.comm))
-  for (const expected of ['postgres', 'redis-server', 'nginx', 'node']) assert.ok(names.has(expected), `the launcher started ${expected} (saw ${[...names].join(', ')})`)
+  for (const expected of expectedPrograms) assert.ok(names.has(expected), `the launcher started ${expected} (saw ${[...names].join(', ')})`)
   l.child.kill(signal)
   const code = await Promise.race([l.exited, new Promise((r) => setTimeout(() => r('timeout'), 60_000))])
   assert.equal(code, 0, `the launcher exits cleanly on ${signal}\n${l.out()}\n${l.err()}`)
@@ -160,5 +161,41 @@ describe('the launcher owns its children', { skip: process.platform !== 'linux' 
     assert.match(c.out(), /removed a stale postmaster\.pid \(Postgres pid \d+ is not running\)/)
     await stopsEverything(c, 'SIGTERM')
     assert.equal(other.exitCode, null, 'the unrelated process was left alone')
+  })
+
+  it('--redis-cluster 3: prints its masters and replicas; a second launcher names a running Redis node; a stale redis.pid is removed; SIGHUP and SIGTERM stop every redis-server', async () => {
+    // The shared test Postgres (a database of this test), so the Redis Cluster is what a second launcher meets first.
+    const database = await createTestDatabase()
+    const rdir = join(dir, 'rc')
+    const args = ['--redis-cluster', '3']
+    const env = { DATABASE_URL: database.url }
+    try {
+      const a = launch(rdir, { args, env })
+      await up(a)
+      assert.equal((a.out().match(/^ {4}master {3}127\.0\.0\.1:\d+ {2}slots \d+-\d+$/gm) ?? []).length, 3, a.out())
+      assert.equal((a.out().match(/^ {4}replica {2}127\.0\.0\.1:\d+ {2}of 127\.0\.0\.1:\d+$/gm) ?? []).length, 3, a.out())
+      assert.equal(descendants(a.child.pid!).filter((p) => p.comm === 'redis-server').length, 6)
+
+      const b = launch(rdir, { args, env })
+      const code = await Promise.race([b.exited, new Promise((r) => setTimeout(() => r('timeout'), 60_000))])
+      assert.equal(code, 1)
+      assert.match(b.err(), /^Redis \(pid \d+\) from an earlier launch is still running on 127\.0\.0\.1:\d+: stop it \(kill \d+\) and start again\n$/)
+      const named = Number(/pid (\d+)/.exec(b.err())![1])
+      assert.ok(descendants(a.child.pid!).some((p) => p.pid === named && p.comm === 'redis-server'), 'it names one of the running Redis nodes')
+      await stopsEverything(a, 'SIGHUP', ['redis-server', 'nginx', 'node'])
+
+      // What a container restart leaves: a node folder whose redis.pid names some other live process.
+      const other = spawn('sleep', ['300'], { stdio: 'ignore' })
+      others.push(other)
+      const folder = readdirSync(join(rdir, 'redis-cluster')).find((f) => f.startsWith('node-'))!
+      writeFileSync(join(rdir, 'redis-cluster', folder, 'redis.pid'), `${other.pid}\n`)
+      const c = launch(rdir, { args, env })
+      await up(c)
+      assert.match(c.out(), /removed a stale redis\.pid \(Redis pid \d+ is not running\)/)
+      await stopsEverything(c, 'SIGTERM', ['redis-server', 'nginx', 'node'])
+      assert.equal(other.exitCode, null, 'the unrelated process was left alone')
+    } finally {
+      await database.drop()
+    }
   })
 })

@@ -119,16 +119,17 @@ describe('pretest: which programs are missing, and what to do about it', () => {
     assert.match((decided as { message: string }).message, /^npm test: CHROMIUM_PATH=\/opt\/nope\/chrome is not an executable/)
   })
 
-  it('looks for nginx, redis-server, initdb, Chromium (or CHROMIUM_PATH), kubectl, dockerd and docker, debootstrap', () => {
+  it('looks for nginx, redis-server, redis-cli, initdb, Chromium (or CHROMIUM_PATH), kubectl, dockerd and docker, debootstrap', () => {
     const seen: string[] = []
     const none = programsTheTestsNeed({ PATH: '/nowhere' }, (cmd) => (seen.push(cmd), undefined))
     // `docker` is only looked for once dockerd is found (both come with docker.io).
-    assert.deepEqual(seen, ['nginx', 'redis-server', '/usr/bin/chromium', 'kubectl', 'dockerd', 'debootstrap'])
+    assert.deepEqual(seen, ['nginx', 'redis-server', 'redis-cli', '/usr/bin/chromium', 'kubectl', 'dockerd', 'debootstrap'])
     assert.deepEqual(
       none.filter((p) => p.name !== 'initdb').map((p) => [p.name, p.aptPackage, p.present]),
       [
         ['nginx', 'nginx', false],
         ['redis-server', 'redis-server', false],
+        ['redis-cli', 'redis-tools', false],
         ['/usr/bin/chromium', 'chromium', false],
         ['kubectl', 'kubernetes-client', false],
         ['dockerd', 'docker.io', false],

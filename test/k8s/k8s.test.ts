@@ -76,6 +76,16 @@ describe('k8s manifests are valid Kubernetes objects', () => {
     assert.ok(overlays.dev.find((o) => o.kind === 'Secret' && o.metadata.name === 'switchboard-secrets'))
   })
 
+  it('prod points at a Redis Cluster through the ConfigMap (REDIS_CLUSTER_NODES, sharded adapter); dev at one Redis', () => {
+    const configOf = (objs: Obj[]) => find(objs, 'ConfigMap', 'switchboard-config').data as Record<string, string>
+    const prod = loadConfig({ ...configOf(overlays.prod), JWT_SECRET: 'x'.repeat(32) })
+    assert.ok(prod.redisClusterNodes.length >= 3, 'several nodes of the Redis Cluster')
+    assert.equal(prod.REDIS_ADAPTER, 'sharded')
+    const dev = find(overlays.dev, 'Secret', 'switchboard-secrets')
+    assert.ok(dev.data?.REDIS_URL, 'dev: one Redis in the Secret')
+    assert.equal(configOf(overlays.dev).REDIS_CLUSTER_NODES, undefined)
+  })
+
   it('puts every namespaced object in one namespace', () => {
     for (const objs of Object.values(overlays)) {
       for (const o of objs.filter((x) => x.kind !== 'Namespace')) assert.equal(o.metadata.namespace, 'switchboard', `${o.kind} ${o.metadata.name}`)

@@ -28,6 +28,8 @@ const configSchema = (production: boolean) => Type.Object({
   ENCRYPTION_KEYS: Type.String({ default: '' }),
 
   REDIS_URL: Type.String({ default: '' }),
+  /** A Redis Cluster instead of one Redis: comma-separated `host:port` of some of its nodes. */
+  REDIS_CLUSTER_NODES: Type.String({ default: '' }),
   REDIS_PREFIX: Type.String({ default: 'sb:', pattern: '^[A-Za-z0-9:_.-]{1,64}$' }),
   REDIS_ADAPTER: Type.Union([Type.Literal('classic'), Type.Literal('sharded')], { default: 'classic' }),
   LIVENESS_INTERVAL_MS: Type.Integer({ default: 5000, minimum: 100 }),
@@ -90,6 +92,10 @@ export type Config = Readonly<
     encryption: Keyring | null
     /** True when no DATABASE_URL is set: PGlite under DATA_DIR. */
     embeddedDatabase: boolean
+    /** REDIS_CLUSTER_NODES parsed (empty: no Redis Cluster). */
+    redisClusterNodes: readonly { host: string; port: number }[]
+    /** REDIS_URL or REDIS_CLUSTER_NODES is set: nodes share Redis, several can form a cluster. */
+    sharedRedis: boolean
     corsOrigins: readonly string[]
     /** UPLOAD_ALLOWED_TYPES as a list of lower-case MIME types. */
     uploadAllowedTypes: readonly string[]
@@ -168,6 +174,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     if (!raw.AUTH_DEV_TOKENS) throw new Error('JWT_SECRET or JWT_JWKS_URL is required when AUTH_DEV_TOKENS is off')
     secret = devSecret(raw.DATA_DIR)
   }
+  const redisClusterNodes = parseClusterNodes(raw.REDIS_CLUSTER_NODES)
+  if (redisClusterNodes.length > 0 && raw.REDIS_URL) {
+    throw new Error('REDIS_CLUSTER_NODES must be unset when REDIS_URL is set (set only one of them)')
+  }
   if (raw.LIVENESS_TTL_MS < 2 * raw.LIVENESS_INTERVAL_MS) {
     throw new Error('LIVENESS_TTL_MS must be at least twice LIVENESS_INTERVAL_MS')
   }
@@ -200,6 +210,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     encryption: parseEncryptionKeys(ENCRYPTION_KEYS),
     JWT_SECRET: secret,
     embeddedDatabase: raw.DATABASE_URL === '',
+    redisClusterNodes: Object.freeze(redisClusterNodes),
+    sharedRedis: raw.REDIS_URL !== '' || redisClusterNodes.length > 0,
     uploadAllowedTypes: Object.freeze(uploadAllowedTypes),
     corsOrigins: Object.freeze(raw.CORS_ORIGINS.split(',').map((o) => o.trim()).filter(Boolean)),
     trustedProxies: Object.freeze(trustedProxies),
@@ -215,6 +227,19 @@ export function parseEncryptionKeys(value: string): Keyring | null {
   } catch (err) {
     throw new Error(`ENCRYPTION_KEYS must be comma-separated <keyId>:<base64 of 32 bytes> entries: ${(err as Error).message}`)
   }
+}
+
+/** REDIS_CLUSTER_NODES → `{ host, port }`s (`redis-1:6379`, `10.0.0.5:7000`, `[fd00::5]:7000`). */
+export function parseClusterNodes(value: string): { host: string; port: number }[] {
+  const entries = value.split(',').map((e) => e.trim()).filter(Boolean)
+  return entries.map((entry) => {
+    const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9.-]+)):(\d{1,5})$/.exec(entry)
+    const port = m ? Number(m[3]) : 0
+    if (!m || port < 1 || port > 65535 || (m[1] !== undefined && isIP(m[1]) !== 6)) {
+      throw new Error(`REDIS_CLUSTER_NODES must be comma-separated host:port entries (got ${shown(entry)})`)
+    }
+    return { host: m[1] ?? m[2], port }
+  })
 }
 
 /** `10.0.0.0/8`, `127.0.0.1`, `fd00::/8`, `::1`. */

@@ -14,7 +14,7 @@ import { PgPeerBoard } from './store/node-heartbeats.ts'
 export function createReadiness(config: Config, db: Db, cluster: Cluster, log: Logger, metrics: Metrics): Readiness {
   const board = { freshMs: config.LIVENESS_TTL_MS, marginMs: READINESS_CHECK_TIMEOUT_MS }
   return new Readiness({
-    checks: config.REDIS_URL ? { postgres: () => pingDb(db), redis: () => cluster.ping() } : { postgres: () => pingDb(db) },
+    checks: config.sharedRedis ? { postgres: () => pingDb(db), redis: () => cluster.ping() } : { postgres: () => pingDb(db) },
     boards: cluster.peerBoard && { inPostgres: new PgPeerBoard(db, config.nodeId, board), inRedis: cluster.peerBoard },
     intervalMs: config.LIVENESS_INTERVAL_MS,
     checkTimeoutMs: READINESS_CHECK_TIMEOUT_MS,

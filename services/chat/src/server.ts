@@ -48,7 +48,7 @@ log.info(
   {
     port,
     database: config.embeddedDatabase ? 'embedded' : 'postgres',
-    cluster: config.REDIS_URL ? 'redis' : 'in-process',
+    cluster: config.redisClusterNodes.length > 0 ? 'redis-cluster' : config.REDIS_URL ? 'redis' : 'in-process',
     encryption: config.encryption ? { writes: config.encryption.writeKeyId, reads: config.encryption.keyIds } : 'off',
   },
   `Switchboard listening on http://${config.HOST === '0.0.0.0' || config.HOST === '::' ? 'localhost' : config.HOST}:${port}`,

@@ -56,6 +56,9 @@ describe('config: one schema, validated at boot', () => {
       [{ REDIS_PREFIX: 'a b' }, 'REDIS_PREFIX must be a string matching /^[A-Za-z0-9:_.-]{1,64}$/ (got "a b")'],
       [{ PORT: 'x', LOG_LEVEL: 'y' }, 'PORT must be an integer from 0 to 65535 (got "x"); LOG_LEVEL must be one of: fatal, error, warn, info, debug, trace, silent (got "y")'],
       [{ JWT_JWKS_URL: 'not a url', JWT_SECRET: '' }, 'JWT_JWKS_URL must be an absolute URL (got "not a url")'],
+      [{ REDIS_CLUSTER_NODES: '10.0.0.5:7000,redis-1' }, 'REDIS_CLUSTER_NODES must be comma-separated host:port entries (got "redis-1")'],
+      [{ REDIS_CLUSTER_NODES: 'redis-1:70000' }, 'REDIS_CLUSTER_NODES must be comma-separated host:port entries (got "redis-1:70000")'],
+      [{ REDIS_CLUSTER_NODES: 'redis-1:7000', REDIS_URL: 'redis://redis:6379' }, 'REDIS_CLUSTER_NODES must be unset when REDIS_URL is set (set only one of them)'],
     ]
     for (const [env, expected] of cases) assert.throws(() => loadConfig({ JWT_SECRET: secret, ...env }), { message: expected })
     // Every variable that can be wrong at all says so by name and says what it takes.
@@ -76,6 +79,20 @@ describe('config: one schema, validated at boot', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true })
     }
+  })
+
+  it('REDIS_CLUSTER_NODES: host:port entries of a Redis Cluster, instead of REDIS_URL', () => {
+    const c = loadConfig({ JWT_SECRET: secret, REDIS_CLUSTER_NODES: ' redis-0:6379, 10.0.0.5:7000,[fd00::5]:7001,' })
+    assert.deepEqual(c.redisClusterNodes, [
+      { host: 'redis-0', port: 6379 },
+      { host: '10.0.0.5', port: 7000 },
+      { host: 'fd00::5', port: 7001 },
+    ])
+    assert.equal(c.sharedRedis, true)
+    assert.equal(loadConfig({ JWT_SECRET: secret, REDIS_URL: 'redis://r:6379' }).sharedRedis, true)
+    const none = loadConfig({ JWT_SECRET: secret })
+    assert.deepEqual(none.redisClusterNodes, [])
+    assert.equal(none.sharedRedis, false)
   })
 
   it('warns loudly when production runs with dev tokens', () => {

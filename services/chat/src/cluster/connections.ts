@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis'
+import type { RedisClient } from './redis.ts'
 import { LUA_NOW, luaCommands } from './redis.ts'
 
 /** One socket this node holds, as `reconcile()` is told about it. */
@@ -134,7 +134,7 @@ interface ConnectionCommands {
   sbConnSync(key: string, nodeId: string, ttlMs: number, n: number, ...members: string[]): Promise<[number, number]>
 }
 
-const commands = (redis: Redis) => luaCommands<ConnectionCommands>(redis, { sbConnAcquire: ACQUIRE, sbConnRelease: RELEASE, sbConnSync: SYNC })
+const commands = (redis: RedisClient) => luaCommands<ConnectionCommands>(redis, { sbConnAcquire: ACQUIRE, sbConnRelease: RELEASE, sbConnSync: SYNC })
 
 /** A socket this node counts. `born`: the reconciliation pass it was acquired in. */
 interface Held {
@@ -174,7 +174,7 @@ export class RedisConnections implements ConnectionRegistry {
   private pass = 0
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly prefix: string,
     private readonly nodeId: string,
     opts: RedisConnectionsOptions = { ttlMs: 20_000 },

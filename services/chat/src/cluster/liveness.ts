@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis'
+import type { RedisClient } from './redis.ts'
 import type { OnlineUser } from '../domain/types.ts'
 import type { Logger } from '../logger.ts'
 import type { RedisPresence } from './presence.redis.ts'
@@ -11,13 +11,6 @@ export interface LivenessHooks {
   onReap?(deadNodeId: string, removed: number): void
 }
 
-// KEYS[1] alive key, KEYS[2] node registry; ARGV nodeId, ttl ms. Returns 1 if the key still existed.
-const BEAT = `
-local existed = redis.call('EXISTS', KEYS[1])
-redis.call('SET', KEYS[1], '1', 'PX', ARGV[2])
-redis.call('SADD', KEYS[2], ARGV[1])
-return existed`
-
 // KEYS[1] reaping lock; ARGV holder, ttl ms. 1 if we still hold it (and renewed it).
 const RENEW = `
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
@@ -28,7 +21,8 @@ return 1`
  * Node liveness (SPEC §4: crashed nodes detected within 30 s). Each node refreshes
  * `<prefix>node:alive:<id>` (TTL `ttlMs`) every `intervalMs` and lists itself in
  * `<prefix>nodes`; each node also looks for listed nodes whose key expired and reaps their
- * presence under a short lock, so exactly one survivor announces each offline.
+ * presence under a short lock, so exactly one survivor announces each offline. Every command
+ * names one key, so it works on a Redis Cluster as on one Redis.
  */
 export class NodeLiveness {
   private timer?: NodeJS.Timeout
@@ -36,7 +30,7 @@ export class NodeLiveness {
   private running = false
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly presence: RedisPresence,
     private readonly prefix: string,
     private readonly nodeId: string,
@@ -81,8 +75,12 @@ export class NodeLiveness {
   }
 
   private async beat(hooks: LivenessHooks): Promise<void> {
-    const existed = await this.redis.eval(BEAT, 2, this.aliveKey(this.nodeId), this.registry, this.nodeId, this.opts.ttlMs)
-    if (existed === 0 && this.beats > 0) {
+    // Two single-key commands, not one script over both keys: on a Redis Cluster the alive keys
+    // and the registry live on different slots (D127). The key first, then the registry: a node
+    // is never listed without its key, so no survivor reaps a live node between the two.
+    const previous = await this.redis.set(this.aliveKey(this.nodeId), '1', 'PX', this.opts.ttlMs, 'GET')
+    await this.redis.sadd(this.registry, this.nodeId)
+    if (previous === null && this.beats > 0) {
       this.log.warn('our liveness key had vanished; re-registering local sockets')
       await hooks.onLostRegistration()
     }

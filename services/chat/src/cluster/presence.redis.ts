@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis'
+import type { RedisClient } from './redis.ts'
 import type { OnlineUser } from '../domain/types.ts'
 import type { LiveSocket, PresenceRepair, PresenceStore } from './presence.ts'
 import { LUA_NOW, luaCommands } from './redis.ts'
@@ -41,7 +41,7 @@ interface PresenceCommands {
   sbPresenceOnline(key: string): Promise<number>
 }
 
-const commands = (redis: Redis) => luaCommands<PresenceCommands>(redis, { sbPresenceAdd: ADD, sbPresenceRemove: REMOVE, sbPresenceOnline: ONLINE })
+const commands = (redis: RedisClient) => luaCommands<PresenceCommands>(redis, { sbPresenceAdd: ADD, sbPresenceRemove: REMOVE, sbPresenceOnline: ONLINE })
 
 interface LocalUser {
   username: string
@@ -81,7 +81,7 @@ export class RedisPresence implements PresenceStore {
   private readonly gcMs: number
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly prefix: string,
     private readonly nodeId: string,
     opts: RedisPresenceOptions = { ttlMs: 20_000 },

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis'
+import type { RedisClient } from './redis.ts'
 import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible'
 import { AppError } from '../errors.ts'
 
@@ -62,7 +62,7 @@ export class EventRateLimit implements RateLimit {
   private readonly limiter: RateLimiterAbstract
 
   constructor(
-    redis: Redis | undefined,
+    redis: RedisClient | undefined,
     points: number,
     durationSeconds: number,
     keyPrefix: string,
@@ -99,7 +99,7 @@ export class Throttle {
   private readonly local: RateLimiterMemory
 
   constructor(
-    private readonly redis: Redis | undefined,
+    private readonly redis: RedisClient | undefined,
     private readonly ms: number,
     private readonly keyPrefix: string,
   ) {
@@ -152,7 +152,7 @@ export class LeasedRedisRateLimit implements RateLimit {
   private calls = 0
 
   constructor(
-    redis: Redis,
+    redis: RedisClient,
     private readonly points: number,
     durationSeconds: number,
     keyPrefix: string,

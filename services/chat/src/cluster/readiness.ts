@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis'
+import type { RedisClient } from './redis.ts'
 import type { Logger } from '../logger.ts'
 
 export type Dependency = 'postgres' | 'redis'
@@ -198,7 +198,7 @@ export class RedisPeerBoard implements PeerBoard {
   private beats = 0
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     prefix: string,
     private readonly nodeId: string,
     private readonly opts: { freshMs: number; marginMs: number },

@@ -1,7 +1,7 @@
 import rateLimit, { normalizeIP } from '@fastify/rate-limit'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
-import type { Redis } from 'ioredis'
+import type { RedisClient } from '../cluster/redis.ts'
 import type { Tokens } from '../auth/tokens.ts'
 import type { Config } from '../config.ts'
 import { AppError } from '../errors.ts'
@@ -29,7 +29,7 @@ export const addressKey = (request: FastifyRequest) => `ip:${normalizeIP(request
  * requests pass (SPEC §5.6).
  */
 export const httpLimits = fp(
-  async (app: FastifyInstance, opts: { config: Config; tokens: Tokens; metrics: Metrics; redis?: Redis }) => {
+  async (app: FastifyInstance, opts: { config: Config; tokens: Tokens; metrics: Metrics; redis?: RedisClient }) => {
     const { config, tokens, metrics } = opts
     await app.register(rateLimit, {
       global: true,
