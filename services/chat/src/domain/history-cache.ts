@@ -2,6 +2,8 @@ import type { Message } from './types.ts'
 
 interface Entry {
   generation: number
+  /** The subscription it was read under (see `heard`). */
+  heard: number
   at: number
   messages: Message[]
 }
@@ -21,8 +23,21 @@ export class HistoryCache {
     private readonly ttlMs = 5000,
   ) {}
 
+  /**
+   * Set when this node hears a room's changes only while it follows the room (per-room channels,
+   * SPEC §7): the id of its current subscription to the room, 0 when it does not follow it. A page
+   * is kept only when read under a subscription, and served only under that same one (D140).
+   */
+  heard?: (roomId: string) => number
+
+  /** What a page read from now on is stamped with (pass it to `set`). */
   generation(roomId: string): number {
     return this.generations.get(roomId) ?? 0
+  }
+
+  /** The subscription a read starting now happens under (see `heard`); 1 when every change is heard. */
+  listening(roomId: string): number {
+    return this.heard ? this.heard(roomId) : 1
   }
 
   invalidate(roomId: string): void {
@@ -33,7 +48,7 @@ export class HistoryCache {
     const key = `${roomId}\u0000${page}`
     const e = this.pages.get(key)
     if (!e) return undefined
-    if (e.generation !== this.generation(roomId) || Date.now() - e.at > this.ttlMs) {
+    if (e.generation !== this.generation(roomId) || e.heard !== this.listening(roomId) || Date.now() - e.at > this.ttlMs) {
       this.pages.delete(key)
       return undefined
     }
@@ -44,9 +59,9 @@ export class HistoryCache {
   }
 
   /** Stores a page read while the room was at `generation` (a page read across a change is dropped). */
-  set(roomId: string, page: string, generation: number, messages: Message[]): void {
-    if (generation !== this.generation(roomId)) return
-    this.pages.set(`${roomId}\u0000${page}`, { generation, at: Date.now(), messages })
+  set(roomId: string, page: string, generation: number, messages: Message[], heard = this.listening(roomId)): void {
+    if (generation !== this.generation(roomId) || heard === 0 || heard !== this.listening(roomId)) return
+    this.pages.set(`${roomId}\u0000${page}`, { generation, heard, at: Date.now(), messages })
     if (this.pages.size > this.maxPages) this.pages.delete(this.pages.keys().next().value!)
     if (this.generations.size > this.maxPages * 4) this.generations.clear() // bounded; a cleared room just starts over
   }
