@@ -407,7 +407,7 @@ export class RoomFeed {
       clearTimeout(timer)
     }
     if (waited) return
-    this.log.warn({ roomId, waitedMs: wait }, 'room channel subscription not confirmed yet; reading the room head anyway')
+    this.log.info({ roomId, waitedMs: wait }, 'room channel subscription not confirmed yet; reading the room head anyway')
     const ifStillHere = () => (this.rooms.get(roomId) === st && !Number.isNaN(st.next) ? this.catchUpIfBehind(roomId, st) : undefined)
     confirmed.then(
       () => st.ready.then(ifStillHere, () => undefined),
