@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
+import { Redis } from 'ioredis'
 import type { Socket } from 'socket.io-client'
 import type { RunningCluster } from '../../infra/cluster.ts'
 import { ack, clientFrom, closeAll, connected, devToken, eventually, octetsByNode, startTestCluster, type TestCluster } from './helpers.ts'
@@ -78,6 +79,8 @@ for (const adapter of ['classic', 'sharded']) describe(`per-room channels (${ada
     test = await startTestCluster(dir, `sbch${adapter}:`, {
       REDIS_ADAPTER: adapter,
       RATE_LIMIT_MESSAGES: '100000',
+      RATE_LIMIT_JOINS: '100000',
+      TYPING_THROTTLE_MS: '0',
       ROOM_CHANNEL_LINGER_MS: String(LINGER_MS),
     })
     cluster = test.cluster
@@ -103,6 +106,71 @@ for (const adapter of ['classic', 'sharded']) describe(`per-room channels (${ada
     for (const [k, i] of [1, 2].entries()) {
       // Before per-room channels each of them received every one of the 1,000.
       assert.ok(after[k] - before[k] <= 10, `node-${i + 1} received ${after[k] - before[k]} messages from other nodes for a room it has no socket in`)
+    }
+  })
+
+  it(`typing, joins and leaves in a room local to node-1 ${adapter === 'sharded' ? 'stay off' : 'reach (classic: one pattern subscription)'} the other nodes`, async () => {
+    // 20 characters with a ':' — the adapter's own test would take it for a socket id (D142).
+    const room = `local-events:${adapter.padEnd(7, '-')}`
+    const watcher = await client('le-w', 0, 0)
+    await new Seqs(watcher, room).join()
+    const visitors: Socket[] = []
+    const rounds = 20
+    for (let i = 0; i < rounds; i++) visitors.push(await client(`le-v${i}`, 0, 1 + (i % 2)))
+    for (const v of visitors) await connected(v)
+    const before = await Promise.all([1, 2].map((i) => received(url(i))))
+    for (const [i, v] of visitors.entries()) {
+      // Each round: a joined broadcast, a typing broadcast, a leave of every device of the user
+      // (socketsLeave on the user room) and a left broadcast.
+      const got: string[] = []
+      const seen = Promise.all(
+        (['room:user-joined', 'chat:typing', 'room:user-left'] as const).map((event) => new Promise<void>((resolve) => watcher.once(event, () => (got.push(event), resolve())))),
+      )
+      assert.equal((await ack(v, 'room:join', room)).status, 'ok')
+      v.emit('chat:typing', { roomId: room, isTyping: true })
+      assert.equal((await ack(v, 'room:leave', room)).status, 'ok')
+      // The positive signal: node-1's watcher got all three.
+      await Promise.race([seen, new Promise((_, reject) => setTimeout(() => reject(new Error(`round ${i}: got only ${got.join(', ')}`)), 5000))])
+    }
+    const after = await Promise.all([1, 2].map((i) => received(url(i))))
+    for (const [k, i] of [1, 2].entries()) {
+      const got = after[k] - before[k]
+      const kinds = (await (await fetch(`${url(i)}/metrics`)).text()).split('\n').filter((l) => l.startsWith('switchboard_cluster_messages_received_total{'))
+      if (adapter === 'sharded') assert.ok(got <= 5, `node-${i + 1} received ${got} messages of a room it has no socket in: ${kinds.join('; ')}`)
+      else assert.ok(got >= 3 * rounds, `classic: node-${i + 1} hears every room event (${got})`)
+    }
+  })
+
+  it('a room channel keeps delivering after its subscriber connection is killed (ioredis subscribes again)', async () => {
+    const room = `killed-${adapter}`
+    const far = new Seqs(await client('kill-far', 1, 1), room)
+    await far.join()
+    const sender = await client('kill-s', 0, 1)
+    await new Seqs(sender, room).join()
+    assert.equal(await send(sender, room, `kill1-${adapter}`, 5), 5)
+    await eventually(() => far.seqs.length === 5, 5000, 'the first five on node-2')
+    const admin = new Redis(test.redis.url)
+    try {
+      const list = async () => String(await admin.call('CLIENT', 'LIST'))
+      const channel = `sbch${adapter}:room:{${room}}`
+      const subscribed = async () => ((await admin.call('PUBSUB', 'SHARDNUMSUB', channel)) as [string, number])[1]
+      const idOf = (text: string) => new RegExp(`id=(\\d+) [^\\n]*name=${cluster.nodes[1].id}:rooms `).exec(text)?.[1]
+      const before = idOf(await list())
+      assert.ok(before, 'node-2 has a room channel connection')
+      assert.equal(await subscribed(), 2, 'node-1 and node-2 follow the room')
+      await admin.call('CLIENT', 'KILL', 'ID', before)
+      await eventually(async () => {
+        const id = idOf(await list())
+        return id !== undefined && id !== before && (await subscribed()) === 2
+      }, 10_000, 'node-2 reconnected its room channel connection and subscribed again')
+      const gapFills = () => metric(url(1), 'switchboard_feed_gap_fills_total')
+      const filled = await gapFills()
+      const last = await send(sender, room, `kill2-${adapter}`, 20)
+      await eventually(() => far.seqs.length >= last, 10_000, 'node-2 delivers again')
+      assert.deepEqual(far.seqs, range(1, last))
+      assert.equal(await gapFills(), filled, 'live, on the channel: nothing read back from Postgres')
+    } finally {
+      admin.disconnect()
     }
   })
 
