@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict'
+import { once } from 'node:events'
 import { after, before, describe, it } from 'node:test'
 import { Redis } from 'ioredis'
+import { adapterChannelKind } from '../src/cluster/pubsub-meter.ts'
 import { RedisRoomChannels } from '../src/cluster/room-channels.ts'
 import { redisPrefix, REDIS_URL } from './helpers.ts'
 
@@ -15,6 +17,8 @@ describe('RedisRoomChannels on real Redis (sharded pub/sub)', () => {
     clients.push(c)
     return c
   }
+  /** Every connection ready before it is used, as `createCluster` has them (`connectWithin`). */
+  const allReady = () => Promise.all(clients.map((c) => (c.status === 'ready' ? undefined : once(c, 'ready'))))
   let a: RedisRoomChannels
   let b: RedisRoomChannels
   const atA: string[] = []
@@ -24,9 +28,10 @@ describe('RedisRoomChannels on real Redis (sharded pub/sub)', () => {
   const subscribers = async (roomId: string) => ((await admin().call('PUBSUB', 'SHARDNUMSUB', a.channel(roomId))) as [string, number])[1]
 
   before(async () => {
-    redis() // admin
-    a = new RedisRoomChannels(redis(), redis(), { prefix, lingerMs: LINGER_MS })
-    b = new RedisRoomChannels(redis(), redis(), { prefix, lingerMs: LINGER_MS, onReceived: () => receivedAtB++ })
+    const [, aPub, aSub, bPub, bSub] = [redis() /* admin */, redis(), redis(), redis(), redis()]
+    await allReady()
+    a = new RedisRoomChannels(aPub, aSub, { prefix, lingerMs: LINGER_MS })
+    b = new RedisRoomChannels(bPub, bSub, { prefix, lingerMs: LINGER_MS, onReceived: () => receivedAtB++ })
     a.onMessage((roomId, payload) => atA.push(`${roomId}:${payload}`))
     b.onMessage((roomId, payload) => atB.push(`${roomId}:${payload}`))
   })
@@ -97,7 +102,9 @@ describe('RedisRoomChannels on real Redis (sharded pub/sub)', () => {
   })
 
   it('an unsubscribe right before a subscribe does not undo it (commands run in order on the connection)', async () => {
-    const c = new RedisRoomChannels(redis(), redis(), { prefix, lingerMs: 0 })
+    const [cPub, cSub] = [redis(), redis()]
+    await allReady()
+    const c = new RedisRoomChannels(cPub, cSub, { prefix, lingerMs: 0 })
     const atC: string[] = []
     c.onMessage((roomId, payload) => atC.push(`${roomId}:${payload}`))
     await c.subscribe('r4')
@@ -107,5 +114,27 @@ describe('RedisRoomChannels on real Redis (sharded pub/sub)', () => {
     a.publish('r4', 'kept')
     await next(atC, 'r4:kept')
     c.close()
+  })
+})
+
+describe('adapter channel kinds (switchboard_cluster_messages_received_total{kind})', () => {
+  const key = 'sb:socket.io'
+  const uid = (nsp: string) => (nsp === '/chat' ? 'a1b2c3d4e5f60718' : undefined)
+  it('names the kind of each channel both adapters use', () => {
+    const cases: [string, { nsp: string; kind: string } | undefined][] = [
+      // sharded: main, this node's response channel, one room, one user room
+      ['sb:socket.io#/chat#', { nsp: '/chat', kind: 'main' }],
+      ['sb:socket.io#/chat#a1b2c3d4e5f60718#', { nsp: '/chat', kind: 'main' }],
+      ['sb:socket.io#/chat#general:news#', { nsp: '/chat', kind: 'room' }],
+      ['sb:socket.io#/notifications#@user:u-42#', { nsp: '/notifications', kind: 'user' }],
+      ['sb:socket.io#/#', { nsp: '/', kind: 'main' }],
+      // classic: requests and responses between nodes
+      ['sb:socket.io-request#/admin#', { nsp: '/admin', kind: 'main' }],
+      ['sb:socket.io-response#/admin#xyz123#', { nsp: '/admin', kind: 'main' }],
+      // not the adapter's
+      ['sb:room:{general}', undefined],
+      ['other:socket.io#/chat#', undefined],
+    ]
+    for (const [channel, expected] of cases) assert.deepEqual(adapterChannelKind(channel, key, uid), expected, channel)
   })
 })

@@ -13,9 +13,10 @@ const USER_ROOM = '@user:'
 export function adapterChannelKind(channel: string, key: string, responseId: (nsp: string) => string | undefined): { nsp: string; kind: ChannelKind } | undefined {
   if (!channel.startsWith(key)) return undefined
   const rest = channel.slice(key.length)
-  const nspEnd = rest.indexOf('#', 1)
+  const nspStart = rest.indexOf('#') + 1
+  const nspEnd = nspStart > 0 ? rest.indexOf('#', nspStart) : -1
   if (nspEnd < 0) return undefined
-  const nsp = rest.slice(rest.indexOf('#') + 1, nspEnd)
+  const nsp = rest.slice(nspStart, nspEnd)
   if (!rest.startsWith('#')) return { nsp, kind: 'main' } // -request / -response
   const room = rest.slice(nspEnd + 1, -1)
   if (room === '' || room === responseId(nsp)) return { nsp, kind: 'main' }
