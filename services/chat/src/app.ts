@@ -31,6 +31,7 @@ import { connectionRepair } from './realtime/limits.ts'
 import { presenceAnnouncer, presenceRepair, presenceTracker } from './realtime/presence.handlers.ts'
 import { createRoomEvents } from './realtime/room-events.ts'
 import { RoomFeed } from './realtime/room-feed.ts'
+import { RoomPushes } from './realtime/room-pushes.ts'
 import { createBlobStore } from './store/blob-stores.ts'
 import type { Db } from './store/db.ts'
 import { GroupCommit } from './store/group-commit.ts'
@@ -131,6 +132,7 @@ export async function buildApp({ config, log, db, cluster, metrics = createMetri
     log,
     {
       shared: cluster.shared,
+      channels: cluster.channels,
       gapWaitMs: 250,
       ringSize: 256,
       reconcileMs: cluster.shared ? 10_000 : 0,
@@ -141,6 +143,11 @@ export async function buildApp({ config, log, db, cluster, metrics = createMetri
       resyncLimit: config.HISTORY_LIMIT,
     },
   )
+  const pushes = new RoomPushes(chat, cluster.channels, feed, log)
+  cluster.observe?.({
+    received: (kind) => metrics.clusterMessagesReceived.inc({ kind }),
+    roomSubscriptions: (count) => metrics.roomSubscriptions.set(count),
+  })
   // ioredis says "ready" just before it subscribes again: a change published in between is lost
   // too, so look again a moment later (one cheap query).
   cluster.onAdapterReconnect?.(() => {
@@ -148,6 +155,10 @@ export async function buildApp({ config, log, db, cluster, metrics = createMetri
     setTimeout(() => void feed.reconcile(), 1000).unref()
   })
   messages = new MessagesService(db, commits, rooms, cluster.messageLimit, createRoomEvents(chat, feed, metrics, notifier), attachments, new MessageTexts(config.encryption))
+  // A node hears a room's changes only while it follows the room's channel: its cached history
+  // pages of a room hold only for as long (D140).
+  const channels = cluster.channels
+  if (channels) messages.cache.heard = (roomId) => channels.listening(roomId)
   const p = config.REDIS_PREFIX
   const joinLimit = new EventRateLimit(cluster.redis, config.RATE_LIMIT_JOINS, config.RATE_LIMIT_JOINS_WINDOW_SECONDS, `${p}rl:join`, 'room joins')
   const syncLimit = new EventRateLimit(cluster.redis, config.RATE_LIMIT_SYNCS, config.RATE_LIMIT_SYNCS_WINDOW_SECONDS, `${p}rl:sync`, 'syncs')
@@ -156,8 +167,8 @@ export async function buildApp({ config, log, db, cluster, metrics = createMetri
   // One router and one disconnect listener for every socket: an idle connection holds no
   // closures of its own (D37).
   const chatEvents = chatRouter(chat, { config, log, metrics, tokens, rooms, messages, feed, joinLimit, syncLimit, typing })
-  const announce = presenceAnnouncer(chat, rooms, log)
-  const presenceOf = presenceTracker(chat, cluster.presence, rooms, log, track, () => draining, {
+  const announce = presenceAnnouncer((roomIds, user, event) => pushes.presence(roomIds, user, event), rooms, log)
+  const presenceOf = presenceTracker(cluster.presence, rooms, log, track, () => draining, {
     announce,
     onError: (op) => {
       metrics.presenceErrors.inc({ op })

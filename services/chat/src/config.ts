@@ -31,7 +31,9 @@ const configSchema = (production: boolean) => Type.Object({
   /** A Redis Cluster instead of one Redis: comma-separated `host:port` of some of its nodes. */
   REDIS_CLUSTER_NODES: Type.String({ default: '' }),
   REDIS_PREFIX: Type.String({ default: 'sb:', pattern: '^[A-Za-z0-9:_.-]{1,64}$' }),
-  REDIS_ADAPTER: Type.Union([Type.Literal('classic'), Type.Literal('sharded')], { default: 'classic' }),
+  REDIS_ADAPTER: Type.Union([Type.Literal('classic'), Type.Literal('sharded')], { default: 'sharded' }),
+  /** How long a node stays subscribed to a room's channel after its last local socket left (D139). */
+  ROOM_CHANNEL_LINGER_MS: Type.Integer({ default: 5000, minimum: 0, maximum: 600_000 }),
   LIVENESS_INTERVAL_MS: Type.Integer({ default: 5000, minimum: 100 }),
   LIVENESS_TTL_MS: Type.Integer({ default: 15000, minimum: 300 }),
   PRESENCE_TTL_MS: Type.Integer({ default: 20000, minimum: 300 }),

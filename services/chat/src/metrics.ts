@@ -87,6 +87,17 @@ export function createMetrics(nodeId: string) {
     connectionPendingReleases: new Gauge({ name: 'switchboard_connection_pending_releases', help: 'Connection count releases that failed (Redis unreachable) and wait for the next reconciliation', registers: r }),
     feedGapFills: new Counter({ name: 'switchboard_feed_gap_fills_total', help: 'Messages read from Postgres because pub/sub did not deliver them', registers: r }),
     feedRooms: new Gauge({ name: 'switchboard_feed_rooms', help: 'Rooms this node holds feed state for: rooms with a local socket, or a join in progress', registers: r }),
+    clusterMessagesReceived: new Counter({
+      name: 'switchboard_cluster_messages_received_total',
+      help: 'Pub/sub messages this node received from other nodes (its own echoes not counted), by channel kind: room (a room channel: committed messages, changes and room events), user (a per-user channel: notifications, kicks, leaves of every device), main (cluster-wide: announcements, admin stats, broadcasts to many rooms)',
+      labelNames: ['kind'],
+      registers: r,
+    }),
+    roomSubscriptions: new Gauge({
+      name: 'switchboard_cluster_room_subscriptions',
+      help: 'Room channels this node is subscribed to (rooms with a local socket, and rooms left within ROOM_CHANNEL_LINGER_MS)',
+      registers: r,
+    }),
     feedRegressions: new Counter({
       name: 'switchboard_feed_regressions_total',
       help: "Rooms whose head in Postgres was found below what this node delivered (a failover lost commits); each was resynced",

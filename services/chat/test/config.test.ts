@@ -20,6 +20,9 @@ describe('config: one schema, validated at boot', () => {
       assert.throws(() => loadConfig({ TRUSTED_PROXIES: bad, JWT_SECRET: secret }), /TRUSTED_PROXIES/, bad)
     }
     assert.throws(() => loadConfig({ MAX_CONNECTIONS_PER_USER: '0', JWT_SECRET: secret }), /MAX_CONNECTIONS_PER_USER/)
+    assert.throws(() => loadConfig({ ROOM_CHANNEL_LINGER_MS: '-1', JWT_SECRET: secret }), { message: 'ROOM_CHANNEL_LINGER_MS must be an integer from 0 to 600000 (got "-1")' })
+    assert.equal(loadConfig({ JWT_SECRET: secret }).ROOM_CHANNEL_LINGER_MS, 5000)
+    assert.equal(loadConfig({ JWT_SECRET: secret }).REDIS_ADAPTER, 'sharded')
   })
 
   it('says what an enum variable accepts, once, with the value it got', () => {

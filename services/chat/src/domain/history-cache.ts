@@ -3,6 +3,8 @@ import type { Message } from './types.ts'
 
 interface Page {
   roomId: string
+  /** The subscription it was read under (see `heard`). */
+  heard: number
   messages: Message[]
 }
 
@@ -45,8 +47,21 @@ export class HistoryCache {
     })
   }
 
+  /**
+   * Set when this node hears a room's changes only while it follows the room (per-room channels,
+   * SPEC §7): the id of its current subscription to the room, 0 when it does not follow it. A page
+   * is kept only when read under a subscription, and served only under that same one (D140).
+   */
+  heard?: (roomId: string) => number
+
+  /** What a page read from now on is stamped with (pass it to `set`). */
   generation(roomId: string): number {
     return this.generations.get(roomId) ?? this.floor
+  }
+
+  /** The subscription a read starting now happens under (see `heard`); 1 when every change is heard. */
+  listening(roomId: string): number {
+    return this.heard ? this.heard(roomId) : 1
   }
 
   invalidate(roomId: string): void {
@@ -56,14 +71,21 @@ export class HistoryCache {
   }
 
   get(roomId: string, page: string): Message[] | undefined {
-    return this.pages.get(`${roomId}\u0000${page}`)?.messages
+    const key = `${roomId}\u0000${page}`
+    const p = this.pages.get(key)
+    if (!p) return undefined
+    if (p.heard !== this.listening(roomId)) {
+      this.pages.delete(key)
+      return undefined
+    }
+    return p.messages
   }
 
   /** Stores a page read while the room was at `generation` (a page read across a change is dropped). */
-  set(roomId: string, page: string, generation: number, messages: Message[]): void {
-    if (generation !== this.generation(roomId)) return
+  set(roomId: string, page: string, generation: number, messages: Message[], heard = this.listening(roomId)): void {
+    if (generation !== this.generation(roomId) || heard === 0 || heard !== this.listening(roomId)) return
     const key = `${roomId}\u0000${page}`
-    this.pages.set(key, { roomId, messages })
+    this.pages.set(key, { roomId, heard, messages })
     // Not stored when larger than the whole cache (lru-cache refuses it).
     if (!this.pages.has(key)) return
     let keys = this.byRoom.get(roomId)

@@ -175,9 +175,10 @@ export class MessagesService {
     const cached = this.cache.get(roomId, page)
     if (cached) return cached
     const generation = this.cache.generation(roomId)
+    const heard = this.cache.listening(roomId)
     const rows = await messages.listBefore(this.db, roomId, beforeSeq ?? Number.MAX_SAFE_INTEGER, limit)
     const result = await this.withReactions(roomId, rows)
-    this.cache.set(roomId, page, generation, result)
+    this.cache.set(roomId, page, generation, result, heard)
     return result
   }
 

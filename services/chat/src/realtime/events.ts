@@ -1,5 +1,5 @@
 import type { Namespace, Server, Socket } from 'socket.io'
-import type { DeletedEvent, EditedEvent, Identity, Message, OnlineUser, ReactionEvent, RoomChange } from '../domain/types.ts'
+import type { DeletedEvent, EditedEvent, Identity, Message, OnlineUser, ReactionEvent } from '../domain/types.ts'
 import type { Notification } from './notifications.ts'
 
 /** Every ack: `{ status: "ok", ... }` or `{ status: "error", code, error }` (SPEC §4). */
@@ -52,12 +52,11 @@ export interface ServerToClientEvents {
   'admin:announce': (p: { text: string; from: OnlineUser; timestamp: string }) => void
 }
 
-/** Between nodes (serverSideEmit): committed messages and changes travel to every node's feed. */
-export interface InterServerEvents {
-  'feed:messages': (messages: Message[]) => void
-  /** Edits, deletes and reactions, each with the room version it produced (D91). */
-  'feed:changes': (changes: RoomChange[]) => void
-}
+/**
+ * Between nodes through the adapter (serverSideEmit): nothing on /chat. Committed messages and
+ * changes travel on per-room channels (room-channels.ts, room-feed.ts), not to every node.
+ */
+export type InterServerEvents = Record<string, never>
 
 export interface SocketData {
   identity: Identity

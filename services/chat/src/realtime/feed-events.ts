@@ -6,6 +6,9 @@ export type FeedEvent = { kind: 'message'; message: Message } | RoomChange
 
 export const versionOf = (e: FeedEvent): number => (e.kind === 'message' ? e.message.version : e.event.version)
 export const roomOf = (e: FeedEvent): string => (e.kind === 'message' ? e.message.roomId : e.event.roomId)
+/** A room's committed events as they travel on its channel (room-channels.ts), in commit order. */
+export const encodeFeed = (events: FeedEvent[]): string => JSON.stringify({ feed: events })
+
 export const messageIdOf = (e: FeedEvent): string => (e.kind === 'message' ? e.message.id : e.event.messageId)
 
 /**

@@ -4,15 +4,17 @@ import type { OnlineUser } from '../domain/types.ts'
 import type { Logger } from '../logger.ts'
 import { userRoom, type ChatNamespace, type ChatSocket } from './events.ts'
 
+/** Sends a presence change to the sockets in `roomIds` except the user's own, once each (room-pushes.ts). */
+export type PresencePush = (roomIds: string[], user: OnlineUser, event: 'presence:online' | 'presence:offline') => void
+
 /** Tells the rooms `user` belongs to that they came online or went offline (not the user's own sockets). */
 export async function announcePresence(
-  nsp: ChatNamespace,
+  push: PresencePush,
   rooms: RoomsService,
   user: OnlineUser,
   event: 'presence:online' | 'presence:offline',
 ): Promise<void> {
-  const roomIds = await rooms.roomIdsOf(user.userId)
-  if (roomIds.length > 0) nsp.to(roomIds).except(userRoom(user.userId)).emit(event, user)
+  push(await rooms.roomIdsOf(user.userId), user, event)
 }
 
 export type Announce = (user: OnlineUser, event: 'presence:online' | 'presence:offline') => Promise<void>
@@ -21,11 +23,11 @@ export type Announce = (user: OnlineUser, event: 'presence:online' | 'presence:o
  * `announcePresence` in the order this node decided, per user: an offline and the online right
  * after it (a quick reconnect) never reach the rooms swapped. Failures are logged.
  */
-export function presenceAnnouncer(nsp: ChatNamespace, rooms: RoomsService, log: Logger): Announce {
+export function presenceAnnouncer(push: PresencePush, rooms: RoomsService, log: Logger): Announce {
   const chains = new Map<string, Promise<void>>()
   return (user, event) => {
     const next = (chains.get(user.userId) ?? Promise.resolve())
-      .then(() => announcePresence(nsp, rooms, user, event))
+      .then(() => announcePresence(push, rooms, user, event))
       .catch((err: unknown) => log.warn({ err, userId: user.userId, event }, 'presence announce failed'))
     chains.set(user.userId, next)
     void next.then(() => chains.get(user.userId) === next && chains.delete(user.userId))
@@ -42,15 +44,14 @@ export function presenceAnnouncer(nsp: ChatNamespace, rooms: RoomsService, log: 
  * socket's disconnect listener (no closures kept per socket).
  */
 export function presenceTracker(
-  nsp: ChatNamespace,
   presence: PresenceStore,
   rooms: RoomsService,
   log: Logger,
   track: (work: Promise<unknown>) => void,
   isDraining: () => boolean,
-  extras: { announce?: Announce; onError?: (op: 'add' | 'remove') => void } = {},
+  extras: { announce: Announce; onError?: (op: 'add' | 'remove') => void },
 ): { connected(socket: ChatSocket): void; disconnected(socket: ChatSocket): void } {
-  const announce = extras.announce ?? presenceAnnouncer(nsp, rooms, log)
+  const announce = extras.announce
   const userOf = (socket: ChatSocket): OnlineUser => ({ userId: socket.data.identity.userId, username: socket.data.identity.username })
   return {
     connected(socket) {

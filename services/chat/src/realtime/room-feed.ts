@@ -1,8 +1,9 @@
+import type { RoomChannels } from '../cluster/room-channels.ts'
 import type { Message, RoomChange, RoomHead } from '../domain/types.ts'
 import { AppError } from '../errors.ts'
 import type { Logger } from '../logger.ts'
 import type { ChatNamespace, ChatSocket } from './events.ts'
-import { recoveredChanges, roomOf, sendEvent, versionOf, type FeedEvent } from './feed-events.ts'
+import { encodeFeed, recoveredChanges, roomOf, sendEvent, versionOf, type FeedEvent } from './feed-events.ts'
 import { repeatedRooms, withWritesHeld } from './write-hold.ts'
 
 /** Where the feed reads what it did not see live. */
@@ -48,11 +49,21 @@ interface RoomState {
   gapTimer?: NodeJS.Timeout
   /** A head check is in flight (a stale event raised doubt, D105). */
   verifying?: boolean
+  /** This state holds a subscription to the room's channel (given up when it is dropped). */
+  subscribed?: boolean
 }
 
 export interface FeedOptions {
   /** Publish to other nodes (false on the embedded single node). */
   shared: boolean
+  /**
+   * Where the room's committed events travel between nodes (SPEC §7); required when shared. The
+   * feed subscribes to a room's channel while it holds the room's state and publishes what this
+   * node commits there; arrivals come in through `receiveFromPeers`.
+   */
+  channels?: RoomChannels
+  /** How long a new room waits for its channel subscription to be confirmed before reading its head anyway (Redis slow or down). */
+  subscribeWaitMs?: number
   /** How long an out-of-order event waits for its predecessors before they are read from the database. */
   gapWaitMs: number
   ringSize: number
@@ -86,8 +97,9 @@ export interface Subscription {
  * Delivers each room's committed messages and changes to this node's sockets exactly once, in
  * version order (so messages in seq order, SPEC §5.2).
  *
- * Every node receives every committed message and change (its own directly, others' through the
- * adapter) and keeps, per room with local sockets, the last version it delivered. Out-of-order
+ * A node follows the rooms it has local sockets in: it subscribes to each one's channel (SPEC §7)
+ * before it reads the room's head, so every commit after that head reaches it (its own directly,
+ * others' on the channel), and keeps the last version it delivered. Out-of-order
  * arrivals wait for their predecessors; a gap that does not fill, or a room whose version in
  * Postgres is ahead (reconcile, adapter reconnect), is caught up from Postgres: what changed since
  * the last delivered version, in its current state (D91, D92). A socket joins a room only in the
@@ -108,9 +120,7 @@ export class RoomFeed {
     private readonly log: Logger,
     private readonly opts: FeedOptions,
   ) {
-    // From other nodes: this node's history cache of the room is stale from now on.
-    nsp.on('feed:messages', (messages: Message[]) => this.receiveAll(messages.map((message) => ({ kind: 'message', message })), true))
-    nsp.on('feed:changes', (changes: RoomChange[]) => this.receiveAll(changes, true))
+    if (opts.shared && !opts.channels) throw new Error('a shared feed needs room channels')
     nsp.adapter.on('delete-room', (room: string) => {
       const st = this.rooms.get(room)
       if (st) this.release(room, st)
@@ -166,6 +176,15 @@ export class RoomFeed {
   change(c: RoomChange): void {
     this.opts.onRoomChanged?.(c.event.roomId)
     this.enqueue(c)
+  }
+
+  /**
+   * Committed events of one room from another node, from the room's channel. This node's history
+   * cache of the room is stale from now on (also when it no longer follows the room: a lingering
+   * subscription still invalidates).
+   */
+  receiveFromPeers(batch: FeedEvent[]): void {
+    this.receiveAll(batch, true)
   }
 
   /** Rooms this node is delivering (for metrics and tests). */
@@ -337,7 +356,8 @@ export class RoomFeed {
     let st = this.rooms.get(roomId)
     if (!st) {
       const state: RoomState = { next: NaN, version: NaN, ready: Promise.resolve(), early: [], pending: new Map(), ring: [], changes: [], changesFrom: NaN, holders: 0 }
-      state.ready = this.source.head(roomId).then(
+      // The head is read only once the channel delivers: whatever is committed after it arrives.
+      state.ready = this.listen(roomId, state).then(() => (this.rooms.get(roomId) === state ? this.source.head(roomId) : { lastSeq: 0, version: 0 })).then(
         (head) => {
           if (this.rooms.get(roomId) !== state) return // dropped meanwhile (the feed closed)
           state.next = head.lastSeq + 1
@@ -362,6 +382,48 @@ export class RoomFeed {
       throw err
     }
     return st
+  }
+
+  /**
+   * Subscribes the new state `st` to the room's channel and waits until Redis confirmed it (a
+   * subscription lingering from a moment ago is confirmed already). Redis down or slow: the wait
+   * is cut short, and once the subscription is confirmed after all, the room is checked against
+   * the database for what was committed in between (the reconcile on reconnect also does).
+   */
+  private async listen(roomId: string, st: RoomState): Promise<void> {
+    const channels = this.opts.channels
+    if (!channels) return
+    st.subscribed = true
+    const confirmed = channels.subscribe(roomId)
+    let waited: boolean
+    const wait = channels.connected ? (this.opts.subscribeWaitMs ?? 2000) : 0
+    let timer: NodeJS.Timeout | undefined
+    try {
+      waited = await Promise.race([confirmed.then(() => true), new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), wait)))])
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message, roomId }, 'room channel subscribe failed; the room is reconciled from the database')
+      return
+    } finally {
+      clearTimeout(timer)
+    }
+    if (waited) return
+    this.log.info({ roomId, waitedMs: wait }, 'room channel subscription not confirmed yet; reading the room head anyway')
+    const ifStillHere = () => (this.rooms.get(roomId) === st && !Number.isNaN(st.next) ? this.catchUpIfBehind(roomId, st) : undefined)
+    confirmed.then(
+      () => st.ready.then(ifStillHere, () => undefined),
+      () => undefined,
+    )
+  }
+
+  /** Reads the room's head and catches up if the database is ahead of what was delivered. */
+  private async catchUpIfBehind(roomId: string, st: RoomState): Promise<void> {
+    try {
+      const head = await this.source.head(roomId)
+      if (this.rooms.get(roomId) !== st || this.regressedBelow(roomId, st, head, 'reconcile')) return
+      if (head.version > st.version) await this.catchUp(roomId, st)
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message, roomId }, 'feed catch-up after a late subscription failed; reconcile retries it')
+    }
   }
 
   /** A subscribe on `st` is over (answered and joined, cancelled, or failed). */
@@ -600,6 +662,10 @@ export class RoomFeed {
     if (st.gapTimer) clearTimeout(st.gapTimer)
     st.gapTimer = undefined
     st.pending.clear()
+    if (st.subscribed) {
+      st.subscribed = false
+      this.opts.channels?.unsubscribe(roomId) // after the linger: a join meanwhile keeps it
+    }
     if (this.rooms.get(roomId) === st) this.rooms.delete(roomId)
     this.opts.onTracked?.(this.rooms.size)
   }
@@ -612,12 +678,18 @@ export class RoomFeed {
   private flushOutbox(): void {
     const batch = this.outbox
     this.outbox = []
-    if (this.opts.shared) {
-      const messages = batch.flatMap((e) => (e.kind === 'message' ? [e.message] : []))
-      const changes = batch.filter((e): e is RoomChange => e.kind !== 'message')
-      // One connection, in this order: a receiver that sees a version jump across the two waits no longer than the next frame.
-      if (messages.length > 0) this.nsp.serverSideEmit('feed:messages', messages)
-      if (changes.length > 0) this.nsp.serverSideEmit('feed:changes', changes)
+    const channels = this.opts.channels
+    if (this.opts.shared && channels) {
+      // One publication per room, its events in commit order, on the room's channel: only the
+      // nodes that follow the room receive it (SPEC §7).
+      const byRoom = new Map<string, FeedEvent[]>()
+      for (const e of batch) {
+        const roomId = roomOf(e)
+        const list = byRoom.get(roomId)
+        if (list) list.push(e)
+        else byRoom.set(roomId, [e])
+      }
+      for (const [roomId, events] of byRoom) channels.publish(roomId, encodeFeed(events))
     }
     this.receiveAll(batch)
   }
