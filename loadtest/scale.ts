@@ -86,7 +86,7 @@ export interface NodeRow {
   pubsubDelivered: number
   /** … of which from other nodes (beyond its own publishes per channel, see redis-tap.ts). */
   pubsubFromOthers: number
-  pubsubFromOthersBytes: number
+  pubsubDeliveredBytes: number
   /** `switchboard_cluster_messages_received_total` over the step; null where the node has no such metric. */
   metricReceived: number | null
   /** The figure of the report: the metric where there is one, else the proxy's count. */
@@ -323,7 +323,7 @@ export async function runScale(opts: Partial<ScaleOptions> = {}): Promise<ScaleR
                 deliveries,
                 pubsubDelivered: tapped.delivered,
                 pubsubFromOthers: tapped.fromOthers,
-                pubsubFromOthersBytes: tapped.bytes,
+                pubsubDeliveredBytes: tapped.bytes,
                 metricReceived,
                 receivedFromOthers: received,
                 receivedFromOthersPerMessageSent: round(total ? received / total : NaN, 3),
