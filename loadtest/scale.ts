@@ -49,6 +49,8 @@ export interface ScaleOptions {
   workers: number
   /** Source addresses per node (127.0.X.1, chosen through nginx's ip_hash). */
   octetsPerNode: number
+  /** Seconds each cluster idles, no clients, before its runs: its nodes' background CPU (heartbeats, reconciliation, GC) per second. */
+  idleSec: number
   /** Use these instead of a private Postgres / Redis started here (the CI test gives its own). */
   databaseUrl?: string
   redisUrl?: string
@@ -72,6 +74,7 @@ export const defaults: ScaleOptions = {
   size: 128,
   workers: 2,
   octetsPerNode: 4,
+  idleSec: 5,
 }
 
 export interface NodeRow {
@@ -93,8 +96,12 @@ export interface NodeRow {
   receivedFromOthers: number
   receivedFromOthersPerMessageSent: number
   cpuSec: number
+  /** This node's CPU per second with no clients (measured before the runs, see idleSec). */
+  idleCpuPerSec: number
   /** This node's CPU per message sent anywhere in the cluster (ms). */
   cpuMsPerClusterMessage: number
+  /** The same net of its idle CPU over the window (the step and its drain). */
+  netCpuMsPerClusterMessage: number
   /** Deliveries to this node's clients per CPU second of this node. */
   deliveriesPerCore: number
 }
@@ -122,12 +129,14 @@ export interface ScaleRun {
   source: 'metric' | 'redis-proxy'
   perNode: NodeRow[]
   /** Means over nodes. */
-  mean: { receivedFromOthersPerMessageSent: number; cpuMsPerClusterMessage: number; deliveriesPerCore: number }
+  mean: { receivedFromOthersPerMessageSent: number; cpuMsPerClusterMessage: number; netCpuMsPerClusterMessage: number; deliveriesPerCore: number }
   /** Redis CPU over the step (all systems share the one Redis; only one runs at a time). */
   redisCpuSec: number
   redisCpuMsPerMessage: number
   /** The cluster's Postgres (Switchboard only), when started here. */
   postgresCpuSec: number | null
+  /** Switchboard: group-commit transactions and the messages in them over the window (the nodes' switchboard_db_batch_size). */
+  commits: { transactions: number; messages: number } | null
 }
 
 export interface ScaleReport {
@@ -190,6 +199,7 @@ function gitInfo(): { commit: string; dirty: boolean } {
 }
 
 const METRIC = 'switchboard_cluster_messages_received_total'
+const sumOf = (text: string, name: string) => samples(text, name).reduce((a, b) => a + b.value, 0)
 
 /** Runs the whole plan; everything started here is stopped before it returns or throws. */
 export async function runScale(opts: Partial<ScaleOptions> = {}): Promise<ScaleReport> {
@@ -198,6 +208,7 @@ export async function runScale(opts: Partial<ScaleOptions> = {}): Promise<ScaleR
   const dir = o.dir ?? mkdtempSync(join(tmpdir(), 'sb-scale-'))
   chmodSync(dir, 0o755) // a private Postgres runs as the postgres user when we are root
   const startedAt = new Date().toISOString()
+  const git = gitInfo() // what ran: taken before the run, so later edits do not change it
   const host = { hostname: hostname(), cpus: cpus().length, cpuModel: cpus()[0]?.model ?? 'unknown', memGiB: round(totalmem() / 2 ** 30, 1), loadAvgAtStart: loadavg().map((x) => round(x)) }
   const secret = 'scale-secret-scale-secret-scale-secret'
   const prefix = o.redisPrefix ?? 'scale:'
@@ -239,6 +250,13 @@ export async function runScale(opts: Partial<ScaleOptions> = {}): Promise<ScaleR
         open.push(clusterStop)
         try {
           const ids = cluster.nodes.map((x) => x.id)
+          const nodePids = cluster.nodes.map((x) => x.proc.child.pid!)
+          const idle0 = nodePids.map((p) => totalCpu([p]))
+          const idleT0 = performance.now()
+          await new Promise((r) => setTimeout(r, o.idleSec * 1000))
+          const idleSecs = (performance.now() - idleT0) / 1000
+          const idlePerSec = nodePids.map((p, k) => round((totalCpu([p]) - idle0[k]) / idleSecs, 4))
+          log(`${system}, ${n} node${n > 1 ? 's' : ''}: idle CPU per node ${idlePerSec.join(', ')} core`)
           const octets = await octetsByNode(cluster.url, ids, o.octetsPerNode)
           for (const layout of o.layouts) {
             const rooms = layout === 'dm' ? o.dmRooms : o.spreadRooms
@@ -253,17 +271,19 @@ export async function runScale(opts: Partial<ScaleOptions> = {}): Promise<ScaleR
             let cpu0: number[] = []
             let tap0: TapSnapshot[] = []
             let metric0: (number | null)[] = []
+            let batches0 = { transactions: 0, messages: 0 }
+            let t0 = 0
             let redis0 = 0
             let pg0 = 0
-            const readMetric = async () =>
-              Promise.all(
-                cluster.nodes.map(async (x) => {
-                  const text = await scrape(x.url).catch(() => '')
-                  const s = samples(text, METRIC)
-                  return s.length ? s.reduce((a, b) => a + b.value, 0) : null
-                }),
-              )
-            let after: { cpu: number[]; tap: TapSnapshot[]; metric: (number | null)[]; redis: number; pg: number } | undefined
+            // Each node's received-from-others metric (null without one) and its group commits.
+            const readMetrics = async () => {
+              const texts = await Promise.all(cluster.nodes.map((x) => scrape(x.url).catch(() => '')))
+              return {
+                metric: texts.map((t) => (samples(t, METRIC).length ? sumOf(t, METRIC) : null)),
+                batches: { transactions: texts.reduce((a, t) => a + sumOf(t, 'switchboard_db_batch_size_count'), 0), messages: texts.reduce((a, t) => a + sumOf(t, 'switchboard_db_batch_size_sum'), 0) },
+              }
+            }
+            let after: { cpu: number[]; tap: TapSnapshot[]; metric: (number | null)[]; batches: typeof batches0; redis: number; pg: number; seconds: number } | undefined
             const r = await runSockets({
               scenario: 'fanout',
               url: cluster.url,
@@ -281,7 +301,8 @@ export async function runScale(opts: Partial<ScaleOptions> = {}): Promise<ScaleR
               label: `${system}, ${n} node${n > 1 ? 's' : ''}, ${layout}`,
               quiet: o.quiet,
               beforeStep: async () => {
-                metric0 = await readMetric()
+                ;({ metric: metric0, batches: batches0 } = await readMetrics())
+                t0 = performance.now()
                 cpu0 = pids.map((p) => totalCpu([p]))
                 tap0 = taps.map((t) => t.snapshot())
                 redis0 = treeCpuSeconds(redisPids())
@@ -292,7 +313,9 @@ export async function runScale(opts: Partial<ScaleOptions> = {}): Promise<ScaleR
                 const tap = taps.map((t) => t.snapshot())
                 const redisCpu = treeCpuSeconds(redisPids())
                 const pg = system === 'switchboard' ? treeCpuSeconds(pgPids()) : 0
-                after = { cpu, tap, metric: await readMetric(), redis: redisCpu, pg }
+                const seconds = (performance.now() - t0) / 1000
+                const m = await readMetrics()
+                after = { cpu, tap, metric: m.metric, batches: m.batches, redis: redisCpu, pg, seconds }
               },
             })
             const step: StepReport | undefined = r.steps[0]
@@ -328,7 +351,9 @@ export async function runScale(opts: Partial<ScaleOptions> = {}): Promise<ScaleR
                 receivedFromOthers: received,
                 receivedFromOthersPerMessageSent: round(total ? received / total : NaN, 3),
                 cpuSec,
+                idleCpuPerSec: idlePerSec[k],
                 cpuMsPerClusterMessage: round(total ? (cpuSec * 1000) / total : NaN, 3),
+                netCpuMsPerClusterMessage: round(total ? (Math.max(0, cpuSec - idlePerSec[k] * a.seconds) * 1000) / total : NaN, 3),
                 deliveriesPerCore: round(cpuSec > 0 ? deliveries / cpuSec : NaN, 0),
               }
             })
@@ -357,11 +382,13 @@ export async function runScale(opts: Partial<ScaleOptions> = {}): Promise<ScaleR
               mean: {
                 receivedFromOthersPerMessageSent: round(mean(perNode.map((p) => p.receivedFromOthersPerMessageSent)), 3),
                 cpuMsPerClusterMessage: round(mean(perNode.map((p) => p.cpuMsPerClusterMessage)), 3),
+                netCpuMsPerClusterMessage: round(mean(perNode.map((p) => p.netCpuMsPerClusterMessage)), 3),
                 deliveriesPerCore: round(mean(perNode.map((p) => p.deliveriesPerCore)), 0),
               },
               redisCpuSec,
               redisCpuMsPerMessage: round(total ? (redisCpuSec * 1000) / total : NaN, 4),
               postgresCpuSec: system === 'switchboard' && postgres ? round(a.pg - pg0, 3) : null,
+              commits: system === 'switchboard' ? { transactions: a.batches.transactions - batches0.transactions, messages: a.batches.messages - batches0.messages } : null,
             }
             runs.push(run)
             log(formatRun(run))
@@ -380,7 +407,6 @@ export async function runScale(opts: Partial<ScaleOptions> = {}): Promise<ScaleR
     await redis?.stop().catch(() => undefined)
     if (!o.dir) rmSync(dir, { recursive: true, force: true })
   }
-  const git = gitInfo()
   return {
     command: `npm run bench:scale --${process.argv.slice(2).length ? ' ' + process.argv.slice(2).join(' ') : ''}`,
     commit: git.commit,
@@ -400,13 +426,16 @@ export function formatRun(r: ScaleRun): string {
   const head =
     `${r.system}, ${r.nodes} node(s), ${r.layout}: ${r.rooms} rooms of ${r.roomSize}, ${r.connected}/${r.clients} clients, ${r.rate} msg/s for ${r.durationSec} s; ` +
     `sent ${r.sent}, acked ${r.acked}, deliveries ${r.received}/${r.expected} (loss ${r.loss}), p50/p99 ${r.latencyP50Ms}/${r.latencyP99Ms} ms, machine ${r.machineBusyPct} % busy; ` +
-    `Redis ${fmt(r.redisCpuMsPerMessage)} ms CPU/msg; received-from-others source: ${r.source}`
+    `Redis ${fmt(r.redisCpuMsPerMessage)} ms CPU/msg` +
+    (r.commits ? `; ${r.commits.transactions} group commits of ${r.commits.messages} messages` : '') +
+    (r.postgresCpuSec !== null ? `, Postgres ${fmt(r.postgresCpuSec)} s CPU` : '') +
+    `; received-from-others source: ${r.source}`
   return (
     head +
     '\n' +
     table(
-      ['node', 'clients', 'sent', 'deliveries', 'pub/sub in', 'from others', 'metric', 'from others / msg sent', 'cpu s', 'cpu ms / cluster msg', 'deliveries / core-s'],
-      r.perNode.map((p) => [p.node, p.clients, p.sent, p.deliveries, p.pubsubDelivered, p.pubsubFromOthers, p.metricReceived ?? '-', p.receivedFromOthersPerMessageSent, p.cpuSec, p.cpuMsPerClusterMessage, p.deliveriesPerCore]),
+      ['node', 'clients', 'sent', 'deliveries', 'pub/sub in', 'from others', 'metric', 'from others / msg sent', 'cpu s', 'idle core', 'cpu ms / cluster msg', 'net of idle', 'deliveries / core-s'],
+      r.perNode.map((p) => [p.node, p.clients, p.sent, p.deliveries, p.pubsubDelivered, p.pubsubFromOthers, p.metricReceived ?? '-', p.receivedFromOthersPerMessageSent, p.cpuSec, p.idleCpuPerSec, p.cpuMsPerClusterMessage, p.netCpuMsPerClusterMessage, p.deliveriesPerCore]),
     ) +
     '\n'
   )
@@ -428,6 +457,8 @@ export function formatSummary(rep: ScaleReport): string {
       v(base, (r) => r.mean.receivedFromOthersPerMessageSent),
       v(sb, (r) => r.mean.cpuMsPerClusterMessage),
       v(base, (r) => r.mean.cpuMsPerClusterMessage),
+      v(sb, (r) => r.mean.netCpuMsPerClusterMessage),
+      v(base, (r) => r.mean.netCpuMsPerClusterMessage),
       v(sb, (r) => r.mean.deliveriesPerCore),
       v(base, (r) => r.mean.deliveriesPerCore),
       v(sb, (r) => r.loss),
@@ -435,7 +466,7 @@ export function formatSummary(rep: ScaleReport): string {
     ]
   })
   return table(
-    ['nodes', 'layout', 'sb from others / msg', 'base from others / msg', 'sb cpu ms / cluster msg', 'base cpu ms / cluster msg', 'sb deliveries / core-s', 'base deliveries / core-s', 'sb loss', 'base loss'],
+    ['nodes', 'layout', 'sb from others / msg', 'base from others / msg', 'sb cpu ms / cluster msg', 'base cpu ms / cluster msg', 'sb net of idle', 'base net of idle', 'sb deliveries / core-s', 'base deliveries / core-s', 'sb loss', 'base loss'],
     rows,
   )
 }
@@ -457,6 +488,7 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === resolve(process.argv[1
       'spread-size': { type: 'string', default: String(defaults.spreadSize) },
       size: { type: 'string', default: String(defaults.size) },
       workers: { type: 'string', default: String(defaults.workers) },
+      idle: { type: 'string', default: String(defaults.idleSec) },
       // Stops everything and exits after this long, whatever is running.
       'max-minutes': { type: 'string', default: '20' },
       out: { type: 'string' },
@@ -486,6 +518,7 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === resolve(process.argv[1
     spreadSize: Number(a['spread-size']),
     size: Number(a.size),
     workers: Number(a.workers),
+    idleSec: Number(a.idle),
   })
   console.log(`\n${report.command} at ${report.commit.slice(0, 7)}${report.dirty ? ' (uncommitted changes)' : ''} on ${report.host.hostname} (${report.host.cpus} × ${report.host.cpuModel}), ${report.startedAt} – ${report.finishedAt}`)
   console.log(`received from others: ${report.counting}\n`)

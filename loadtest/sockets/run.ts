@@ -172,7 +172,7 @@ export async function runSockets(o: SocketLoadOptions): Promise<SocketLoadReport
   }, 500)
 
   try {
-    log(`${o.label ?? o.scenario}: connecting ${o.clients} clients through ${o.url} from ${Math.min(addresses, o.clients)} source addresses …\n`)
+    log(`${o.label ?? o.scenario}: connecting ${o.clients} clients through ${o.url} from ${new Set(specs.map((x) => x.octet)).size} source addresses …\n`)
     const ready = waitAll('ready')
     procs.forEach((p, w) =>
       p.send({ type: 'setup', url: o.url, namespace: o.namespace ?? '/chat', clients: specsOf(w), size: o.size, ackTimeoutMs: o.ackTimeoutMs ?? 10_000, connectConcurrency: 100 }),

@@ -83,6 +83,7 @@ describe('npm run bench:scale, a tiny run (2 nodes, both layouts, Switchboard an
       spreadSize: 4,
       workers: 1,
       octetsPerNode: 2,
+      idleSec: 1,
       databaseUrl: database.url,
       quiet: true,
     })
@@ -119,7 +120,12 @@ describe('npm run bench:scale, a tiny run (2 nodes, both layouts, Switchboard an
         assert.equal(p.receivedFromOthers, p.metricReceived ?? p.pubsubFromOthers, 'the metric where there is one, else the proxy')
         assert.equal(p.receivedFromOthersPerMessageSent, Math.round((p.receivedFromOthers / r.acked) * 1000) / 1000)
         assert.ok(p.cpuSec > 0 && Number.isFinite(p.cpuMsPerClusterMessage) && Number.isFinite(p.deliveriesPerCore))
+        assert.ok(p.idleCpuPerSec >= 0 && p.netCpuMsPerClusterMessage >= 0 && p.netCpuMsPerClusterMessage <= p.cpuMsPerClusterMessage)
       }
+      if (r.system === 'switchboard') {
+        assert.ok(r.commits && r.commits.transactions > 0, `${what}: group commits counted`)
+        assert.equal(r.commits.messages, r.acked, `${what}: every acked message was in a group commit of the window`)
+      } else assert.equal(r.commits, null)
     }
   })
 
