@@ -57,6 +57,8 @@ export interface ScaleOptions {
   redisPrefix?: string
   dir?: string
   quiet?: boolean
+  /** How it was started, for the report (the CLI gives its own command line). */
+  command?: string
 }
 
 export const defaults: ScaleOptions = {
@@ -408,7 +410,7 @@ export async function runScale(opts: Partial<ScaleOptions> = {}): Promise<ScaleR
     if (!o.dir) rmSync(dir, { recursive: true, force: true })
   }
   return {
-    command: `npm run bench:scale --${process.argv.slice(2).length ? ' ' + process.argv.slice(2).join(' ') : ''}`,
+    command: o.command ?? 'npm run bench:scale (called from code: see options)',
     commit: git.commit,
     dirty: git.dirty,
     host,
@@ -519,6 +521,7 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === resolve(process.argv[1
     size: Number(a.size),
     workers: Number(a.workers),
     idleSec: Number(a.idle),
+    command: ['npm run bench:scale', ...(process.argv.length > 2 ? ['--', ...process.argv.slice(2)] : [])].join(' '),
   })
   console.log(`\n${report.command} at ${report.commit.slice(0, 7)}${report.dirty ? ' (uncommitted changes)' : ''} on ${report.host.hostname} (${report.host.cpus} × ${report.host.cpuModel}), ${report.startedAt} – ${report.finishedAt}`)
   console.log(`received from others: ${report.counting}\n`)
