@@ -42,6 +42,14 @@ export interface SocketLoadOptions {
   ackTimeoutMs?: number
   /** Called just before each measured step starts sending (after connecting and warming up). */
   beforeStep?: (rate: number) => Promise<void>
+  /** Called as soon as a measured step's results are in (after its drain, before the next step or the disconnect). */
+  afterStep?: (step: StepReport) => Promise<void>
+  /**
+   * Client `i`'s room, source address and whether it sends, instead of the default round-robin
+   * (`npm run bench:scale` places each room's members on chosen nodes this way). `clients` still
+   * gives the count; `rooms` is then only reported.
+   */
+  placement?: (i: number) => { room: string; octet: number; sender: boolean }
   label?: string
   quiet?: boolean
 }
@@ -51,6 +59,8 @@ export interface StepReport {
   durationSec: number
   sent: number
   acked: number
+  /** Acked messages per room. */
+  ackedByRoom: Record<string, number>
   ackErrors: Record<string, number>
   expected: number
   received: number
@@ -110,7 +120,15 @@ export async function runSockets(o: SocketLoadOptions): Promise<SocketLoadReport
     const token = secret
       ? await new SignJWT({ name: `load ${i}` }).setProtectedHeader({ alg: 'HS256' }).setSubject(`lt-${runId}-${i}`).setExpirationTime('2h').sign(secret)
       : undefined
-    specs.push({ id: i, octet: 1 + (i % addresses), room, token, transport: i < polling ? 'polling' : 'websocket', sender: o.scenario !== 'connections' && i < o.senders })
+    const placed = o.placement?.(i)
+    specs.push({
+      id: i,
+      octet: placed?.octet ?? 1 + (i % addresses),
+      room: placed?.room ?? room,
+      token,
+      transport: i < polling ? 'polling' : 'websocket',
+      sender: placed?.sender ?? (o.scenario !== 'connections' && i < o.senders),
+    })
   }
 
   const rssBefore = o.pids?.reduce((s, p) => s + rssBytes(p), 0) ?? 0
@@ -154,7 +172,7 @@ export async function runSockets(o: SocketLoadOptions): Promise<SocketLoadReport
   }, 500)
 
   try {
-    log(`${o.label ?? o.scenario}: connecting ${o.clients} clients through ${o.url} from ${Math.min(addresses, o.clients)} source addresses …\n`)
+    log(`${o.label ?? o.scenario}: connecting ${o.clients} clients through ${o.url} from ${new Set(specs.map((x) => x.octet)).size} source addresses …\n`)
     const ready = waitAll('ready')
     procs.forEach((p, w) =>
       p.send({ type: 'setup', url: o.url, namespace: o.namespace ?? '/chat', clients: specsOf(w), size: o.size, ackTimeoutMs: o.ackTimeoutMs ?? 10_000, connectConcurrency: 100 }),
@@ -215,6 +233,7 @@ export async function runSockets(o: SocketLoadOptions): Promise<SocketLoadReport
       const cpu = o.pids ? totalCpu(o.pids) - cpu0 : undefined
       const s = stepReport(rate, o.durationSec, stepResults, joined, machineBusy, cpu)
       report.steps.push(s)
+      await o.afterStep?.(s)
       log(`  → ${fmt(s.deliveriesPerSec)} deliveries/s, p99 ${s.latency.p99} ms, loss ${s.loss}, ack p99 ${s.ack.p99} ms, machine ${s.machineBusyPct} % busy (per CPU ${s.cpuBusyPct.join(' / ')}), generator lag p99 ${s.generatorLagP99Ms} ms\n`)
       if (o.scenario === 'ramp') {
         const holds = s.loss === 0 && s.latency.p99 <= (o.p99BoundMs ?? 250) && s.acked === s.sent
@@ -259,6 +278,8 @@ function stepReport(rate: number, durationSec: number, results: StepResult[], jo
   const received = results.reduce((s, r) => s + r.received, 0)
   const ackErrors: Record<string, number> = {}
   for (const r of results) for (const [k, v] of Object.entries(r.ackErrors)) ackErrors[k] = (ackErrors[k] ?? 0) + v
+  const ackedByRoom: Record<string, number> = {}
+  for (const r of results) for (const [k, v] of Object.entries(r.ackedByRoom)) ackedByRoom[k] = (ackedByRoom[k] ?? 0) + v
   // Each acked message is owed to every member of its room who joined, the sender included.
   let expected = 0
   for (const r of results) for (const [room, n] of Object.entries(r.ackedByRoom)) expected += n * (joined[room] ?? 0)
@@ -273,6 +294,7 @@ function stepReport(rate: number, durationSec: number, results: StepResult[], jo
     durationSec,
     sent,
     acked,
+    ackedByRoom,
     ackErrors,
     expected,
     received,
