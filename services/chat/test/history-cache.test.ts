@@ -57,3 +57,16 @@ describe('history cache', () => {
     assert.equal(c.get('r', 'latest:50'), undefined)
   })
 })
+
+describe('history cache: many small pages', () => {
+  it('holds at most maxPages pages (and index entries), however few messages they have', () => {
+    const c = new HistoryCache(1_000_000, 5000, 20_000, 100)
+    for (let i = 0; i < 1000; i++) c.set(`empty-${i}`, 'latest:50', c.generation(`empty-${i}`), [])
+    assert.equal(c.size, 100)
+    // The per-room index follows the evictions: invalidating an evicted room finds nothing to drop.
+    c.invalidate('empty-0')
+    assert.equal(c.size, 100)
+    c.invalidate('empty-999')
+    assert.equal(c.size, 99)
+  })
+})

@@ -14,8 +14,9 @@ interface Page {
  * room's pages at once and moves its generation on, so a page read across the change is not
  * stored; a short TTL bounds staleness should an invalidation from another node be lost.
  *
- * Bounded by the messages it holds (`maxMessages`), not by pages: a page is up to a history
- * limit of messages, and stale pages used to stay until evicted (the soak's heap growth, D119).
+ * Bounded by the messages it holds (`maxMessages`) as well as by pages: a page is up to a
+ * history limit of messages, and stale pages used to stay until evicted (the soak's heap growth,
+ * D119).
  * Both maps are `lru-cache`s; a room's generation that the LRU forgets is replaced by `floor`,
  * the highest generation ever forgotten, so it can only move forward (a page read before a
  * forgotten change can never match again).
@@ -29,7 +30,7 @@ export class HistoryCache {
   /** Page keys per room, so a change drops them together. */
   private readonly byRoom = new Map<string, Set<string>>()
 
-  constructor(maxMessages = 50_000, ttlMs = 5000, maxRooms = 20_000) {
+  constructor(maxMessages = 50_000, ttlMs = 5000, maxRooms = 20_000, maxPages = 5000) {
     this.generations = new LRUCache<string, number>({
       max: maxRooms,
       dispose: (generation) => {
@@ -37,6 +38,8 @@ export class HistoryCache {
       },
     })
     this.pages = new LRUCache<string, Page>({
+      // Pages too: an empty room's page weighs 1 message but costs its key and index entry.
+      max: maxPages,
       maxSize: maxMessages,
       sizeCalculation: (p) => Math.max(1, p.messages.length),
       ttl: ttlMs,
