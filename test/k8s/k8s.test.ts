@@ -86,6 +86,22 @@ describe('k8s manifests are valid Kubernetes objects', () => {
     assert.equal(configOf(overlays.dev).REDIS_CLUSTER_NODES, undefined)
   })
 
+  it('prod also scales on connections per pod, a custom metric the adapter values derive from one the node exports', async () => {
+    const hpa = find(overlays.prod, 'HorizontalPodAutoscaler', 'switchboard-node')
+    const pods = hpa.spec.metrics.find((m: any) => m.type === 'Pods')
+    assert.equal(pods?.pods.metric.name, 'switchboard_connections_per_pod')
+    assert.equal(pods.pods.target.type, 'AverageValue')
+    assert.ok(hpa.spec.metrics.some((m: any) => m.type === 'Resource' && m.resource.name === 'cpu'), 'CPU stays')
+    const values = parse(read('k8s/monitoring/prometheus-adapter-values.yaml'))
+    const rule = values.rules.custom.find((r: any) => r.name.as === 'switchboard_connections_per_pod')
+    assert.ok(rule, 'the adapter exposes the metric the HPA names')
+    const exported = await exportedMetricNames()
+    const names = [...metricNames(rule.seriesQuery), ...metricNames(rule.metricsQuery.replace(/<<[^>]*>>/g, ''))]
+    assert.deepEqual([...new Set(names)], ['switchboard_sockets_connected'])
+    assert.ok(exported.has('switchboard_sockets_connected'))
+    assert.deepEqual(rule.resources.overrides.pod, { resource: 'pod' })
+  })
+
   it('puts every namespaced object in one namespace', () => {
     for (const objs of Object.values(overlays)) {
       for (const o of objs.filter((x) => x.kind !== 'Namespace')) assert.equal(o.metadata.namespace, 'switchboard', `${o.kind} ${o.metadata.name}`)
