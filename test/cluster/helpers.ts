@@ -1,7 +1,7 @@
 import http from 'node:http'
 import { join } from 'node:path'
 import { io, type Socket } from 'socket.io-client'
-import { startCluster, type RunningCluster } from '../../infra/cluster.ts'
+import { startCluster, type NodeLauncher, type RunningCluster } from '../../infra/cluster.ts'
 import { startRedis, type LocalRedis } from '../../infra/services.ts'
 import { createTestDatabase } from '../../services/chat/test/helpers.ts'
 
@@ -20,12 +20,14 @@ export async function startTestCluster(
   env: Record<string, string>,
   nodes = 3,
   nodeEnv?: (index: number, env: Readonly<Record<string, string>>) => Record<string, string>,
+  /** `launchNode`: how nodes start (startCluster's option; e.g. containers of the image). */
+  more: { launchNode?: NodeLauncher } = {},
 ): Promise<TestCluster> {
   const database = await createTestDatabase()
   let redis: LocalRedis | undefined
   try {
     redis = await startRedis(join(dir, 'redis'))
-    const cluster = await startCluster({ nodes, dir, databaseUrl: database.url, redisUrl: redis.url, redisPrefix, env: { LOG_LEVEL: 'warn', ...env }, nodeEnv })
+    const cluster = await startCluster({ nodes, dir, databaseUrl: database.url, redisUrl: redis.url, redisPrefix, env: { LOG_LEVEL: 'warn', ...env }, nodeEnv, launchNode: more.launchNode })
     const r = redis
     return {
       cluster,
