@@ -464,14 +464,16 @@ function processesOfRun(dir: string): { pid: number; program: string }[] {
   return found
 }
 
-const alive = (pid: number) => {
+/** Whether `pid` runs (a zombie, ended but not yet reaped, does not). */
+export function isRunning(pid: number): boolean {
   try {
-    process.kill(pid, 0)
-    return true
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z'
   } catch {
     return false
   }
 }
+const alive = isRunning
 
 /**
  * Removes what runs of this test left when they were killed (SIGKILL, a lost CI runner): each

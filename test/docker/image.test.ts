@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict'
+import { spawn, spawnSync } from 'node:child_process'
 import http from 'node:http'
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
@@ -13,6 +14,7 @@ import {
   cleanStaleRuns,
   containerNodeLauncher,
   importNodeStandIn,
+  isRunning,
   podRunArgs,
   requireRoot,
   startDockerd,
@@ -304,6 +306,39 @@ describe('the node image, built and run as Kubernetes runs it', { timeout: 20 * 
     await proc.exited
     assert.equal((await docker(['ps', '-aq', '--filter', `name=${name}`])).stdout.trim(), '', 'the container is gone with its client')
     await assert.rejects(answers(`http://127.0.0.1:${port}/readyz`), 'nothing answers on its port')
+  })
+
+  it('what a killed run left (its dockerd gone, a container still running under its shim) is removed by the next run; runs still going are not', async () => {
+    // A run of its own: a dockerd on a folder of the same prefix, a container of a tiny image
+    // (an empty root with the host's /usr mounted read-only, running `sleep`).
+    const staleDir = mkdtempSync(join(tmpdir(), 'sb-docker-'))
+    const stale = await startDockerd(join(staleDir, 'dockerd'))
+    const rootfs = join(staleDir, 'rootfs')
+    mkdirSync(join(rootfs, 'usr'), { recursive: true })
+    for (const l of ['bin', 'lib', 'lib64', 'sbin']) if (existsSync(`/usr/${l}`)) symlinkSync(`usr/${l}`, join(rootfs, l))
+    const tar = spawn('tar', ['-c', '-C', rootfs, '.'], { stdio: ['ignore', 'pipe', 'inherit'] })
+    await stale.docker(['import', '-', 'stale-probe:1'], { stdin: tar.stdout })
+    await stale.docker(['run', '--detach', '--name', 'stale-probe', '--network', 'host', '--volume', '/usr:/usr:ro', 'stale-probe:1', '/usr/bin/sleep', '600'])
+    const containerPid = JSON.parse((await stale.docker(['inspect', 'stale-probe'])).stdout)[0].State.Pid as number
+    assert.ok(containerPid > 0 && isRunning(containerPid))
+    // The run dies as a SIGKILLed test's would at its exit handler: dockerd killed, the shim and
+    // the container left running; its owner (a process that has ended) is gone.
+    await stale.proc.stop('SIGKILL')
+    assert.ok(isRunning(containerPid), 'the container outlives its dockerd')
+    const gone = spawnSync('true')
+    writeFileSync(join(staleDir, 'owner.json'), JSON.stringify({ pid: gone.pid, start: 'gone' }))
+
+    const report = await cleanStaleRuns(tmpdir(), 'sb-docker-')
+    const line = report.find((l) => l.startsWith(`${staleDir}:`))
+    assert.ok(line, `reported: ${report.join(' | ')}`)
+    assert.match(line!, /container process sleep/)
+    assert.match(line!, /, removed$/)
+    await eventually(() => !isRunning(containerPid), 10_000, 'the container process ended')
+    assert.equal(existsSync(staleDir), false, 'the folder is gone')
+    assert.deepEqual(readFileSync('/proc/mounts', 'utf8').split('\n').filter((m) => m.includes(staleDir)), [])
+    // This run (its owner alive) was not touched: its dockerd still answers.
+    assert.ok(existsSync(dir))
+    assert.equal((await docker(['version', '--format', '{{.Server.Version}}'])).code, 0)
   })
 
   clusterSuite({
