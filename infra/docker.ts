@@ -531,6 +531,7 @@ export async function cleanStaleRuns(parent: string, prefix: string): Promise<st
         // gone
       }
     }
+    for (let i = 0; i < 50 && left.some((p) => alive(p.pid)); i++) await new Promise((r) => setTimeout(r, 100))
     if (left.length) done.push(left.map((p) => `${p.program} ${p.pid}`).join(', '))
     left = processesOfRun(dir).filter((p) => alive(p.pid))
     const mounts = mountsUnder(dir)
