@@ -44,7 +44,28 @@ export interface ClusterOptions {
   print?: (line: string) => void
   /** The node program (default the chat node); another one, e.g. the load-test baseline, skips migrations and databases. */
   nodeScript?: string
+  /**
+   * Starts one node instead of `node --import tsx <nodeScript>` on this machine, e.g. a container
+   * of the image (`containerNodeLauncher` in infra/docker.ts). It gets the node's whole
+   * environment, its log file and line callback; its `Proc` must stop on SIGTERM (drain) and
+   * SIGKILL like the process, and `exited` must settle only once nothing of the node runs.
+   */
+  launchNode?: NodeLauncher
 }
+
+/** What a launcher gets for one node. */
+export interface NodeLaunch {
+  id: string
+  port: number
+  /** 0-based. */
+  index: number
+  /** The node's whole environment (NODE_ID and PORT included; PATH and HOME of this machine too). */
+  env: Record<string, string>
+  logFile: string
+  onLine: (line: string) => void
+}
+
+export type NodeLauncher = (node: NodeLaunch) => Proc
 
 export interface ClusterNode {
   id: string
@@ -190,9 +211,13 @@ export async function startCluster(opts: ClusterOptions): Promise<RunningCluster
     }
 
     const nodes: ClusterNode[] = []
+    const launcher: NodeLauncher =
+      opts.launchNode ?? ((n) => start(n.id, process.execPath, ['--import', 'tsx', nodeScript], { cwd: root, env: n.env, logFile: n.logFile, onLine: n.onLine }))
     const launchNode = (id: string, port: number, index: number): Proc =>
-      start(id, process.execPath, ['--import', 'tsx', nodeScript], {
-        cwd: root,
+      launcher({
+        id,
+        port,
+        index,
         env: { ...env, ...opts.nodeEnv?.(index, env), NODE_ID: id, PORT: String(port) },
         logFile: join(logs, `${id}.log`),
         onLine: (line) => {
@@ -202,9 +227,10 @@ export async function startCluster(opts: ClusterOptions): Promise<RunningCluster
     for (let i = 0; i < (opts.nodes ?? 3); i++) {
       const port = await freePort()
       const id = `node-${i + 1}`
-      nodes.push({ id, port, url: `http://127.0.0.1:${port}`, proc: launchNode(id, port, i) })
+      const node: ClusterNode = { id, port, url: `http://127.0.0.1:${port}`, proc: launchNode(id, port, i) }
+      nodes.push(node)
+      started.unshift({ stop: () => node.proc.stop('SIGTERM') })
     }
-    started.unshift(...nodes.map((n) => ({ stop: () => n.proc.stop('SIGTERM') })))
     await Promise.all(nodes.map((n) => waitFor(n.id, () => answers(`${n.url}/readyz`), 60_000, n.proc)))
 
     const { url, proc: nginx } = await startNginx({
@@ -229,6 +255,8 @@ export async function startCluster(opts: ClusterOptions): Promise<RunningCluster
       async restartNode(i) {
         const n = nodes[i]
         if (n.proc.child.exitCode === null && n.proc.child.signalCode === null) throw new Error(`${n.id} is still running`)
+        // A launcher's `exited` may settle after its client process ended (a container being removed).
+        await n.proc.exited
         n.proc = launchNode(n.id, n.port, i)
         await waitFor(n.id, () => answers(`${n.url}/readyz`), 60_000, n.proc)
       },

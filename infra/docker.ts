@@ -2,8 +2,10 @@
 // image built and run the way Kubernetes runs it). Everything here is a child of ours, kept under
 // one folder, and removed by `stop()`; nothing touches the machine's own Docker (if it has one).
 import { spawn } from 'node:child_process'
-import { appendFileSync, copyFileSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, realpathSync, renameSync, rmSync, rmdirSync, symlinkSync } from 'node:fs'
+import { randomBytes } from 'node:crypto'
+import { appendFileSync, copyFileSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, realpathSync, renameSync, rmSync, rmdirSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
+import type { NodeLauncher } from './cluster.ts'
 import { exitCause, findExecutable, requirePrograms, start, waitFor, type Proc } from './processes.ts'
 
 /** What dockerd needs (Debian's docker.io: dockerd, docker, containerd, runc). */
@@ -319,4 +321,236 @@ export async function importNodeStandIn(
   rmSync(rootfs, { recursive: true, force: true })
   timings.importMs = performance.now() - t
   return timings
+}
+
+/**
+ * `docker run` as the pod spec (k8s/base/node-deployment.yaml) runs a node: host network, read-only
+ * root, a tmpfs on /tmp (the pod's emptyDir), uid/gid 1000, no capabilities, no privilege
+ * escalation, SIGKILL 40 s after SIGTERM (terminationGracePeriodSeconds). Configuration is
+ * `-e NAME` only: the values travel in the client's environment, not on its command line.
+ */
+export const podRunArgs = (envNames: readonly string[]): string[] => [
+  '--network', 'host',
+  '--read-only',
+  '--tmpfs', '/tmp:rw,nosuid,nodev,size=64m',
+  '--user', '1000:1000',
+  '--cap-drop', 'ALL',
+  '--security-opt', 'no-new-privileges',
+  '--stop-timeout', '40',
+  ...envNames.flatMap((k) => ['-e', k]),
+]
+
+/** This machine's variables that a launcher hands every node process, which a container must not get (the image has its own). */
+const HOST_ONLY = new Set(['PATH', 'HOME'])
+
+/**
+ * A `launchNode` for startCluster (infra/cluster.ts): each node is an attached `docker run` of
+ * `image` on our dockerd ({@link podRunArgs}), named `<namePrefix><id>-<random>`, its output
+ * streamed by the client into the node's log. The returned Proc is the client, with the stop
+ * semantics of a pod: SIGTERM is `docker stop --time <timeout>` (the node drains; SIGKILL at the
+ * end of the time), SIGKILL is `docker kill`, another signal `docker kill --signal`. The client
+ * ends with its container and exits with its code; a client that ends otherwise (killed, its
+ * daemon gone) does not take the container with it, so `exited` settles only after
+ * `docker rm -f` of the container: once it has, nothing of the node runs.
+ */
+export function containerNodeLauncher(dockerd: Dockerd, opts: { image: string; namePrefix: string; logFile?: string }): NodeLauncher & { containers: () => string[] } {
+  const names: string[] = []
+  const docker = (args: string[]) => dockerd.docker(args, { allowFailure: true, logFile: opts.logFile })
+  const launch: NodeLauncher = ({ id, env, logFile, onLine }) => {
+    const name = `${opts.namePrefix}${id}-${randomBytes(3).toString('hex')}`
+    names.push(name)
+    const nodeEnv = Object.fromEntries(Object.entries(env).filter(([k]) => !HOST_ONLY.has(k)))
+    const client = start(id, 'docker', ['run', '--name', name, ...podRunArgs(Object.keys(nodeEnv)), opts.image], {
+      env: { ...dockerd.env, ...nodeEnv },
+      logFile,
+      onLine,
+      // The base Proc (stopAll, the exit handler) signals the client, which passes SIGTERM on (--sig-proxy).
+      stopSignal: 'SIGTERM',
+    })
+    const exited = client.exited.then(async (code) => {
+      await docker(['rm', '--force', '--volumes', name])
+      return code
+    })
+    const ended = () => client.child.exitCode !== null || client.child.signalCode !== null
+    return {
+      ...client,
+      exited,
+      async stop(signal: NodeJS.Signals = 'SIGTERM', timeoutMs = 30_000) {
+        if (ended()) return exited
+        // Whatever happens to the daemon call, the client and the container end within the time.
+        const fallback = setTimeout(() => void docker(['kill', name]).finally(() => client.child.kill('SIGKILL')), timeoutMs + 5000)
+        try {
+          if (signal === 'SIGTERM') await docker(['stop', '--time', String(Math.max(1, Math.ceil(timeoutMs / 1000))), name])
+          else await docker(['kill', ...(signal === 'SIGKILL' ? [] : ['--signal', signal]), name])
+          return await exited
+        } finally {
+          clearTimeout(fallback)
+        }
+      },
+    }
+  }
+  return Object.assign(launch, { containers: () => [...names] })
+}
+
+/** A run folder's owner: the process that made it, with its start time (so a reused pid is not mistaken for it). */
+const OWNER_FILE = 'owner.json'
+
+/** Start time of `pid` in clock ticks since boot (/proc/<pid>/stat field 22), or undefined when it is gone. */
+function startTimeOf(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]
+  } catch {
+    return undefined
+  }
+}
+
+/** Marks `dir` as this process's, for {@link cleanStaleRuns} of later runs. */
+export function claimRunDir(dir: string): void {
+  writeFileSync(join(dir, OWNER_FILE), JSON.stringify({ pid: process.pid, start: startTimeOf(process.pid) }))
+}
+
+/** Whether the process that claimed `dir` still runs: true, false, or undefined when nothing claimed it. */
+function ownerRuns(dir: string): boolean | undefined {
+  try {
+    const { pid, start } = JSON.parse(readFileSync(join(dir, OWNER_FILE), 'utf8')) as { pid: number; start?: string }
+    return startTimeOf(pid) !== undefined && startTimeOf(pid) === start
+  } catch {
+    return existsSync(join(dir, OWNER_FILE)) ? false : undefined
+  }
+}
+
+/** The programs a run of the image test starts, and that the stale-run cleanup may end. */
+const RUN_PROGRAMS = /^(dockerd|containerd|containerd-shim(-runc-v2)?|runc|docker-proxy|docker-init|docker|nginx|redis-server)$/
+
+/**
+ * Processes of a run folder: one of {@link RUN_PROGRAMS} with the folder on its command line, as its
+ * working directory (redis-server renames itself but stays in its `--dir`) or as its
+ * `DOCKER_HOST` (a `docker run` client), and every process in the cgroup of a container whose
+ * record is in the folder's data roots (a container outlives its shim).
+ */
+function processesOfRun(dir: string): { pid: number; program: string }[] {
+  const containerIds = new Set<string>()
+  const dataRoots = (d: string, depth: number): string[] =>
+    depth > 3 || !existsSync(d) ? [] : readdirSync(d, { withFileTypes: true }).flatMap((e) => (!e.isDirectory() ? [] : e.name === 'containers' && existsSync(join(d, 'image')) ? [join(d, e.name)] : dataRoots(join(d, e.name), depth + 1)))
+  for (const containers of dataRoots(dir, 0)) for (const id of readdirSync(containers)) if (/^[0-9a-f]{64}$/.test(id)) containerIds.add(id)
+  const found: { pid: number; program: string }[] = []
+  for (const name of readdirSync('/proc')) {
+    const pid = Number(name)
+    if (!/^\d+$/.test(name) || pid === process.pid) continue
+    try {
+      const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')
+      const program = (argv[0].split(' ')[0].split('/').pop() ?? '').replace(/:$/, '')
+      const cgroup = containerIds.size ? readFileSync(`/proc/${pid}/cgroup`, 'utf8') : ''
+      if (containerIds.size && [...containerIds].some((id) => cgroup.includes(id))) {
+        found.push({ pid, program: `container process ${program}` })
+        continue
+      }
+      if (!RUN_PROGRAMS.test(program)) continue
+      const onLine = argv.join(' ').includes(`${dir}/`)
+      const cwd = (() => {
+        try {
+          return readlinkSync(`/proc/${pid}/cwd`)
+        } catch {
+          return ''
+        }
+      })()
+      const dockerHost = program === 'docker' && readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').some((v) => v.startsWith(`DOCKER_HOST=unix://${dir}/`))
+      if (onLine || cwd === dir || cwd.startsWith(`${dir}/`) || dockerHost) found.push({ pid, program })
+    } catch {
+      // gone, or not ours to read
+    }
+  }
+  return found
+}
+
+/** Whether `pid` runs (a zombie, ended but not yet reaped, does not). */
+export function isRunning(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z'
+  } catch {
+    return false
+  }
+}
+const alive = isRunning
+
+/**
+ * Removes what runs of this test left when they were killed (SIGKILL, a lost CI runner): each
+ * folder `<parent>/<prefix>*` whose owner ({@link claimRunDir}) no longer runs — or, unclaimed,
+ * last changed more than an hour ago — has its dockerd's containers removed through its socket,
+ * that dockerd stopped by the pid in its pid file, then any of its processes still running
+ * ({@link processesOfRun}) ended by pid (SIGTERM, SIGKILL after 5 s), its mounts unmounted and the
+ * folder deleted. Folders of runs still going are not touched. Returns what it removed, one line each.
+ */
+export async function cleanStaleRuns(parent: string, prefix: string): Promise<string[]> {
+  const report: string[] = []
+  for (const entry of existsSync(parent) ? readdirSync(parent) : []) {
+    const dir = join(resolve(parent), entry)
+    if (!entry.startsWith(prefix)) continue
+    try {
+      if (!statSync(dir).isDirectory()) continue
+      const owner = ownerRuns(dir)
+      if (owner === true || (owner === undefined && Date.now() - statSync(dir).mtimeMs < 3_600_000)) continue
+    } catch {
+      continue
+    }
+    const done: string[] = []
+    // Its dockerd, if it still runs: containers first (the daemon knows them), then the daemon.
+    for (const pidFile of findFiles(dir, 'dockerd.pid', 3)) {
+      const pid = Number(readFileSync(pidFile, 'utf8').trim())
+      const argv = (() => {
+        try {
+          return readFileSync(`/proc/${pid}/cmdline`, 'utf8')
+        } catch {
+          return ''
+        }
+      })()
+      if (!pid || !argv.startsWith('dockerd\0') && !argv.includes('/dockerd\0') || !argv.includes(`${dir}/`)) continue
+      const socket = join(dirname(pidFile), 'docker.sock')
+      const env = { PATH: process.env.PATH, DOCKER_HOST: `unix://${socket}`, DOCKER_CONFIG: join(dirname(pidFile), 'client') }
+      const ids = (await run('docker', ['ps', '-aq'], { env })).stdout.split('\n').filter(Boolean)
+      if (ids.length) await run('docker', ['rm', '--force', '--volumes', ...ids], { env })
+      process.kill(pid, 'SIGTERM')
+      for (let i = 0; i < 300 && alive(pid); i++) await new Promise((r) => setTimeout(r, 100))
+      done.push(`dockerd ${pid}${ids.length ? ` and ${ids.length} container(s)` : ''}`)
+    }
+    let left = processesOfRun(dir)
+    for (const p of left) {
+      try {
+        process.kill(p.pid, 'SIGTERM')
+      } catch {
+        // gone
+      }
+    }
+    for (let i = 0; i < 50 && left.some((p) => alive(p.pid)); i++) await new Promise((r) => setTimeout(r, 100))
+    for (const p of left.filter((p) => alive(p.pid))) {
+      try {
+        process.kill(p.pid, 'SIGKILL')
+      } catch {
+        // gone
+      }
+    }
+    for (let i = 0; i < 50 && left.some((p) => alive(p.pid)); i++) await new Promise((r) => setTimeout(r, 100))
+    if (left.length) done.push(left.map((p) => `${p.program} ${p.pid}`).join(', '))
+    left = processesOfRun(dir).filter((p) => alive(p.pid))
+    const mounts = mountsUnder(dir)
+    for (const m of [...mounts].reverse()) await run('umount', ['-l', m], {})
+    if (mounts.length) done.push(`${mounts.length} mount(s)`)
+    if (mountsUnder(dir).length === 0 && left.length === 0) rmSync(dir, { recursive: true, force: true })
+    report.push(`${dir}: ${done.length ? `ended ${done.join('; ')}` : 'nothing running'}${existsSync(dir) ? ' (folder kept: still in use)' : ', removed'}`)
+  }
+  return report
+}
+
+/** Files named `name` at most `depth` folders below `dir`. */
+function findFiles(dir: string, name: string, depth: number): string[] {
+  if (depth < 0) return []
+  try {
+    return readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
+      e.isDirectory() ? findFiles(join(dir, e.name), name, depth - 1) : e.name === name ? [join(dir, e.name)] : [],
+    )
+  } catch {
+    return []
+  }
 }

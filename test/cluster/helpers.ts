@@ -1,7 +1,7 @@
 import http from 'node:http'
 import { join } from 'node:path'
 import { io, type Socket } from 'socket.io-client'
-import { startCluster, type RunningCluster } from '../../infra/cluster.ts'
+import { startCluster, type NodeLauncher, type RunningCluster } from '../../infra/cluster.ts'
 import { startRedis, startRedisCluster, type LocalRedis, type LocalRedisCluster } from '../../infra/services.ts'
 import { createTestDatabase } from '../../services/chat/test/helpers.ts'
 
@@ -36,6 +36,7 @@ export async function startTestCluster(
   env: Record<string, string>,
   nodes?: number,
   nodeEnv?: (index: number, env: Readonly<Record<string, string>>) => Record<string, string>,
+  opts?: { launchNode?: NodeLauncher },
 ): Promise<TestCluster>
 export async function startTestCluster(
   dir: string,
@@ -43,7 +44,7 @@ export async function startTestCluster(
   env: Record<string, string>,
   nodes: number | undefined,
   nodeEnv: ((index: number, env: Readonly<Record<string, string>>) => Record<string, string>) | undefined,
-  opts: { redisCluster: TestRedisCluster },
+  opts: { redisCluster: TestRedisCluster; launchNode?: NodeLauncher },
 ): Promise<TestClusterOnRedisCluster>
 export async function startTestCluster(
   dir: string,
@@ -51,17 +52,18 @@ export async function startTestCluster(
   env: Record<string, string>,
   nodes = 3,
   nodeEnv?: (index: number, env: Readonly<Record<string, string>>) => Record<string, string>,
-  opts?: { redisCluster: TestRedisCluster },
+  /** `redisCluster`: a Redis Cluster of the test's own; `launchNode`: how nodes start (startCluster's option; e.g. containers of the image). */
+  opts: { redisCluster?: TestRedisCluster; launchNode?: NodeLauncher } = {},
 ): Promise<TestCluster | TestClusterOnRedisCluster> {
   const database = await createTestDatabase()
   let redis: LocalRedis | LocalRedisCluster | undefined
   try {
-    const rc = opts?.redisCluster
+    const rc = opts.redisCluster
     redis = rc
       ? await startRedisCluster(join(dir, 'redis-cluster'), { masters: rc.masters ?? 3, replicasPerMaster: 1, nodeTimeoutMs: rc.nodeTimeoutMs ?? 1000 })
       : await startRedis(join(dir, 'redis'))
     const where = 'url' in redis ? { redisUrl: redis.url } : { redisCluster: redis.nodes }
-    const cluster = await startCluster({ nodes, dir, databaseUrl: database.url, ...where, redisPrefix, env: { LOG_LEVEL: 'warn', ...env }, nodeEnv })
+    const cluster = await startCluster({ nodes, dir, databaseUrl: database.url, ...where, redisPrefix, env: { LOG_LEVEL: 'warn', ...env }, nodeEnv, launchNode: opts.launchNode })
     const r = redis
     const stop = async () => {
       await cluster.stop()

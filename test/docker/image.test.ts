@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict'
+import { spawn, spawnSync } from 'node:child_process'
 import http from 'node:http'
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
@@ -8,10 +9,23 @@ import { after, before, describe, it } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import pg from 'pg'
 import { startNginx } from '../../infra/cluster.ts'
-import { importNodeStandIn, requireRoot, startDockerd, type Dockerd, type DockerdTraces, type StandInTimings } from '../../infra/docker.ts'
+import {
+  claimRunDir,
+  cleanStaleRuns,
+  containerNodeLauncher,
+  importNodeStandIn,
+  isRunning,
+  podRunArgs,
+  requireRoot,
+  startDockerd,
+  type Dockerd,
+  type DockerdTraces,
+  type StandInTimings,
+} from '../../infra/docker.ts'
 import { answers, freePort, requirePrograms, type Proc } from '../../infra/processes.ts'
 import { createTestDatabase, REDIS_URL, redisPrefix } from '../../services/chat/test/helpers.ts'
 import { ack, clientFrom, closeAll, devToken, eventually, octetsByNode, RoomMember, sourceAddress } from '../cluster/helpers.ts'
+import { clusterSuite } from '../cluster/suite.ts'
 
 const root = fileURLToPath(new URL('../..', import.meta.url))
 
@@ -21,10 +35,14 @@ const root = fileURLToPath(new URL('../..', import.meta.url))
  * Node 20, D145), `docker build --network host`, then two node containers with a read-only root
  * filesystem (a tmpfs on /tmp, as the pod's emptyDir), uid 1000, no capabilities, configuration
  * only from the environment, on the host network behind the host's nginx. Real protocol checks go
- * through nginx; at the end every container and image is removed and dockerd stopped.
+ * through nginx; then the cluster suite (test/cluster/suite.ts) runs on two more containers of
+ * the image, started by startCluster's `launchNode` (D149). At the end every container and image
+ * is removed and dockerd stopped; what a killed earlier run left is removed at the start (D155).
  */
 describe('the node image, built and run as Kubernetes runs it', { timeout: 20 * 60_000 }, () => {
   const dir = mkdtempSync(join(tmpdir(), 'sb-docker-'))
+  // Ours while this process runs: a later run removes it (and what runs in it) only once we are gone.
+  claimRunDir(dir)
   const tag = `switchboard-image-test:${randomBytes(4).toString('hex')}`
   const names = ['docker-1', 'docker-2']
   const containers = names.map((n) => `sb-${n}-${randomBytes(3).toString('hex')}`)
@@ -74,17 +92,10 @@ describe('the node image, built and run as Kubernetes runs it', { timeout: 20 * 
     LOG_LEVEL: 'info',
   })
   /** `docker run` as the pod spec has it; values reach the client in its environment, not on its command line. */
-  const runArgs = (env: Record<string, string>) => [
-    '--network', 'host',
-    '--read-only',
-    '--tmpfs', '/tmp:rw,nosuid,nodev,size=64m',
-    '--user', '1000:1000',
-    '--cap-drop', 'ALL',
-    '--security-opt', 'no-new-privileges',
-    // terminationGracePeriodSeconds: SIGTERM, then SIGKILL after 40 s.
-    '--stop-timeout', '40',
-    ...Object.keys(env).flatMap((k) => ['-e', k]),
-  ]
+  const runArgs = (env: Record<string, string>) => podRunArgs(Object.keys(env))
+  /** The cluster suite's nodes: containers of the image (created in the suite's `before`). */
+  let launcher: ReturnType<typeof containerNodeLauncher> | undefined
+  let suiteFrom = 0
 
   before(async () => {
     // One line and no half-started daemon when this machine cannot do it.
@@ -95,6 +106,9 @@ describe('the node image, built and run as Kubernetes runs it', { timeout: 20 * 
       { binary: 'debootstrap', aptPackage: 'debootstrap' },
       { binary: 'nginx', aptPackage: 'nginx' },
     ])
+    // A run killed midway (SIGKILL, a lost runner) left its dockerd, containers, nginx, mounts: gone first.
+    const stale = await timed('stale runs', () => cleanStaleRuns(tmpdir(), 'sb-docker-'))
+    for (const line of stale) console.log(`# test/docker: removed what a killed run left: ${line}`)
     dockerd = await timed('dockerd start', () => startDockerd(join(dir, 'dockerd')))
     standIn = await timed('stand-in base image', () =>
       importNodeStandIn(dockerd!, { workDir: join(dir, 'standin'), cacheDir: join(tmpdir(), 'switchboard-docker-cache'), tag: 'node:20-bookworm-slim' }),
@@ -132,7 +146,8 @@ describe('the node image, built and run as Kubernetes runs it', { timeout: 20 * 
 
   const cleanUp = () =>
     (cleanedUp ??= (async () => {
-      if (checksFrom) phases.push(['checks', performance.now() - checksFrom])
+      if (checksFrom) phases.push(['checks', (suiteFrom || performance.now()) - checksFrom])
+      if (suiteFrom) phases.push(['cluster suite on 2 containers', performance.now() - suiteFrom])
       closeAll()
       // Each step runs even when one before it failed; the first failure is rethrown at the end.
       const failures: unknown[] = []
@@ -275,6 +290,72 @@ describe('the node image, built and run as Kubernetes runs it', { timeout: 20 * 
     assert.deepEqual(onFirst.seen, [1, 2])
     const res = await get(url, '/healthz', octets.get(names[0])![0])
     assert.equal(res.node, names[1], 'nginx sends the stopped node’s clients to the other')
+  })
+
+  it('a killed `docker run` client does not leave its container running: the launcher removes it', async () => {
+    const one = containerNodeLauncher(dockerd!, { image: tag, namePrefix: 'sb-killed-', logFile: join(dir, 'docker.log') })
+    const port = await freePort()
+    const env = { ...nodeEnv(0), NODE_ID: 'docker-killed', PORT: String(port) }
+    const proc = one({ id: 'docker-killed', port, index: 0, env: { ...env, PATH: process.env.PATH ?? '', HOME: '/root' }, logFile: join(dir, 'killed.log'), onLine: () => {} })
+    await eventually(() => answers(`http://127.0.0.1:${port}/readyz`).catch(() => false), 60_000, 'the container answers /readyz')
+    const [name] = one.containers()
+    const c = await inspect(name)
+    assert.equal(c.State.Running, true)
+    assert.ok(!c.Config.Env.some((e: string) => e.startsWith('HOME=/root')), 'this machine’s HOME stays outside')
+    proc.child.kill('SIGKILL')
+    await proc.exited
+    assert.equal((await docker(['ps', '-aq', '--filter', `name=${name}`])).stdout.trim(), '', 'the container is gone with its client')
+    await assert.rejects(answers(`http://127.0.0.1:${port}/readyz`), 'nothing answers on its port')
+  })
+
+  it('what a killed run left (its dockerd gone, a container still running under its shim) is removed by the next run; runs still going are not', async () => {
+    // A run of its own: a dockerd on a folder of the same prefix, a container of a tiny image
+    // (an empty root with the host's /usr mounted read-only, running `sleep`).
+    const staleDir = mkdtempSync(join(tmpdir(), 'sb-docker-'))
+    const stale = await startDockerd(join(staleDir, 'dockerd'))
+    const rootfs = join(staleDir, 'rootfs')
+    mkdirSync(join(rootfs, 'usr'), { recursive: true })
+    for (const l of ['bin', 'lib', 'lib64', 'sbin']) if (existsSync(`/usr/${l}`)) symlinkSync(`usr/${l}`, join(rootfs, l))
+    const tar = spawn('tar', ['-c', '-C', rootfs, '.'], { stdio: ['ignore', 'pipe', 'inherit'] })
+    await stale.docker(['import', '-', 'stale-probe:1'], { stdin: tar.stdout })
+    await stale.docker(['run', '--detach', '--name', 'stale-probe', '--network', 'host', '--volume', '/usr:/usr:ro', 'stale-probe:1', '/usr/bin/sleep', '600'])
+    const containerPid = JSON.parse((await stale.docker(['inspect', 'stale-probe'])).stdout)[0].State.Pid as number
+    assert.ok(containerPid > 0 && isRunning(containerPid))
+    // The run dies as a SIGKILLed test's would at its exit handler: dockerd killed, the shim and
+    // the container left running; its owner (a process that has ended) is gone.
+    await stale.proc.stop('SIGKILL')
+    assert.ok(isRunning(containerPid), 'the container outlives its dockerd')
+    const gone = spawnSync('true')
+    writeFileSync(join(staleDir, 'owner.json'), JSON.stringify({ pid: gone.pid, start: 'gone' }))
+
+    const report = await cleanStaleRuns(tmpdir(), 'sb-docker-')
+    const line = report.find((l) => l.startsWith(`${staleDir}:`))
+    assert.ok(line, `reported: ${report.join(' | ')}`)
+    assert.match(line!, /container process sleep/)
+    assert.match(line!, /, removed$/)
+    await eventually(() => !isRunning(containerPid), 10_000, 'the container process ended')
+    assert.equal(existsSync(staleDir), false, 'the folder is gone')
+    assert.deepEqual(readFileSync('/proc/mounts', 'utf8').split('\n').filter((m) => m.includes(staleDir)), [])
+    // This run (its owner alive) was not touched: its dockerd still answers.
+    assert.ok(existsSync(dir))
+    assert.equal((await docker(['version', '--format', '{{.Server.Version}}'])).code, 0)
+  })
+
+  clusterSuite({
+    title: 'the cluster suite on two containers of the image behind the host nginx',
+    label: 'containers',
+    nodes: 2,
+    launchNode: () => {
+      suiteFrom = performance.now()
+      return (launcher = containerNodeLauncher(dockerd!, { image: tag, namePrefix: 'sb-cluster-', logFile: join(dir, 'docker.log') }))
+    },
+    dir: () => join(dir, 'cluster'),
+  })
+
+  it('the cluster suite’s nodes were containers, and stopping the cluster removed every one of them', async () => {
+    // Two at the start, one more after the SIGKILL and one after the SIGTERM case.
+    assert.equal(launcher?.containers().length, 4, `containers started: ${launcher?.containers().join(', ')}`)
+    assert.equal((await docker(['ps', '-aq', '--filter', 'name=sb-cluster-'])).stdout.trim(), '', 'none left, running or stopped')
   })
 
   it('removes every container and image it made, stops its dockerd, and leaves no bridge, iptables chain or process behind', async () => {
