@@ -81,65 +81,8 @@ describe('Switchboard on a Redis Cluster (3 masters, 3 replicas)', () => {
     for (const m of members) m.socket.disconnect()
   })
 
-  it('messages sent on every node reach every member on every node, in seq order, exactly once', async () => {
-    const members: RoomMember[] = []
-    for (const [i] of cluster.nodes.entries()) {
-      for (let k = 0; k < 2; k++) {
-        const { token } = await devToken(cluster.url, `order-${i}-${k}`)
-        const m = new RoomMember(clientFrom(cluster.url, token, on(i, k)), 'order')
-        await m.join()
-        members.push(m)
-      }
-    }
-    await Promise.all([0, 2, 4].map((j, k) => sendReliably(members[j].socket, 'order', `o${k}`, 20, 5)))
-    await eventually(() => members.every((m) => m.seen.length >= 60), 10_000, 'every member got 60 messages')
-    for (const m of members) {
-      assert.deepEqual(m.seen, Array.from({ length: 60 }, (_, i) => i + 1))
-      assert.equal(m.liveRepeats, 0, `no message delivered twice; arrivals: ${m.trace.join(' ')}`)
-    }
-    // Typing is never stored: it crosses nodes only through pub/sub.
-    const typing = members.slice(2).map((m) => new Promise<any>((r) => m.socket.once('chat:typing', r)))
-    members[0].socket.emit('chat:typing', { roomId: 'order', isTyping: true })
-    for (const t of await Promise.all(typing)) assert.equal(t.roomId, 'order')
-    for (const m of members) m.socket.disconnect()
-  })
-
-  it('presence across nodes: online with two devices on two nodes, offline after the last', async () => {
-    const watcher = await devToken(cluster.url, 'p-watcher')
-    const w = clientFrom(cluster.url, watcher.token, on(2))
-    await new RoomMember(w, 'presence-rc').join()
-    const online: any[] = []
-    const offline: any[] = []
-    w.on('presence:online', (u) => online.push(u))
-    w.on('presence:offline', (u) => offline.push(u))
-    const dana = await devToken(cluster.url, 'dana')
-    // Presence is announced to the rooms a user is a member of: dana becomes one first.
-    const first = clientFrom(cluster.url, dana.token, on(0))
-    await new RoomMember(first, 'presence-rc').join()
-    first.disconnect()
-    await eventually(() => offline.length === 1, 5000, 'offline after the only device left')
-    online.length = offline.length = 0
-    const phone = clientFrom(cluster.url, dana.token, on(0))
-    await connected(phone)
-    await eventually(() => online.length === 1, 5000, 'online on node 1')
-    const laptop = clientFrom(cluster.url, dana.token, on(1))
-    const joined = await ack(await connected(laptop).then(() => laptop), 'room:join', { roomId: 'presence-rc' })
-    assert.deepEqual(joined.online.map((u: any) => u.username).sort(), ['dana', 'p-watcher'])
-    phone.disconnect()
-    // The laptop still holds dana online; a later event on the same path says the phone's leave was handled.
-    const marker = await devToken(cluster.url, 'p-marker')
-    const ms = clientFrom(cluster.url, marker.token, on(0))
-    await new RoomMember(ms, 'presence-rc').join()
-    ms.disconnect()
-    await eventually(() => offline.some((u) => u.username === 'p-marker'), 5000, 'the marker offline')
-    assert.equal(offline.length, 1)
-    assert.ok(!offline.some((u) => u.userId === dana.userId), 'dana still online on the other node')
-    assert.equal(online.filter((u) => u.userId === dana.userId).length, 1, 'the second device is not a second online')
-    laptop.disconnect()
-    await eventually(() => offline.length === 2, 5000, 'offline after the last device')
-    assert.deepEqual(offline[1], { userId: dana.userId, username: 'dana' })
-    w.disconnect()
-  })
+  // Order, exactly once, typing and presence across nodes on a Redis Cluster: the cluster suite's
+  // Redis Cluster variant (test/cluster/cluster.test.ts, suite.ts).
 
   it('rate limits are cluster-wide: one user on three nodes gets the limit once, messages and HTTP', async () => {
     const { token, userId } = await devToken(cluster.url, 'limited')
