@@ -22,7 +22,7 @@ import type { Logger } from './logger.ts'
 import { createMetrics, type Metrics } from './metrics.ts'
 import { createReadiness } from './readiness.ts'
 import { chatRouter } from './realtime/chat.handlers.ts'
-import type { ChatServer, ChatSocket } from './realtime/events.ts'
+import { nodeRoom, type ChatServer, type ChatSocket } from './realtime/events.ts'
 import { gateWhileDraining } from './realtime/drain-gate.ts'
 import { createIo, engineClients } from './realtime/io.ts'
 import { adminRouter, localStats, type NodeStats } from './realtime/admin.handlers.ts'
@@ -209,6 +209,7 @@ export async function buildApp({ config, log, db, cluster, metrics = createMetri
     // whoever joined a room named after someone's socket id would reach that socket (nothing here
     // addresses a socket by its id room).
     socket.leave(socket.id)
+    void socket.join(nodeRoom(config.nodeId))
     socket.onAny(chatEvents.listener)
     presenceOf.connected(socket)
     socket.on('disconnect', onChatDisconnect)

@@ -8,7 +8,7 @@ import type { Message } from '../domain/types.ts'
 import { AppError, toAppError } from '../errors.ts'
 import type { Logger } from '../logger.ts'
 import type { Metrics } from '../metrics.ts'
-import { userRoom, type ChatNamespace, type ChatSocket } from './events.ts'
+import { nodeRoom, userRoom, type ChatNamespace, type ChatSocket } from './events.ts'
 import { EventRouter } from './handle.ts'
 import type { RoomFeed, Subscription } from './room-feed.ts'
 import { addRefresh } from './session.ts'
@@ -59,8 +59,12 @@ export function chatRouter(nsp: ChatNamespace, deps: ChatDeps): EventRouter {
   router.on('room:leave', S.LeavePayload, async (socket, { roomId }) => {
     const { userId, username } = who(socket)
     const wasMember = await rooms.leave(who(socket), roomId)
-    // Membership is per user: every device of the user leaves, on whichever node.
-    nsp.in(userRoom(userId)).socketsLeave(roomId)
+    // Membership is per user: every device of the user leaves, on whichever node. This node's
+    // sockets leave now; the others' through the adapter, which applies a cross-node leave only
+    // after a Redis round trip, here too: a join right after this (the same socket) must not be
+    // undone by it, so this node's sockets are left out of that one.
+    nsp.local.in(userRoom(userId)).socketsLeave(roomId)
+    nsp.in(userRoom(userId)).except(nodeRoom(config.nodeId)).socketsLeave(roomId)
     // Only a member's leave is news; a stranger's must reach nobody (SPEC §4).
     if (wasMember) nsp.to(roomId).except(userRoom(userId)).emit('room:user-left', { userId, username, roomId })
   }, { bareRoomId: true })

@@ -72,3 +72,5 @@ export type ChatSocket = Socket<ClientToServerEvents, ServerToClientEvents, Inte
 
 /** The room every socket of a user joins, for "except the actor" broadcasts and kicks. */
 export const userRoom = (userId: string) => `@user:${userId}` // "@" never appears in a room id
+/** Every /chat socket of this node: a cross-node operation can leave this node's sockets out. */
+export const nodeRoom = (nodeId: string) => `@node:${nodeId}`
