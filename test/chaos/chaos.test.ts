@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { execFile } from 'node:child_process'
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs'
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs'
 import net from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -81,6 +81,15 @@ interface Fault {
   verify?(): Promise<void>
   /** Always, after the fault's run: puts back what the fault broke for the next one. */
   cleanup?(): Promise<void>
+}
+
+const logSize = (file: string) => (existsSync(file) ? statSync(file).size : 0)
+
+/** A node's log lines at level error or above (pino level >= 50) written after byte `from`, for a failure's output. */
+function errorsSince(nodeId: string, file: string, from: number): string {
+  const text = existsSync(file) ? readFileSync(file).subarray(from).toString() : ''
+  const lines = text.split('\n').filter((l) => Number(/"level":(\d+)/.exec(l)?.[1] ?? 0) >= 50)
+  return `${nodeId}: ${lines.length} error lines${lines.length ? '\n  ' : ''}${lines.slice(0, 15).map((l) => l.slice(0, 800)).join('\n  ')}`
 }
 
 /** Resolves once nothing listens on 127.0.0.1:`port` (a SIGKILLed Redis is gone). */
@@ -188,6 +197,8 @@ for (const setup of SETUPS) describe(`chaos (${setup.name}): one fault at a time
     const roomIds = [`${tag}-a`, `${tag}-b`]
     const clients: ChaosClient[] = []
     let finished = false
+    // Where each node's log stood when the fault's run began: on a failure, its errors since then are printed.
+    const logFrom = test.cluster.nodes.map((n) => logSize(n.proc.logFile))
     try {
       await fault.prepare?.()
       for (let i = 0; i < STEADY; i++) clients.push(await ChaosClient.start(test.cluster.url, `${tag}-c${i}`, on(i % 3, Math.floor(i / 3)), roomIds))
@@ -288,6 +299,9 @@ for (const setup of SETUPS) describe(`chaos (${setup.name}): one fault at a time
         if (i !== fault.kills) assert.equal((await fetch(`${n.url}/healthz`)).status, 200, `${n.id} answers`)
       }
       await fault.verify?.()
+    } catch (err) {
+      console.log(`chaos: ${setup.key}: ${fault.name} failed; node errors during it:\n${test.cluster.nodes.map((n, i) => errorsSince(n.id, n.proc.logFile, logFrom[i])).join('\n')}`)
+      throw err
     } finally {
       finished = true
       await Promise.all(clients.map((c) => c.stopLoad()))
