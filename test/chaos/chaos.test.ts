@@ -322,6 +322,7 @@ for (const setup of SETUPS) describe(`chaos (${setup.name}): one fault at a time
     const owners = await Promise.all(channels.map(async (c) => rc.masterOf(await rc.slotOf(c))))
     const count = (p: number) => owners.filter((o) => o === p).length
     const victim = [...owners].sort((a, b) => count(b) - count(a))[0]
+    console.log(`chaos: ${setup.key}: SIGKILL of Redis master 127.0.0.1:${victim}, serving ${count(victim)} of the ${channels.length} channels ${channels.join(' ')}`)
     const failover = rc.killMaster(victim)
     failover.catch(() => undefined) // awaited below
     await eventually(() => closed(victim), 10_000, `redis ${victim} gone`)
