@@ -353,6 +353,8 @@ export async function durability(db: pg.Pool, roomIds: string[], acked: Acked[])
 }
 
 export interface FaultRow {
+  /** The Redis setup the fault ran on (classic, sharded, cluster). */
+  setup: string
   fault: string
   acked: number
   lost: number
