@@ -22,6 +22,14 @@ export interface FeedSource {
   reads?(roomId: string): Promise<Record<string, number>>
 }
 
+/** What a room's feed had delivered at one moment: the next seq and the last version. */
+interface Delivered {
+  next: number
+  version: number
+}
+
+const delivered = (st: { next: number; version: number }): Delivered => ({ next: st.next, version: st.version })
+
 /** Where a regression of the database's head was noticed (the metric's `where` label, D105). */
 export type RegressionSite = 'live' | 'reconcile' | 'catch-up' | 'join'
 
@@ -145,12 +153,15 @@ export class RoomFeed {
   async reconcile(): Promise<void> {
     const tracked = [...this.rooms.entries()].filter(([, st]) => !Number.isNaN(st.next))
     if (tracked.length === 0) return
+    // What each room had delivered before its head was read: catching one room up takes awaits,
+    // and meanwhile live events move the others past the heads read here (D161).
+    const before = new Map(tracked.map(([id, st]) => [id, delivered(st)]))
     try {
       const heads = await this.source.heads(tracked.map(([id]) => id))
       for (const [roomId, st] of tracked) {
         const head = heads.get(roomId)
         if (head === undefined || this.rooms.get(roomId) !== st) continue
-        if (this.regressedBelow(roomId, st, head, 'reconcile')) continue
+        if (this.regressedBelow(roomId, st, head, 'reconcile', before.get(roomId)!)) continue
         if (head.version <= st.version) continue
         const from = st.version
         const found = await this.catchUp(roomId, st)
@@ -214,8 +225,9 @@ export class RoomFeed {
         // head (a primary-key read) tells whether it went back since (failover, D105) before
         // anything is answered from the node's state. Resynced: answer from the rebuilt state.
         if (afterSeq !== undefined && !fresh && !restart) {
+          const before = delivered(st)
           const head = await this.source.head(roomId)
-          if (this.rooms.get(roomId) === st) this.regressedBelow(roomId, st, head, 'join')
+          if (this.rooms.get(roomId) === st) this.regressedBelow(roomId, st, head, 'join', before)
           if (this.rooms.get(roomId) !== st) continue
         }
         const sub = await this.answer(socket, roomId, st, afterSeq, limit, afterVersion, restart)
@@ -418,8 +430,9 @@ export class RoomFeed {
   /** Reads the room's head and catches up if the database is ahead of what was delivered. */
   private async catchUpIfBehind(roomId: string, st: RoomState): Promise<void> {
     try {
+      const before = delivered(st)
       const head = await this.source.head(roomId)
-      if (this.rooms.get(roomId) !== st || this.regressedBelow(roomId, st, head, 'reconcile')) return
+      if (this.rooms.get(roomId) !== st || this.regressedBelow(roomId, st, head, 'reconcile', before)) return
       if (head.version > st.version) await this.catchUp(roomId, st)
     } catch (err) {
       this.log.warn({ err: (err as Error).message, roomId }, 'feed catch-up after a late subscription failed; reconcile retries it')
@@ -599,8 +612,9 @@ export class RoomFeed {
     if (st.verifying) return
     st.verifying = true
     try {
+      const before = delivered(st)
       const head = await this.source.head(roomId)
-      if (this.rooms.get(roomId) === st) this.regressedBelow(roomId, st, head, 'live')
+      if (this.rooms.get(roomId) === st) this.regressedBelow(roomId, st, head, 'live', before)
     } catch (err) {
       this.log.warn({ err: (err as Error).message, roomId }, 'feed head check failed')
     } finally {
@@ -608,10 +622,14 @@ export class RoomFeed {
     }
   }
 
-  /** True (and the room resynced) when `head` is below what this node delivered. */
-  private regressedBelow(roomId: string, st: RoomState, head: RoomHead, where: RegressionSite): boolean {
-    if (head.lastSeq >= st.next - 1 && head.version >= st.version) return false
-    this.regressed(roomId, st, where, { expected: { lastSeq: st.next - 1, version: st.version }, found: head })
+  /**
+   * True (and the room resynced) when `head` is below what this node had delivered when the read
+   * of `head` started (`before`): what was delivered while it was read says nothing of the
+   * database going back.
+   */
+  private regressedBelow(roomId: string, st: RoomState, head: RoomHead, where: RegressionSite, before: Delivered): boolean {
+    if (head.lastSeq >= before.next - 1 && head.version >= before.version) return false
+    this.regressed(roomId, st, where, { expected: { lastSeq: before.next - 1, version: before.version }, found: head })
     return true
   }
 
