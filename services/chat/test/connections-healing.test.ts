@@ -10,7 +10,7 @@ import { io, type Socket } from 'socket.io-client'
 import { answers, freePort, start, waitFor, type Proc } from '../../../infra/processes.ts'
 import { startRedis, type LocalRedis } from '../../../infra/services.ts'
 import { MemoryConnections, RedisConnections } from '../src/cluster/connections.ts'
-import { createTestDatabase, eventually, REDIS_URL, redisPrefix, sleep, startNode, tcpProxy, TEST_SECRET, type TestNode } from './helpers.ts'
+import { createTestDatabase, eventually, REDIS_URL, redisPrefix, sleep, startNode, tcpProxy, TEST_SECRET, type TestNode, useIsolatedNode } from './helpers.ts'
 
 /**
  * The per-user connection limit heals by itself (SPEC §3, D95), as presence does: whatever Redis
@@ -248,25 +248,19 @@ describe('connection counts heal: a node that dies', () => {
 })
 
 describe('connection counts heal: a reaper that died mid-reap', () => {
-  const prefix = redisPrefix()
-  let database: Awaited<ReturnType<typeof createTestDatabase>>
-  let node: TestNode
+  const node = useIsolatedNode(FAST)
+  // Raw Redis, to leave behind what a dead node or a dead reaper would have.
   let redis: Redis
-  before(async () => {
-    database = await createTestDatabase()
-    node = await startNode({ DATABASE_URL: database.url, REDIS_URL, REDIS_PREFIX: prefix.prefix, ...FAST })
+  before(() => {
     redis = new Redis(REDIS_URL)
   })
   after(async () => {
     closeAll()
-    await node?.close()
     await redis?.quit()
-    await database?.drop()
-    await prefix.clear()
   })
 
   it('the next reaper finishes the job: nothing is stranded', async () => {
-    const p = prefix.prefix
+    const p = node.redis.prefix
     // What the dead node `ghost` left: MAX places of one user and one of another, live for a
     // minute (far beyond the bound: only a reap can free them here).
     const ghost = new RedisConnections(redis, p, 'ghost', { ttlMs: 60_000 })
@@ -298,7 +292,7 @@ describe('connection counts heal: a reaper that died mid-reap', () => {
   })
 
   it('entries of this node for sockets it does not hold (a previous incarnation) are removed', async () => {
-    const p = prefix.prefix
+    const p = node.redis.prefix
     const earlier = new RedisConnections(redis, p, node.config.nodeId, { ttlMs: 60_000 })
     for (let i = 0; i < MAX; i++) await earlier.acquire('/chat', 'stale-user', `old-${i}`, MAX)
     const token = await tokenFor('stale-user')

@@ -24,6 +24,7 @@ import {
   tcpProxy,
   TEST_SECRET,
   type TestNode,
+  useIsolatedNode,
 } from './helpers.ts'
 
 /**
@@ -232,21 +233,14 @@ describe('presence heals: a Redis blip during a disconnect, and a node that dies
 })
 
 describe('presence heals: a reaper that died mid-reap', () => {
-  const prefix = redisPrefix()
-  let database: Awaited<ReturnType<typeof createTestDatabase>>
-  let node: TestNode
+  const node = useIsolatedNode(FAST)
+  // Raw Redis, to leave behind what a dead node or a dead reaper would have.
   let redis: Redis
-  before(async () => {
-    database = await createTestDatabase()
-    node = await startNode({ DATABASE_URL: database.url, REDIS_URL, REDIS_PREFIX: prefix.prefix, ...FAST })
+  before(() => {
     redis = new Redis(REDIS_URL)
   })
   after(async () => {
-    closeClients()
-    await node?.close()
     await redis?.quit()
-    await database?.drop()
-    await prefix.clear()
   })
 
   it('a later pass finishes the job: the dead node’s users go offline once, expired entries never count', async () => {
@@ -263,7 +257,7 @@ describe('presence heals: a reaper that died mid-reap', () => {
     // the node still registered, d-one's entry still there (live for another minute), d-two's
     // entry already removed but its index entry not yet. d-three has an entry of a node that
     // stopped refreshing it (expired): never online.
-    const p = prefix.prefix
+    const p = node.redis.prefix
     const [sec] = await redis.time()
     const now = Number(sec) * 1000
     const offline = offlineExcept(w, probe)
@@ -296,7 +290,7 @@ describe('presence heals: a reaper that died mid-reap', () => {
     const w = await inRoom(node.url, watcher, room)
     await becomeMember(node.url, gone, room, w)
     // As a crashed earlier process under the same NODE_ID left them: indexed, live for a minute.
-    const p = prefix.prefix
+    const p = node.redis.prefix
     const [sec] = await redis.time()
     const offline = offlineExcept(w, probe)
     await redis
