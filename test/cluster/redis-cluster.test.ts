@@ -161,19 +161,7 @@ describe('Switchboard on a Redis Cluster (3 masters, 3 replicas)', () => {
       assert.equal(m.liveRepeats, 0, `no live message delivered twice; arrivals: ${m.trace.join(' ')}`)
     }
     // The sharded subscriptions followed their slots to the new master.
-    const others = members.slice(2)
-    const typing = others.map((m) => new Promise<any>((r) => m.socket.once('chat:typing', r)))
-    await eventually(
-      async () => {
-        members[0].socket.emit('chat:typing', { roomId: room, isTyping: true })
-        return Promise.race([Promise.all(typing).then(() => true), sleep(1000).then(() => false)])
-      },
-      20_000,
-      'typing from node 1 reaches nodes 2 and 3 after the reshard',
-    )
-    const live = others.map((m) => new Promise<any>((r) => m.socket.on('chat:message', (msg) => msg.text === 'after the reshard' && r(msg))))
-    assert.equal((await ack(members[0].socket, 'chat:message', { roomId: room, text: 'after the reshard' })).status, 'ok')
-    for (const msg of await Promise.all(live)) assert.equal(msg.seq, acked.length + 1)
+    await crossesNodesAgain(members, room, 'reshard', acked.length + 1)
     console.log(`# Redis Cluster reshard: 4th master 127.0.0.1:${added} added and rebalanced in ${reshardMs} ms under ${acked.length} sends`)
     for (const m of members) m.socket.disconnect()
   })
@@ -229,19 +217,7 @@ describe('Switchboard on a Redis Cluster (3 masters, 3 replicas)', () => {
 
     // Pub/sub resubscribed on the promoted master: typing (never stored, never gap-filled) and a
     // new message cross nodes again.
-    const others = members.slice(2)
-    const typing = others.map((m) => new Promise<any>((r) => m.socket.once('chat:typing', r)))
-    await eventually(
-      async () => {
-        members[0].socket.emit('chat:typing', { roomId: room, isTyping: true })
-        return Promise.race([Promise.all(typing).then(() => true), sleep(1000).then(() => false)])
-      },
-      20_000,
-      'typing from node 1 reaches nodes 2 and 3 after the failover',
-    )
-    const live = others.map((m) => new Promise<any>((r) => m.socket.on('chat:message', (msg) => msg.text === 'after the failover' && r(msg))))
-    assert.equal((await ack(members[0].socket, 'chat:message', { roomId: room, text: 'after the failover' })).status, 'ok')
-    for (const msg of await Promise.all(live)) assert.equal(msg.seq, 3 * count + 1)
+    await crossesNodesAgain(members, room, 'failover', 3 * count + 1)
 
     // Presence still right: a newcomer on node 3 is listed online, offline when it leaves, online
     // again when it is back, as seen by a member on node 1.
@@ -297,3 +273,23 @@ describe('Switchboard on a Redis Cluster (3 masters, 3 replicas)', () => {
     return sum
   }
 })
+
+/**
+ * After `event`: typing from the first member (on node 1) reaches the members on the other nodes
+ * (members[2..], pub/sub only), and a new message reaches them live with seq `seq`.
+ */
+async function crossesNodesAgain(members: RoomMember[], room: string, event: string, seq: number): Promise<void> {
+  const others = members.slice(2)
+  const typing = others.map((m) => new Promise<any>((r) => m.socket.once('chat:typing', r)))
+  await eventually(
+    async () => {
+      members[0].socket.emit('chat:typing', { roomId: room, isTyping: true })
+      return Promise.race([Promise.all(typing).then(() => true), sleep(1000).then(() => false)])
+    },
+    20_000,
+    `typing from node 1 reaches nodes 2 and 3 after the ${event}`,
+  )
+  const live = others.map((m) => new Promise<any>((r) => m.socket.on('chat:message', (msg) => msg.text === `after the ${event}` && r(msg))))
+  assert.equal((await ack(members[0].socket, 'chat:message', { roomId: room, text: `after the ${event}` })).status, 'ok')
+  for (const msg of await Promise.all(live)) assert.equal(msg.seq, seq)
+}
