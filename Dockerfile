@@ -2,10 +2,15 @@
 FROM node:20-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
+# The workspaces (the client SDK and its React hooks, which the web client is built on) must be
+# known to `npm ci`; their sources come below.
+COPY packages/client/package.json ./packages/client/
+COPY packages/react/package.json ./packages/react/
 # No lifecycle scripts here: the project's postinstall builds the web client, whose sources are
 # copied below (dependencies' install scripts are denied by allowScripts anyway).
 RUN npm ci --no-audit --no-fund --ignore-scripts
 COPY tsconfig.json tsconfig.build.json ./
+COPY packages ./packages
 COPY services ./services
 COPY migrations ./migrations
 # Server JavaScript to dist/, the React client to services/web/dist/.

@@ -1,10 +1,11 @@
 import Type, { type Static } from 'typebox'
 import { AppError } from '../errors.ts'
 
-/** SPEC §4 limits. */
-export const MAX_TEXT = 5000
-// `.` and `..` are refused: every HTTP client folds them out of `/api/rooms/<id>/messages` (D116).
-export const ROOM_ID_PATTERN = '^(?!\\.{1,2}$)[A-Za-z0-9:_.\\-]{1,128}$'
+import type * as Wire from '../../../../packages/client/src/protocol.ts'
+// SPEC §4 limits, from the protocol module. `.` and `..` are refused as room ids: every HTTP client
+// folds them out of `/api/rooms/<id>/messages` (D116).
+import { MAX_EMOJI, MAX_SYNC_ROOMS, MAX_TEXT, ROOM_ID_PATTERN } from '../../../../packages/client/src/protocol.ts'
+export { MAX_TEXT, ROOM_ID_PATTERN }
 
 export const RoomId = Type.String({ pattern: ROOM_ID_PATTERN, description: 'a room id: 1–128 chars of [A-Za-z0-9:_.-]' })
 export const MessageId = Type.String({
@@ -36,7 +37,7 @@ export const DeletePayload = Type.Object({ roomId: RoomId, messageId: MessageId 
 export const ReactPayload = Type.Object({
   roomId: RoomId,
   messageId: MessageId,
-  emoji: Type.String({ minLength: 1, maxLength: 32, description: 'a string of 1–32 characters' }),
+  emoji: Type.String({ minLength: 1, maxLength: MAX_EMOJI, description: `a string of 1–${MAX_EMOJI} characters` }),
   on: Flag('on'),
 })
 export const TypingPayload = Type.Object({ roomId: RoomId, isTyping: Flag('isTyping') })
@@ -49,9 +50,9 @@ export const SyncPoint = Type.Union(
 )
 export const SyncPayload = Type.Object({
   rooms: Type.Record(Type.String({ pattern: ROOM_ID_PATTERN }), SyncPoint, {
-    maxProperties: 200,
+    maxProperties: MAX_SYNC_ROOMS,
     additionalProperties: false,
-    description: 'an object of at most 200 room ids, each mapped to its lastSeq or { lastSeq, version }',
+    description: `an object of at most ${MAX_SYNC_ROOMS} room ids, each mapped to its lastSeq or { lastSeq, version }`,
     keyDescription: 'room ids (1–128 chars of [A-Za-z0-9:_.-])',
   }),
 })
@@ -89,3 +90,22 @@ export function cleanText(text: string): string | null {
   if (t.length > MAX_TEXT && [...t].length > MAX_TEXT) return null
   return t
 }
+
+/**
+ * Compile-time drift check (D162): every payload the protocol module lets a client send is one
+ * these schemas accept, and the simple ones are the same type both ways.
+ */
+// Exact equality (an optional field on one side only counts as a difference).
+type Same<A, B> = (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ? 1 : 2 ? true : false
+type Accepts<Schema, Wire> = [Wire] extends [Schema] ? true : false
+export const PAYLOADS_MATCH_PROTOCOL = {
+  join: true as Accepts<JoinInput, Exclude<Wire.JoinPayload, string>>,
+  send: true as Same<SendInput, Wire.SendPayload>,
+  edit: true as Same<EditInput, Wire.EditPayload>,
+  delete: true as Same<DeleteInput, Wire.DeletePayload>,
+  react: true as Same<ReactInput, Wire.ReactPayload>,
+  typing: true as Same<Static<typeof TypingPayload>, Wire.TypingPayload>,
+  read: true as Accepts<ReadInput, Wire.ReadPayload>,
+  sync: true as Same<Static<typeof SyncPayload>, Wire.SyncPayload>,
+  refresh: true as Same<Static<typeof RefreshPayload>, Wire.RefreshPayload>,
+} satisfies Record<string, true>

@@ -10,13 +10,8 @@ import { userRoom, type ChatServer } from './events.ts'
 export const KickPayload = Type.Object({ userId: Type.String({ minLength: 1, maxLength: 128 }) })
 export const AnnouncePayload = Type.Object({ text: Type.String({ minLength: 1, maxLength: 2000 }) })
 
-/** One node's share of `admin:stats`. */
-export interface NodeStats {
-  node: string
-  sockets: Record<string, number>
-  users: number
-  rooms: number
-}
+export type { NodeStats } from '../../../../packages/client/src/protocol.ts'
+import type { NodeStats } from '../../../../packages/client/src/protocol.ts'
 
 /** This node's live numbers (answered to other nodes' `admin:stats` too). */
 export function localStats(io: ChatServer, nodeId: string, trackedRooms: () => number): NodeStats {

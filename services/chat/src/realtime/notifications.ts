@@ -18,14 +18,8 @@ export function mentionedNames(text: string): string[] {
   return [...names]
 }
 
-export interface Notification {
-  type: 'mention' | 'dm' | 'invite'
-  roomId: string
-  messageId?: string
-  from: OnlineUser
-  text?: string
-  timestamp: string
-}
+export type { Notification } from '../../../../packages/client/src/protocol.ts'
+import type { Notification } from '../../../../packages/client/src/protocol.ts'
 
 /**
  * Per-user pushes on /notifications (SPEC §3): every socket of a user sits in its user room,

@@ -1,5 +1,5 @@
 import { useState, type FormEvent } from 'react'
-import { ROOM_ID_PATTERN, ROOM_ID_TITLE } from '../protocol.ts'
+import { ROOM_ID_FORM_PATTERN, ROOM_ID_TITLE } from '../protocol.ts'
 
 /** `POST /api/rooms`: a name, an optional id, public or private. */
 export function CreateRoomForm({ onCreate }: { onCreate(input: { name: string; id?: string; private?: boolean }): Promise<boolean> }) {
@@ -30,7 +30,7 @@ export function CreateRoomForm({ onCreate }: { onCreate(input: { name: string; i
         id="room-create-id"
         data-testid="room-create-id"
         maxLength={128}
-        pattern={ROOM_ID_PATTERN}
+        pattern={ROOM_ID_FORM_PATTERN}
         title={ROOM_ID_TITLE}
         value={id}
         onChange={(e) => setId(e.target.value)}

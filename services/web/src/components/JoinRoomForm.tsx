@@ -1,5 +1,5 @@
 import { useState, type FormEvent } from 'react'
-import { ROOM_ID_PATTERN, ROOM_ID_TITLE } from '../protocol.ts'
+import { ROOM_ID_FORM_PATTERN, ROOM_ID_TITLE } from '../protocol.ts'
 
 export function JoinRoomForm({ onJoin }: { onJoin(roomId: string): void }) {
   const [id, setId] = useState('')
@@ -18,7 +18,7 @@ export function JoinRoomForm({ onJoin }: { onJoin(roomId: string): void }) {
           id="room-join-input"
           data-testid="room-join-input"
           maxLength={128}
-          pattern={ROOM_ID_PATTERN}
+          pattern={ROOM_ID_FORM_PATTERN}
           title={ROOM_ID_TITLE}
           required
           value={id}

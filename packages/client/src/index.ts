@@ -1,0 +1,5 @@
+/**
+ * `@switchboard/client`: the Switchboard chat SDK.
+ * @packageDocumentation
+ */
+export * from './protocol.ts'

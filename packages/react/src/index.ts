@@ -1,0 +1,5 @@
+/**
+ * `@switchboard/react`: React hooks over `@switchboard/client`.
+ * @packageDocumentation
+ */
+export type { Message } from '@switchboard/client'
