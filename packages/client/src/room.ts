@@ -278,10 +278,10 @@ export class RoomHandle {
     for (const w of this.joinWaiters.splice(0)) w.reject(err)
   }
 
-  /** @internal (Re)connected or asked to join: a room that was joined before syncs (the client batches that); else room:join. */
+  /** @internal (Re)connected or asked to join: a room that was joined before syncs (the client batches that into one chat:sync); else room:join. */
   _start(): void {
     if (!this.following || this.host.isClosed() || !this.host.chatConnected()) return
-    if (this.everJoined && this.s.lastSeq > 0) this.host.requestSync(this)
+    if (this.everJoined) this.host.requestSync(this)
     else void this.doJoin()
   }
 
