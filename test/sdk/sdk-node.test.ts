@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { after, describe, it } from 'node:test'
 import { dmRoomId, MAX_TEXT, SwitchboardClient, SwitchboardError } from '../../packages/client/src/index.ts'
-import { eventually, useIsolatedNode } from '../../services/chat/test/helpers.ts'
+import { eventually, tcpProxy, useIsolatedNode } from '../../services/chat/test/helpers.ts'
 import { closeClients, essence, mintToken, sdkClient, storedMessages, until } from './helpers.ts'
 
 /**
@@ -9,7 +9,7 @@ import { closeClients, essence, mintToken, sdkClient, storedMessages, until } fr
  * of the public API once. The cluster file (sdk-cluster.test.ts) covers failures.
  */
 describe('@switchboard/client against one node', () => {
-  const node = useIsolatedNode({ RATE_LIMIT_MESSAGES: '100000', DEV_TOKEN_TTL_SECONDS: '60' })
+  const node = useIsolatedNode({ RATE_LIMIT_MESSAGES: '100000', DEV_TOKEN_TTL_SECONDS: '60', SYNC_MAX_MESSAGES: '30', HISTORY_LIMIT: '20' })
   after(() => closeClients())
 
   const connected = (c: Awaited<ReturnType<typeof sdkClient>>['client']) => until(c.connection, (s) => s.status === 'connected', 10_000, 'connected')
@@ -230,5 +230,52 @@ describe('@switchboard/client against one node', () => {
     await until(r.state, (s) => s.status === 'joined' && s.messages.some((m) => m.text === 'while you were out'), 10_000, 'back and synced')
     assert.ok(errors.includes('SERVER_DISCONNECT'), errors.join())
     assert.ok(user.tokens() > before, 'a fresh token was asked for')
+  })
+
+  it('more missed than a sync carries (hasMore): the room starts over from its newest page, loadOlder reaches the rest, the view equals the database', async () => {
+    // The away client reaches the node through a proxy of its own: cutting it keeps the client out.
+    const gate = await tcpProxy(node.port)
+    try {
+      const away = await sdkClient(`http://127.0.0.1:${gate.port}`, 'sdk-far')
+      const here = await sdkClient(node.url, 'sdk-near')
+      await Promise.all([connected(away.client), connected(here.client)])
+      const ra = away.client.room('far-1')
+      const rb = here.client.room('far-1')
+      await ra.join()
+      await rb.join()
+      const first = await rb.send('before 0')
+      for (let i = 1; i < 5; i++) await rb.send(`before ${i}`)
+      await until(ra.state, (s) => s.messages.length === 5, 5000, 'away has 5')
+      gate.cut()
+      await until(away.client.connection, (s) => s.status === 'reconnecting', 5000, 'away disconnected')
+      for (let i = 0; i < 45; i++) void rb.send(`while away ${i}`)
+      await until(rb.state, (s) => s.messages.length === 50 && s.pending.length === 0, 10_000, '45 sent')
+      await rb.edit(first.messageId, 'before 0 (edited while away)')
+      gate.restore()
+      await until(ra.state, (s) => s.status === 'joined' && s.hasOlder && s.messages.at(-1)?.text === 'while away 44', 10_000, 'started over from the newest page')
+      assert.equal(ra.state.get().messages.length, 20, 'the newest page (HISTORY_LIMIT)')
+      while (ra.state.get().hasOlder) await ra.loadOlder()
+      const want = (await storedMessages(node.url, (await mintToken(node.url, 'sdk-near')).token, 'far-1')).map(essence)
+      assert.equal(want.length, 50)
+      assert.deepEqual(ra.state.get().messages.map(essence), want)
+      assert.equal(ra.state.get().messages[0].text, 'before 0 (edited while away)')
+    } finally {
+      await gate.close()
+    }
+  })
+
+  it('createRoom: a private room with a member; the member is told (invite) and the room appears in their list', async () => {
+    const owner = await sdkClient(node.url, 'sdk-owner')
+    const member = await sdkClient(node.url, 'sdk-member')
+    await Promise.all([connected(owner.client), connected(member.client)])
+    await until(member.client.rooms, (r) => !r.loading, 5000, 'rooms loaded')
+    const created = await owner.client.createRoom({ id: 'private-1', name: 'Private one', private: true, members: [member.userId] })
+    assert.deepEqual({ id: created.id, private: created.private }, { id: 'private-1', private: true })
+    await until(member.client.notifications, (n) => n.items.some((x) => x.type === 'invite' && x.roomId === 'private-1'), 5000, 'invite')
+    await until(member.client.rooms, (r) => r.rooms.some((x) => x.id === 'private-1' && x.name === 'Private one'), 5000, 'listed')
+    await until(owner.client.rooms, (r) => r.rooms.some((x) => x.id === 'private-1'), 5000, 'listed for the owner')
+    const stranger = await sdkClient(node.url, 'sdk-stranger')
+    await connected(stranger.client)
+    await assert.rejects(stranger.client.room('private-1').join(), (e: unknown) => e instanceof SwitchboardError && e.code === 'FORBIDDEN')
   })
 })
