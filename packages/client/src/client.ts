@@ -33,7 +33,7 @@ export interface ClientOptions {
   url?: string
   /** A token, or a provider called at connect, on AUTH_EXPIRED, on an HTTP 401 and before expiry (refresh). */
   token: string | (() => string | Promise<string>)
-  /** Send `auth:refresh` (on every open namespace) this long before the JWT's exp. Default 60_000. */
+  /** Send `auth:refresh` (on every open namespace) this long before the JWT's exp (at most 90 % of its remaining life). Default 60_000. */
   refreshBeforeMs?: number
   /** Open /notifications (default true). */
   notifications?: boolean
@@ -228,7 +228,10 @@ export class SwitchboardClient {
     this.refreshTimer = undefined
     const exp = this.claims?.exp
     if (this.isClosed || typeof this.opts.token !== 'function' || exp === undefined || !this.manager) return
-    const wait = Math.max(1000, exp * 1000 - this.refreshBeforeMs - Date.now())
+    // Never more than 90 % of the token's remaining life early: a token shorter-lived than
+    // refreshBeforeMs is refreshed once per lifetime, not in a loop.
+    const left = exp * 1000 - Date.now()
+    const wait = Math.max(1000, left - Math.min(this.refreshBeforeMs, 0.9 * left))
     this.refreshTimer = setTimeout(() => {
       this.refreshTimer = undefined
       this.getToken(true).catch(() => {
