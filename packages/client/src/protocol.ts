@@ -15,6 +15,7 @@ export type ErrorCode = (typeof ERROR_CODES)[number]
 
 /** Codes of a refused handshake (`connect_error`, `err.data.code`). */
 export const CONNECT_ERROR_CODES = ['AUTH_REQUIRED', 'AUTH_INVALID', 'AUTH_EXPIRED', 'FORBIDDEN', 'RATE_LIMITED'] as const
+/** One of {@link CONNECT_ERROR_CODES}. */
 export type ConnectErrorCode = (typeof CONNECT_ERROR_CODES)[number]
 
 /** Longest message text after trimming. */
@@ -113,12 +114,14 @@ export type SyncPoint = number | { lastSeq: number; version: number }
 
 /** `room:join` takes a room id or this. `version` (with `lastSeq`) asks for `updated` in the history. */
 export type JoinPayload = string | { roomId: string; lastSeq?: number; version?: number }
+/** The `room:join` ack: the room, its last seq, and who of its members is online. */
 export interface JoinOk {
   roomId: string
   lastSeq: number
   online: OnlineUser[]
 }
 
+/** `chat:message`, client → server. */
 export interface SendPayload {
   roomId: string
   text: string
@@ -128,35 +131,43 @@ export interface SendPayload {
   /** Your own upload to this room (`POST /api/uploads`). */
   attachmentId?: string
 }
+/** The `chat:message` ack: the stored message's id and seq. */
 export interface SendOk {
   messageId: string
   seq: number
 }
 
+/** `chat:edit`: new text for a message of mine. */
 export interface EditPayload {
   roomId: string
   messageId: string
   text: string
 }
+/** `chat:delete`: a message of mine becomes a tombstone. */
 export interface DeletePayload {
   roomId: string
   messageId: string
 }
+/** `chat:react`: add (`on`) or remove my reaction. */
 export interface ReactPayload {
   roomId: string
   messageId: string
   emoji: string
   on: boolean
 }
+/** `chat:typing`, client → server (throttled by the server per user, room and state). */
 export interface TypingPayload {
   roomId: string
   isTyping: boolean
 }
+/** `chat:read`: my read mark, by message id or seq. */
 export type ReadPayload = { roomId: string; messageId: string } | { roomId: string; seq: number }
 
+/** `chat:sync`: where this client is in each room (at most {@link MAX_SYNC_ROOMS}). */
 export interface SyncPayload {
   rooms: Record<string, SyncPoint>
 }
+/** The `chat:sync` ack. */
 export interface SyncOk {
   /** Per room, the messages after its `lastSeq`, in seq order (at most `SYNC_MAX_MESSAGES`). */
   rooms: Record<string, Message[]>
@@ -168,9 +179,11 @@ export interface SyncOk {
   errors?: Record<string, string>
 }
 
+/** `auth:refresh`: a newer token for this connection. */
 export interface RefreshPayload {
   token: string
 }
+/** The `auth:refresh` ack. */
 export interface RefreshOk {
   /** The new token's expiry, ISO-8601; null when it has none. */
   expiresAt: string | null
@@ -187,20 +200,24 @@ export interface HistoryEvent {
   updated?: Message[]
 }
 
+/** `room:user-joined` / `room:user-left`. */
 export interface RoomUserEvent {
   userId: string
   username: string
   roomId: string
 }
+/** `chat:typing`, server → client: someone else is typing (or stopped). */
 export interface TypingEvent extends RoomUserEvent {
   isTyping: boolean
 }
+/** `chat:read`, server → client: a member's read mark rose. */
 export interface ReadEvent {
   userId: string
   roomId: string
   messageId: string
   seq: number
 }
+/** `admin:announce`, to every `/chat` socket. */
 export interface AnnounceEvent {
   text: string
   from: OnlineUser
@@ -269,6 +286,7 @@ export interface NodeStats {
   users: number
   rooms: number
 }
+/** The `admin:stats` ack: per node and in total. */
 export interface StatsOk {
   nodes: NodeStats[]
   sockets: Record<'/chat' | '/notifications' | '/admin', number>

@@ -66,18 +66,29 @@ export interface RoomState {
 
 /** @internal What a room needs from its client. */
 export interface RoomHost {
+  /** The client was closed. */
   isClosed(): boolean
+  /** My userId (from the token), if known. */
   me(): string | undefined
+  /** /chat is connected now. */
   chatConnected(): boolean
   /** `onAck` runs synchronously when the answer is read, before the events after it. */
   emit<T extends object>(event: string, payload: unknown, onAck?: (r: EmitResult<T>) => void): Promise<EmitResult<T>>
+  /** Emits without ack, dropped when not connected (typing). */
   volatileEmit(event: string, payload: unknown): void
+  /** GET with the bearer token, JSON answer. */
   http<T>(path: string): Promise<T>
+  /** Queues a `chat:sync` of this room (batched with others). */
   requestSync(room: RoomHandle): void
+  /** These users are online (join answers). */
   online(users: readonly OnlineUser[]): void
+  /** Messages reached the room's timeline (the rooms list counts unread from them). */
   roomMessages(roomId: string, messages: readonly Message[]): void
+  /** My read mark rose to `seq`. */
   readAcked(roomId: string, seq: number): void
+  /** My read mark as the rooms list knows it. */
   lastReadSeq(roomId: string): number
+  /** A new clientMsgId. */
   uuid(): string
 }
 
