@@ -473,7 +473,10 @@ export class SwitchboardClient {
 
   // ---------- rooms ----------
 
-  /** The handle of room `roomId` (the same one for the same id); it is not joined until `join()`. */
+  /**
+   * The handle of room `roomId` (the same one for the same id); it is not joined until `join()`.
+   * Throws a {@link SwitchboardError} `BAD_REQUEST` for an id outside {@link ROOM_ID}.
+   */
   room(roomId: string): RoomHandle {
     if (typeof roomId !== 'string' || !ROOM_ID.test(roomId)) throw new SwitchboardError('BAD_REQUEST', 'Room ids are 1–128 characters of letters, digits, ":", "_", "." or "-"')
     let h = this.handles.get(roomId)
