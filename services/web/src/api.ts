@@ -50,6 +50,18 @@ export const api = {
       `/api/rooms/${encodeURIComponent(roomId)}/messages?before=${before}&limit=${limit}`,
       { token },
     ),
+  /**
+   * Whether a room exists, without joining (a join creates a missing public room): the history
+   * route answers 404 for a missing room, 403 for someone else's private one.
+   */
+  roomExists: async (token: string, roomId: string): Promise<'exists' | 'missing' | 'forbidden'> => {
+    const res = await call(`/api/rooms/${encodeURIComponent(roomId)}/messages?limit=1`, { token })
+    await res.arrayBuffer().catch(() => undefined)
+    if (res.status === 404) return 'missing'
+    if (res.status === 403) return 'forbidden'
+    if (!res.ok) throw await failure(res)
+    return 'exists'
+  },
   /** `POST /api/uploads`: roomId first (the server checks the room before it reads the file). */
   upload: (token: string, roomId: string, file: File) => {
     const form = new FormData()

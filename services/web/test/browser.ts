@@ -175,8 +175,9 @@ export const message = (page: Page, text: string) =>
     .locator('[data-testid="message"][data-seq]')
     .filter({ has: page.locator('[data-testid="message-text"]', { hasText: new RegExp(`^${text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`) }) })
 
-/** The signed-in user's id, from the stored session. */
-export const userIdOf = (page: Page) => page.evaluate(() => (JSON.parse(localStorage.getItem('switchboard.session') ?? '{}') as { userId: string }).userId)
+/** The signed-in user's id, from the stored session (this tab's own, or the shared one). */
+export const userIdOf = (page: Page) =>
+  page.evaluate(() => (JSON.parse(sessionStorage.getItem('switchboard.session') ?? localStorage.getItem('switchboard.session') ?? '{}') as { userId: string }).userId)
 
 /** Types and sends with Enter. */
 export async function sendText(page: Page, text: string): Promise<void> {

@@ -1,7 +1,7 @@
 import { io, type Socket } from 'socket.io-client'
 import { api, ApiError } from '../api.ts'
 import { uuid } from '../ids.ts'
-import type { Ack, Attachment, ClientToServerEvents, JoinOk, Message, ReactionEvent, RoomSummary, ServerToClientEvents, SyncOk } from '../protocol.ts'
+import type { Ack, Attachment, ClientToServerEvents, JoinOk, Message, Notification, NotificationsServerEvents, ReactionEvent, RoomSummary, ServerToClientEvents, SyncOk } from '../protocol.ts'
 import { MAX_TEXT, ROOM_ID } from '../protocol.ts'
 import { lastRoom, type Session } from '../session.ts'
 import { claimEchoes, dmPeer, firstSeqOf, lastSeqOf, mergeMessages, patchMessage, type PendingMessage } from './timeline.ts'
@@ -50,6 +50,8 @@ export interface ChatState {
   names: ReadonlyMap<string, string>
   /** Text handed back to the composer after a send that cannot succeed as it is. */
   draft: { id: number; roomId: string; text: string } | null
+  /** The newest DM or mention notification per room, until the room is opened. */
+  notes: ReadonlyMap<string, Notification>
 }
 
 export interface ChatOptions {
@@ -59,7 +61,15 @@ export interface ChatOptions {
   onSignOut(reason: string): void
 }
 
-type AckResults = { 'room:join': JoinOk; 'chat:message': { messageId: string; seq: number }; 'chat:read': object; 'chat:sync': SyncOk }
+type AckResults = {
+  'room:join': JoinOk
+  'chat:message': { messageId: string; seq: number }
+  'chat:read': object
+  'chat:sync': SyncOk
+  'chat:edit': object
+  'chat:delete': object
+  'chat:react': object
+}
 type AckEvent = keyof AckResults
 type ClientAck<T extends object> = Ack<T> | { status: 'error'; code: 'DISCONNECTED' | 'TIMEOUT'; error: string }
 
@@ -90,6 +100,7 @@ export class ChatStore {
   private state: ChatState
   private readonly listeners = new Set<() => void>()
   private socket: ChatSocket | null = null
+  private notifySocket: Socket<NotificationsServerEvents> | null = null
   private closed = false
   /** Rooms with a `room:join` in flight (the value tells one attempt from the next). */
   private readonly joining = new Map<string, object>()
@@ -121,6 +132,7 @@ export class ChatStore {
       online: new Map(),
       names: new Map([[me.userId, me.username]]),
       draft: null,
+      notes: new Map(),
     }
   }
 
@@ -170,6 +182,12 @@ export class ChatStore {
       })
     })
 
+    // /notifications over the same connection (a second namespace of one Engine.IO session).
+    const n: Socket<NotificationsServerEvents> = s.io.socket('/notifications', { auth: (cb) => cb({ token: me.token }) })
+    this.notifySocket = n
+    n.on('notification', (x) => this.onNotification(x))
+    n.connect()
+
     document.addEventListener('visibilitychange', this.onVisibility)
     window.addEventListener('pagehide', this.onPageHide)
     const last = lastRoom.get()
@@ -185,9 +203,13 @@ export class ChatStore {
     clearTimeout(this.readTimer)
     clearTimeout(this.errorTimer)
     clearTimeout(this.retryTimer)
+    for (const t of this.drainTimers.values()) clearTimeout(t)
     clearTimeout(this.typingTimer)
     document.removeEventListener('visibilitychange', this.onVisibility)
     window.removeEventListener('pagehide', this.onPageHide)
+    this.notifySocket?.removeAllListeners()
+    this.notifySocket?.disconnect()
+    this.notifySocket = null
     const s = this.socket
     this.socket = null
     s?.removeAllListeners()
@@ -245,6 +267,17 @@ export class ChatStore {
     )
   }
 
+  /** A DM or a mention (live, on any node): the room list learns of it at once, with a line of it. */
+  private onNotification(n: Notification): void {
+    if (n.type !== 'dm' && n.type !== 'mention' && n.type !== 'invite') return
+    if (n.from.userId !== n.from.username && this.state.names.get(n.from.userId) !== n.from.username) {
+      this.set((s) => ({ names: withEntry(s.names, n.from.userId, n.from.username) }))
+    }
+    const showing = this.state.openRoomId === n.roomId && !document.hidden
+    if (!showing) this.set((s) => ({ notes: withEntry(s.notes, n.roomId, n) }))
+    void this.refreshRooms()
+  }
+
   // ---------- rooms ----------
 
   async refreshRooms(): Promise<void> {
@@ -262,7 +295,11 @@ export class ChatStore {
     if (this.state.openRoomId === roomId) return
     this.stopTyping()
     this.flushRead()
-    this.set((s) => ({ openRoomId: roomId, views: s.views.has(roomId) ? s.views : withEntry(s.views, roomId, emptyView(roomId)) }))
+    this.set((s) => ({
+      openRoomId: roomId,
+      views: s.views.has(roomId) ? s.views : withEntry(s.views, roomId, emptyView(roomId)),
+      notes: s.notes.has(roomId) ? withoutEntry(s.notes, roomId) : s.notes,
+    }))
     lastRoom.set(roomId)
     const view = this.state.views.get(roomId)
     if (view?.joined) this.scheduleRead()
@@ -540,19 +577,23 @@ export class ChatStore {
     if (replyTo) p.replyTo = replyTo
     if (attachment) p.attachment = attachment
     this.updateRoom(roomId, (v) => ({ ...v, pending: [...v.pending, p] }))
-    if (this.socket?.connected) void this.emitSend(p)
+    void this.drain(roomId)
     return true
   }
 
-  /** Sends a failed message again, with the same clientMsgId (stored at most once). */
+  /** Sends a failed message again, with the same clientMsgId (stored at most once), in its place in the queue. */
   retry(clientMsgId: string): void {
     const p = this.findPending(clientMsgId)
-    if (p && this.socket?.connected) void this.emitSend(p)
+    if (!p || p.status !== 'failed') return
+    this.setPending(p, { status: 'queued', error: undefined, retryAt: undefined })
+    void this.drain(p.roomId)
   }
 
   discard(clientMsgId: string): void {
     const p = this.findPending(clientMsgId)
-    if (p) this.updateRoom(p.roomId, (v) => ({ ...v, pending: v.pending.filter((x) => x.clientMsgId !== clientMsgId) }))
+    if (!p) return
+    this.updateRoom(p.roomId, (v) => ({ ...v, pending: v.pending.filter((x) => x.clientMsgId !== clientMsgId) }))
+    void this.drain(p.roomId)
   }
 
   private findPending(clientMsgId: string): PendingMessage | undefined {
@@ -567,8 +608,39 @@ export class ChatStore {
     this.updateRoom(p.roomId, (v) => ({ ...v, pending: v.pending.map((x) => (x.clientMsgId === p.clientMsgId ? { ...x, ...patch } : x)) }))
   }
 
-  private async emitSend(p: PendingMessage): Promise<void> {
-    this.setPending(p, { status: 'sending', error: undefined })
+  private readonly draining = new Set<string>()
+  private readonly drainTimers = new Map<string, ReturnType<typeof setTimeout>>()
+
+  /**
+   * Sends a room's outbox one message at a time, in order: a later message never goes before an
+   * earlier one is stored. A refused send that may succeed later (RATE_LIMITED, an overloaded
+   * UNAVAILABLE) waits `retryAfterMs` and goes again, holding the ones behind it; a failed one
+   * holds them until it is retried or discarded.
+   */
+  private async drain(roomId: string): Promise<void> {
+    if (this.draining.has(roomId)) return
+    this.draining.add(roomId)
+    clearTimeout(this.drainTimers.get(roomId))
+    this.drainTimers.delete(roomId)
+    try {
+      for (;;) {
+        if (this.closed || !this.socket?.connected) return
+        const p = this.state.views.get(roomId)?.pending.find((x) => x.status !== 'sending')
+        if (!p || p.status === 'failed') return
+        if (p.retryAt && p.retryAt > Date.now()) {
+          this.drainTimers.set(roomId, setTimeout(() => void this.drain(roomId), p.retryAt - Date.now()))
+          return
+        }
+        if (!(await this.emitSend(p))) return
+      }
+    } finally {
+      this.draining.delete(roomId)
+    }
+  }
+
+  /** One send; true when the queue may go on to the next message. */
+  private async emitSend(p: PendingMessage): Promise<boolean> {
+    this.setPending(p, { status: 'sending', error: undefined, retryAt: undefined })
     const payload = {
       roomId: p.roomId,
       text: p.text,
@@ -577,17 +649,31 @@ export class ChatStore {
       ...(p.attachment ? { attachmentId: p.attachment.id } : {}),
     }
     const res = await this.ack('chat:message', payload)
-    if (this.closed || !this.findPending(p.clientMsgId)) return
-    if (res.status === 'ok') return this.acked(p, res.messageId, res.seq)
-    if (res.code === 'DISCONNECTED') return this.setPending(p, { status: 'queued' }) // resent after the reconnect
+    if (this.closed || !this.findPending(p.clientMsgId)) return true
+    if (res.status === 'ok') {
+      this.acked(p, res.messageId, res.seq)
+      return true
+    }
+    if (res.code === 'DISCONNECTED') {
+      this.setPending(p, { status: 'queued' }) // resent after the reconnect
+      return false
+    }
+    if (res.code === 'TIMEOUT' || ((res.code === 'RATE_LIMITED' || res.code === 'UNAVAILABLE') && 'retryAfterMs' in res)) {
+      // Same clientMsgId again later: stored at most once whatever happened to the first try.
+      const wait = 'retryAfterMs' in res && typeof res.retryAfterMs === 'number' ? res.retryAfterMs : 2000
+      this.setPending(p, { status: 'waiting', retryAt: Date.now() + wait, errorCode: res.code, error: `${res.error} (${res.code})` })
+      return true // drain() sees retryAt and waits
+    }
     if (FINAL.has(res.code)) {
       // Cannot succeed as it is (too long, no access): the text goes back to the composer.
-      this.discard(p.clientMsgId)
+      this.updateRoom(p.roomId, (v) => ({ ...v, pending: v.pending.filter((x) => x.clientMsgId !== p.clientMsgId) }))
       this.set({ draft: { id: ++this.errorId, roomId: p.roomId, text: p.text } })
-    } else {
-      this.setPending(p, { status: 'failed', error: `${res.error} (${res.code})` })
+      this.showError(`Message not sent: ${res.error} (${res.code})`)
+      return true
     }
+    this.setPending(p, { status: 'failed', error: `${res.error} (${res.code})` })
     this.showError(`Message not sent: ${res.error} (${res.code})`)
+    return false
   }
 
   /** The ack is the truth: the pending send goes, and its message shows even if the broadcast is late. */
@@ -609,13 +695,23 @@ export class ChatStore {
 
   /** After a (re)connect and sync: everything not yet acknowledged, in order, same clientMsgIds. */
   private async flushPending(): Promise<void> {
-    for (const v of this.state.views.values()) {
-      for (const p of v.pending) {
-        if (p.status === 'sending') continue
-        if (!this.socket?.connected) return
-        await this.emitSend(p)
-      }
-    }
+    await Promise.all([...this.state.views.keys()].map((roomId) => this.drain(roomId)))
+  }
+
+  /** `chat:edit` of my message; rejects with the server's reason. */
+  async edit(roomId: string, messageId: string, text: string): Promise<void> {
+    const res = await this.ack('chat:edit', { roomId, messageId, text })
+    if (res.status !== 'ok') throw new Error(`${res.error} (${res.code})`)
+  }
+
+  async remove(roomId: string, messageId: string): Promise<void> {
+    const res = await this.ack('chat:delete', { roomId, messageId })
+    if (res.status !== 'ok') this.showError(`Could not delete the message: ${res.error} (${res.code})`)
+  }
+
+  async react(roomId: string, messageId: string, emoji: string, on: boolean): Promise<void> {
+    const res = await this.ack('chat:react', { roomId, messageId, emoji, on })
+    if (res.status !== 'ok') this.showError(`Could not react: ${res.error} (${res.code})`)
   }
 
   takeDraft(id: number): void {

@@ -13,9 +13,13 @@ export interface PendingMessage {
   replyTo?: string
   /** Uploaded already; the message carries its id. */
   attachment?: Attachment
-  /** sending: emitted, waiting for the ack; queued: waits for the connection; failed: needs the user. */
-  status: 'sending' | 'queued' | 'failed'
+  /** sending: emitted, waiting for the ack; queued: waits for the connection or an earlier send; waiting: until `retryAt`; failed: needs the user. */
+  status: 'sending' | 'queued' | 'waiting' | 'failed'
   error?: string
+  /** The code of the last refusal (RATE_LIMITED: the rate-limit notice counts down to `retryAt`). */
+  errorCode?: string
+  /** Epoch ms of the next attempt. */
+  retryAt?: number
   echoSeq?: number
   timestamp: string
 }
