@@ -15,8 +15,14 @@ const SAFE_URL = /^(https?:|mailto:)/i
 const md = new MarkdownIt('zero', { html: false, linkify: true, breaks: true })
 md.enable(['emphasis', 'backticks', 'escape', 'entity', 'fence', 'code', 'list', 'link', 'autolink', 'linkify', 'newline'])
 md.validateLink = (url: string) => SAFE_URL.test(url.trim())
-// Bare "example.com" is not a link: only what has a scheme, or www., counts.
-md.linkify.set({ fuzzyEmail: false })
+// Bare "example.com" or "a@b.c" is not a link: only what has a scheme counts.
+md.linkify.set({ fuzzyLink: false, fuzzyEmail: false })
+
+// Emphasis with * only: _ and __ stay as typed, so snake_case and __proto__ read as written.
+for (const [open, close, tag] of [['em_open', 'em_close', 'em'], ['strong_open', 'strong_close', 'strong']] as const) {
+  md.renderer.rules[open] = (tokens, idx) => (tokens[idx].markup.startsWith('_') ? tokens[idx].markup : `<${tag}>`)
+  md.renderer.rules[close] = (tokens, idx) => (tokens[idx].markup.startsWith('_') ? tokens[idx].markup : `</${tag}>`)
+}
 
 /** `@name` (the server's mention rule: after a non-word character, 1–64 of [\w.-]). */
 md.inline.ruler.push('mention', (state, silent) => {
@@ -71,7 +77,7 @@ export function renderMarkdown(text: string, me: string): string {
   const hit = cache.get(key)
   if (hit !== undefined) return hit
   myName = me
-  const html = sanitizer().sanitize(md.render(text), { ALLOWED_TAGS, ALLOWED_ATTR, ALLOW_DATA_ATTR: false })
+  const html = sanitizer().sanitize(md.render(text).trim(), { ALLOWED_TAGS, ALLOWED_ATTR, ALLOW_DATA_ATTR: false })
   if (cache.size > 2000) cache.clear()
   cache.set(key, html)
   return html

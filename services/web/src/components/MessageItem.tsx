@@ -61,6 +61,15 @@ export const MessageItem = memo(function MessageItem(props: Props) {
   const mine = m.userId === meId
   const [editing, setEditing] = useState(false)
   const [picking, setPicking] = useState(false)
+  // Focus goes back to the button that opened the editor or the picker when it closes.
+  const editButton = useRef<HTMLButtonElement>(null)
+  const reactButton = useRef<HTMLButtonElement>(null)
+  const refocus = useRef<'edit' | 'react' | null>(null)
+  useEffect(() => {
+    if (editing || picking || !refocus.current) return
+    ;(refocus.current === 'edit' ? editButton : reactButton).current?.focus()
+    refocus.current = null
+  }, [editing, picking])
   const reactions = Object.entries(m.reactions ?? {}).filter(([, users]) => users.length > 0)
   const deleted = Boolean(m.deletedAt)
   const mentionsMe = !deleted && !mine && mentions(m.text, meName)
@@ -84,15 +93,15 @@ export const MessageItem = memo(function MessageItem(props: Props) {
           {formatTime(m.timestamp)}
         </time>
         {!deleted && !editing && (
-          <div className="toolbar" role="toolbar" aria-label={`Actions for the message from ${m.username}`} data-testid="message-toolbar">
+          <div className="toolbar" role="group" aria-label={`Actions for the message from ${m.username}`} data-testid="message-toolbar">
             <button type="button" className="link" data-testid="reply" aria-label={`Reply to ${m.username}`} onClick={() => props.onReply(m)}>
               Reply
             </button>
-            <button type="button" className="link" data-testid="react" aria-expanded={picking} aria-label="Add a reaction" onClick={() => setPicking((p) => !p)}>
+            <button type="button" ref={reactButton} className="link" data-testid="react" aria-expanded={picking} aria-label="Add a reaction" onClick={() => setPicking((p) => !p)}>
               React
             </button>
             {mine && (
-              <button type="button" className="link" data-testid="edit" aria-label="Edit your message" onClick={() => setEditing(true)}>
+              <button type="button" ref={editButton} className="link" data-testid="edit" aria-label="Edit your message" onClick={() => setEditing(true)}>
                 Edit
               </button>
             )}
@@ -107,14 +116,25 @@ export const MessageItem = memo(function MessageItem(props: Props) {
       {picking && !deleted && (
         <ReactionPicker
           onPick={(emoji) => {
+            refocus.current = 'react'
             setPicking(false)
             props.onReact(m, emoji, !(m.reactions && Object.hasOwn(m.reactions, emoji) && m.reactions[emoji].includes(meId)))
           }}
-          onClose={() => setPicking(false)}
+          onClose={() => {
+            refocus.current = 'react'
+            setPicking(false)
+          }}
         />
       )}
       {editing ? (
-        <EditBox initial={m.text} onSave={(text) => props.onEdit(m, text)} onDone={() => setEditing(false)} />
+        <EditBox
+          initial={m.text}
+          onSave={(text) => props.onEdit(m, text)}
+          onDone={() => {
+            refocus.current = 'edit'
+            setEditing(false)
+          }}
+        />
       ) : (
         <div className={deleted ? 'text deleted' : 'text'} data-testid="message-text">
           {deleted ? 'This message was deleted.' : <MessageText text={m.text} me={meName} />}

@@ -10,6 +10,8 @@ interface Props {
   pending: readonly ShownPending[]
   /** Nothing to show yet: the first page of history is on its way. */
   loading: boolean
+  /** The room is joined: the first scroll position (divider or bottom) is taken once this is true. */
+  ready: boolean
   hasOlder: boolean
   loadingOlder: boolean
   /** The first message that was unread when the room was opened (the "New messages" divider goes above it). */
@@ -54,17 +56,19 @@ export function MessageList(props: Props) {
     if (!el) return
     const prev = last.current
     let placed = prev.placed
-    if (!placed && messages.length > 0) {
-      // First paint with messages: at the divider when there is one (if it is above the fold), else at the bottom.
+    if (!placed && props.ready && messages.length > 0) {
+      // First paint of the joined room: at the divider when there is one, else at the bottom.
       placed = true
       const d = divider.current
-      el.scrollTop = d ? Math.min(d.offsetTop - el.offsetTop - 8, el.scrollHeight) : el.scrollHeight
+      el.scrollTop = d ? d.offsetTop - el.offsetTop - 8 : el.scrollHeight
+      // What is below the divider counts as new until the reader has been at the bottom.
+      setSeenUpTo(firstUnreadSeq !== null ? firstUnreadSeq - 1 : lastSeq)
     } else if (prev.firstSeq > 0 && firstSeq > 0 && firstSeq < prev.firstSeq) el.scrollTop = prev.top + (el.scrollHeight - prev.height)
     else if (prev.stick || pending.length > prev.pending) el.scrollTop = el.scrollHeight
     const stick = el.scrollHeight - el.scrollTop - el.clientHeight < NEAR_BOTTOM_PX
     last.current = { height: el.scrollHeight, top: el.scrollTop, firstSeq, pending: pending.length, stick, placed }
-    if (stick !== atBottom) setAtBottom(stick)
-    if (stick && seenUpTo !== lastSeq) setSeenUpTo(lastSeq)
+    if (placed && stick !== atBottom) setAtBottom(stick)
+    if (placed && stick && seenUpTo !== lastSeq) setSeenUpTo(lastSeq)
   })
 
   const onScroll = () => {
@@ -72,6 +76,7 @@ export function MessageList(props: Props) {
     if (!el) return
     const stick = el.scrollHeight - el.scrollTop - el.clientHeight < NEAR_BOTTOM_PX
     last.current = { ...last.current, height: el.scrollHeight, top: el.scrollTop, stick }
+    if (!last.current.placed) return
     if (stick !== atBottom) setAtBottom(stick)
     if (stick) setSeenUpTo(lastSeq)
   }

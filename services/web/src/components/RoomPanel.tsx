@@ -98,6 +98,7 @@ export function RoomPanel({ room, online, notice }: { room: RoomModel; online: R
         messages={room.messages}
         pending={room.pending}
         loading={!room.joined && room.messages.length === 0}
+        ready={room.joined && firstUnread.current !== undefined}
         hasOlder={room.hasOlder}
         loadingOlder={room.loadingOlder}
         firstUnreadSeq={firstUnread.current ?? null}
