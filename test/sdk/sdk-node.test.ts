@@ -1,0 +1,183 @@
+import assert from 'node:assert/strict'
+import { after, describe, it } from 'node:test'
+import { dmRoomId, MAX_TEXT, SwitchboardError } from '../../packages/client/src/index.ts'
+import { eventually, useIsolatedNode } from '../../services/chat/test/helpers.ts'
+import { closeClients, essence, mintToken, sdkClient, storedMessages, until } from './helpers.ts'
+
+/**
+ * The SDK against one real node (in this process, its own database and Redis prefix): every part
+ * of the public API once. The cluster file (sdk-cluster.test.ts) covers failures.
+ */
+describe('@switchboard/client against one node', () => {
+  const node = useIsolatedNode({ RATE_LIMIT_MESSAGES: '100000', DEV_TOKEN_TTL_SECONDS: '60' })
+  after(() => closeClients())
+
+  const connected = (c: Awaited<ReturnType<typeof sdkClient>>['client']) => until(c.connection, (s) => s.status === 'connected', 10_000, 'connected')
+
+  it('connects, joins, sends and receives: one message per seq, the pending entry replaced by its message, presence, rooms list', async () => {
+    const a = await sdkClient(node.url, 'sdk-ana')
+    const b = await sdkClient(node.url, 'sdk-ben')
+    await Promise.all([connected(a.client), connected(b.client)])
+    assert.deepEqual(a.client.connection.get().me, { userId: a.userId, username: 'sdk-ana', roles: [] })
+    const ra = a.client.room('lobby-1')
+    const rb = b.client.room('lobby-1')
+    assert.equal(a.client.room('lobby-1'), ra, 'one handle per id')
+    await ra.join()
+    await rb.join()
+    assert.equal(ra.state.get().status, 'joined')
+    await until(a.client.presence, (p) => p.online.get(b.userId) === 'sdk-ben', 5000, 'ben online for ana')
+
+    const before = ra.state.get()
+    assert.equal(ra.state.get(), before, 'same snapshot while nothing changes')
+    const sending = ra.send('hello 1')
+    assert.equal(ra.state.get().pending.length, 1)
+    const ok = await sending
+    assert.equal(typeof ok.messageId, 'string')
+    const sa = await until(ra.state, (s) => s.messages.some((m) => m.id === ok.messageId && m.version > 0), 5000, 'own echo')
+    assert.equal(sa.pending.length, 0)
+    assert.equal(sa.messages.filter((m) => m.seq === ok.seq).length, 1)
+    const sb = await until(rb.state, (s) => s.messages.some((m) => m.id === ok.messageId), 5000, 'ben sees it')
+    assert.equal(sb.unread, 1)
+    assert.equal(sb.lastSeq, ok.seq)
+
+    for (let i = 2; i <= 5; i++) void ra.send(`hello ${i}`)
+    await until(rb.state, (s) => s.messages.length === 5, 5000, 'five messages')
+    assert.deepEqual(rb.state.get().messages.map((m) => m.text), ['hello 1', 'hello 2', 'hello 3', 'hello 4', 'hello 5'])
+
+    // The rooms list (GET /api/rooms on connect) follows live messages.
+    await until(b.client.rooms, (r) => r.rooms.some((x) => x.id === 'lobby-1' && x.lastSeq === 5 && x.unread === 5), 5000, 'ben unread 5')
+    await rb.markRead()
+    await until(b.client.rooms, (r) => r.rooms.some((x) => x.id === 'lobby-1' && x.unread === 0), 5000, 'ben unread 0')
+    assert.equal(rb.state.get().unread, 0)
+    await until(ra.state, () => ra.readBy(5).includes(b.userId), 5000, 'ana sees ben read 5')
+    assert.deepEqual(ra.readBy(5), [b.userId])
+  })
+
+  it('edits, deletes and reactions (emoji and room ids named like Object members) reach every view in their latest version', async () => {
+    const a = await sdkClient(node.url, 'sdk-cara')
+    const b = await sdkClient(node.url, 'sdk-dan')
+    await Promise.all([connected(a.client), connected(b.client)])
+    for (const roomId of ['constructor', '__proto__', 'toString']) {
+      const ra = a.client.room(roomId)
+      const rb = b.client.room(roomId)
+      await ra.join()
+      await rb.join()
+      const m1 = await ra.send('one')
+      const m2 = await ra.send('two')
+      await until(rb.state, (s) => s.messages.length === 2, 5000, `${roomId}: two`)
+      await ra.edit(m1.messageId, 'one, edited')
+      await ra.remove(m2.messageId)
+      for (const emoji of ['constructor', '__proto__', '👍']) await rb.react(m1.messageId, emoji, true)
+      await ra.react(m1.messageId, '👍', true)
+      await rb.react(m1.messageId, '👍', false)
+      const stored = await storedMessages(node.url, (await mintToken(node.url, 'sdk-cara')).token, roomId)
+      const want = stored.map(essence)
+      for (const r of [ra, rb]) {
+        await until(r.state, (s) => JSON.stringify(s.messages.map(essence)) === JSON.stringify(want), 5000, `${roomId}: view equals the database`)
+        const first = r.state.get().messages[0]
+        assert.equal(Object.getPrototypeOf(first.reactions), null, 'reactions are prototype-free')
+        assert.deepEqual(Object.keys(first.reactions!).sort(), ['__proto__', 'constructor', '👍'].sort())
+        assert.deepEqual(first.reactions!['👍'], [a.userId])
+        assert.equal(r.state.get().messages[1].text, '')
+        assert.ok(r.state.get().messages[1].deletedAt)
+      }
+    }
+  })
+
+  it('typing is shown to others and cleared; a DM from someone new makes the room appear in the rooms list with a notification', async () => {
+    const a = await sdkClient(node.url, 'sdk-eve')
+    const b = await sdkClient(node.url, 'sdk-fay')
+    await Promise.all([connected(a.client), connected(b.client)])
+    const ra = a.client.room('typing-1')
+    const rb = b.client.room('typing-1')
+    await ra.join()
+    await rb.join()
+    ra.typing(true)
+    await until(rb.state, (s) => s.typing.some((t) => t.userId === a.userId && t.username === 'sdk-eve'), 5000, 'eve typing')
+    ra.typing(true) // throttled: nothing new
+    ra.typing(false)
+    await until(rb.state, (s) => s.typing.length === 0, 5000, 'eve stopped')
+
+    const dm = dmRoomId(a.userId, b.userId)
+    assert.equal(b.client.rooms.get().rooms.some((r) => r.id === dm), false)
+    const rdm = a.client.room(dm)
+    await rdm.join()
+    await rdm.send('psst')
+    await until(b.client.notifications, (n) => n.items.some((x) => x.type === 'dm' && x.roomId === dm), 5000, 'dm notification')
+    assert.equal(b.client.notifications.get().unseen, 1)
+    b.client.notifications.markSeen()
+    assert.equal(b.client.notifications.get().unseen, 0)
+    await until(b.client.rooms, (r) => r.rooms.some((x) => x.id === dm && x.unread === 1), 5000, 'dm room listed with 1 unread')
+  })
+
+  it('final codes fail the entry and reject; discard removes it; later sends still go', async () => {
+    const a = await sdkClient(node.url, 'sdk-gus')
+    await connected(a.client)
+    const r = a.client.room('final-1')
+    await r.join()
+    const tooLong = r.send('x'.repeat(MAX_TEXT + 1))
+    const next = r.send('after the long one')
+    const err = await tooLong.then(
+      () => null,
+      (e: unknown) => e,
+    )
+    assert.ok(err instanceof SwitchboardError)
+    assert.ok(['BAD_REQUEST', 'TOO_LARGE'].includes(err.code), err.code)
+    await next
+    const s = r.state.get()
+    assert.equal(s.pending.length, 1)
+    assert.equal(s.pending[0].status, 'failed')
+    r.discard(s.pending[0].clientMsgId)
+    assert.equal(r.state.get().pending.length, 0)
+    const forbidden = await a.client.room('dm:someone:else').join().then(
+      () => null,
+      (e: unknown) => e,
+    )
+    assert.ok(forbidden instanceof SwitchboardError && forbidden.code === 'FORBIDDEN', String(forbidden))
+    assert.equal(a.client.room('dm:someone:else').state.get().status, 'error')
+  })
+
+  it('uploads an attachment (roomId before the file), sends it, and fetches its bytes back', async () => {
+    const a = await sdkClient(node.url, 'sdk-hal')
+    await connected(a.client)
+    const r = a.client.room('files-1')
+    await r.join()
+    const bytes = new TextEncoder().encode('hello attachment\n')
+    const att = await a.client.upload('files-1', new Blob([bytes], { type: 'text/plain' }), 'note.txt')
+    assert.equal(att.fileName, 'note.txt')
+    const ok = await r.send('see file', { attachment: att })
+    const s = await until(r.state, (x) => x.messages.some((m) => m.id === ok.messageId && m.version > 0), 5000, 'stored echo')
+    assert.equal(s.messages.find((m) => m.id === ok.messageId)?.attachment?.id, att.id)
+    const blob = await a.client.fetchAttachment(att.url)
+    assert.equal(await blob.text(), 'hello attachment\n')
+  })
+
+  it('admin: stats, announce (heard through on("announce")); a non-admin gets FORBIDDEN', async () => {
+    const root = await sdkClient(node.url, 'sdk-root', { roles: ['admin'], client: { admin: true } })
+    const plain = await sdkClient(node.url, 'sdk-plain')
+    await Promise.all([connected(root.client), connected(plain.client)])
+    await until(root.client.connection, (s) => s.me?.roles.includes('admin') === true, 1000, 'admin role')
+    const heard: string[] = []
+    const off = plain.client.on('announce', (e) => heard.push(e.text))
+    let stats: Awaited<ReturnType<typeof root.client.admin.stats>> | undefined
+    const deadline = Date.now() + 5000
+    while (!stats && Date.now() < deadline) stats = await root.client.admin.stats().catch(() => undefined)
+    assert.ok(stats && stats.nodes.length === 1 && stats.sockets['/chat'] >= 2, JSON.stringify(stats))
+    await root.client.admin.announce('maintenance at noon')
+    await eventually(() => heard.includes('maintenance at noon'), 5000, 'announce heard')
+    off()
+    await assert.rejects(plain.client.admin.stats(), (e: unknown) => e instanceof SwitchboardError && e.code === 'FORBIDDEN')
+  })
+
+  it('refreshes the token before it expires (auth:refresh on every namespace) and keeps working', async () => {
+    // Dev tokens here live 60 s: refreshing 58.5 s before expiry means about 1.5 s after connect.
+    const a = await sdkClient(node.url, 'sdk-ivy', { client: { refreshBeforeMs: 58_500 } })
+    await connected(a.client)
+    const r = a.client.room('refresh-1')
+    await r.join()
+    await eventually(() => a.tokens() >= 3, 10_000, 'two refreshes')
+    assert.equal(a.client.connection.get().status, 'connected')
+    assert.equal(a.client.connection.get().error, null)
+    await r.send('after refresh')
+  })
+})
