@@ -1,96 +1,187 @@
-import { useCallback, useMemo } from 'react'
+import { useCallback, useEffect, useMemo, useRef, useState } from 'react'
+import { dmRoomId, ROOM_ID, type Notification } from '@switchboard/client'
+import { useClient, useConnection, useNotifications, usePresence, useRoom, useRooms } from '@switchboard/react'
 import { api } from '../api.ts'
-import { useChat, useChatStore } from '../chat/useChat.ts'
-import type { ChatState, ChatStore } from '../chat/store.ts'
-import { visiblePending } from '../chat/timeline.ts'
-import { isAdmin, type Session } from '../session.ts'
-import { useJoinWithConfirm } from './JoinConfirm.tsx'
-import { OnlineUsers } from './OnlineUsers.tsx'
-import { RateLimitNotice } from './RateLimitNotice.tsx'
+import { errorText } from '../chat/errors.ts'
+import { dmPeer } from '../chat/words.ts'
+import { isAdmin, lastRoom, type Session } from '../session.ts'
+import { BAD_ROOM_ID, useJoinWithConfirm } from './JoinConfirm.tsx'
+import { OpenRoom } from './OpenRoom.tsx'
 import { RoomList, type RoomListItem } from './RoomList.tsx'
-import { EmptyRoom, RoomPanel, type RoomModel } from './RoomPanel.tsx'
+import { EmptyRoom } from './RoomPanel.tsx'
 import { Sidebar } from './Sidebar.tsx'
-import { ConnectionBanner, ErrorLine } from './StatusLines.tsx'
+import { ConnectionBanner, ErrorLine, type Connection } from './StatusLines.tsx'
 import { useUnreadTitle } from './useUnreadTitle.ts'
 
-/** The signed-in app: one store (one /chat connection) per session. */
-export function ChatPage({ session, onSignOut }: { session: Session; onSignOut(reason: string): void }) {
-  const store = useChatStore(session, onSignOut)
-  return store ? <ChatView store={store} /> : null
+const ERROR_SHOWN_MS = 15_000
+/** Join answers that will not change by trying again. */
+const REFUSED = new Set(['FORBIDDEN', 'NOT_FOUND', 'BAD_REQUEST'])
+
+/** The shown error line, replaced by the next one, gone after 15 s. */
+function useErrorLine(): [{ id: number; text: string } | null, (text: string) => void, () => void] {
+  const [error, setError] = useState<{ id: number; text: string } | null>(null)
+  const next = useRef(0)
+  useEffect(() => {
+    if (!error) return
+    const t = setTimeout(() => setError((e) => (e?.id === error.id ? null : e)), ERROR_SHOWN_MS)
+    return () => clearTimeout(t)
+  }, [error])
+  const show = useCallback((text: string) => setError({ id: ++next.current, text }), [])
+  const dismiss = useCallback(() => setError(null), [])
+  return [error, show, dismiss]
 }
 
-function ChatView({ store }: { store: ChatStore }) {
-  const state = useChat(store)
-  const listed = new Set(state.rooms.map((r) => r.id))
-  const items: RoomListItem[] = [
-    ...state.rooms.map((r) => ({ id: r.id, title: store.roomTitle(r.id), private: r.private || r.id.startsWith('dm:'), unread: r.unread, note: state.notes.get(r.id) })),
-    ...[...state.views.keys()].filter((id) => !listed.has(id)).map((id) => ({ id, title: store.roomTitle(id), private: id.startsWith('dm:'), unread: 0 })),
-  ]
-  useUnreadTitle(items.reduce((n, r) => n + (r.id === state.openRoomId && !document.hidden ? 0 : r.unread), 0))
+/**
+ * The signed-in app on the SDK (one `SwitchboardClient` per session, from the provider): the
+ * room list (`useRooms`, live unread, DMs and mentions from `useNotifications`), the open room
+ * (`useRoom`), presence, the connection banner, the unread count in the title.
+ *
+ * Every room opened in this session stays followed (a `<FollowRoom>` each), as before the SDK:
+ * its unread count stays live and a reconnect syncs it. Leaving a view is not leaving the room
+ * (D165): the membership is never ended from here.
+ */
+export function ChatPage({ session, onSignOut }: { session: Session; onSignOut(reason: string): void }) {
+  const client = useClient()
+  const conn = useConnection()
+  const { rooms, loading } = useRooms()
+  const notifications = useNotifications()
+  const presence = usePresence()
+  const me = session.userId
+  const [error, showError, dismissError] = useErrorLine()
+  const [openRoomId, setOpenRoomId] = useState<string | null>(() => {
+    const last = lastRoom.get()
+    return last && ROOM_ID.test(last) ? last : null
+  })
+  const [followed, setFollowed] = useState<readonly string[]>(() => (openRoomId ? [openRoomId] : []))
+  /** When each room's notifications were last looked at (its line goes once the room is opened). */
+  const [seenAt, setSeenAt] = useState<ReadonlyMap<string, string>>(() => new Map())
 
-  const isKnown = useCallback((id: string) => store.getState().views.has(id) || store.getState().rooms.some((r) => r.id === id), [store])
-  const exists = useCallback((id: string) => api.roomExists(store.getState().me.token, id), [store])
-  const open = useCallback((id: string) => store.openRoom(id), [store])
-  const showError = useCallback((text: string) => store.showError(text), [store])
+  // The session is over: an expired or refused token (a server disconnect at expiry ends up here too).
+  const wasConnected = useRef(false)
+  if (conn.status === 'connected') wasConnected.current = true
+  useEffect(() => {
+    const code = conn.error?.code
+    if (!code?.startsWith('AUTH_')) return
+    const why = code === 'AUTH_EXPIRED' ? 'your sign-in has expired' : code === 'AUTH_REQUIRED' ? 'a sign-in is needed' : 'your token was refused'
+    onSignOut(wasConnected.current ? `The server ended your session: ${why} (${code}). Please sign in again.` : `${why[0].toUpperCase()}${why.slice(1)} (${code}). Please sign in again.`)
+  }, [conn.error, onSignOut])
+
+  /** User names this tab has seen (presence, notifications, messages of the open room): DM titles. */
+  const names = useRef(new Map<string, string>())
+  for (const [userId, name] of presence.online) if (name !== userId) names.current.set(userId, name)
+  for (const n of notifications.items) names.current.set(n.from.userId, n.from.username)
+  const nameOf = useCallback((userId: string) => names.current.get(userId), [])
+  const titleOf = useCallback(
+    (roomId: string, name?: string) => {
+      const peer = dmPeer(roomId, me)
+      if (peer !== null) return `@${names.current.get(peer) ?? peer}`
+      return name ?? roomId
+    },
+    [me],
+  )
+
+  const open = useCallback(
+    (roomId: string) => {
+      if (!ROOM_ID.test(roomId)) return showError(BAD_ROOM_ID)
+      setOpenRoomId(roomId)
+      setFollowed((f) => (f.includes(roomId) ? f : [...f, roomId]))
+      setSeenAt((m) => new Map(m).set(roomId, new Date().toISOString()))
+      lastRoom.set(roomId)
+    },
+    [showError],
+  )
+  const closeRoom = useCallback(() => {
+    setOpenRoomId(null)
+    lastRoom.set(null)
+  }, [])
+  const direct = useCallback((userId: string) => userId !== me && open(dmRoomId(me, userId)), [me, open])
+  /** A join the server refused (FORBIDDEN, NOT_FOUND…): the room is not followed or shown. */
+  const refused = useCallback(
+    (roomId: string, err: { code: string; message: string }) => {
+      showError(`Could not open "${roomId}": ${err.message} (${err.code})`)
+      setFollowed((f) => f.filter((id) => id !== roomId))
+      setOpenRoomId((cur) => (cur === roomId ? null : cur))
+      if (lastRoom.get() === roomId) lastRoom.set(null)
+    },
+    [showError],
+  )
+
+  const latestNote = useMemo(() => {
+    const byRoom = new Map<string, Notification>()
+    for (const n of notifications.items) {
+      if (n.type === 'invite' && byRoom.has(n.roomId)) continue
+      if (!byRoom.has(n.roomId) && n.timestamp > (seenAt.get(n.roomId) ?? '')) byRoom.set(n.roomId, n)
+    }
+    return byRoom
+  }, [notifications.items, seenAt])
+  const listed = new Set(rooms.map((r) => r.id))
+  const items: RoomListItem[] = [
+    ...rooms.map((r) => ({ id: r.id, title: titleOf(r.id, r.name), private: r.private || r.id.startsWith('dm:'), unread: r.unread, note: latestNote.get(r.id) })),
+    ...followed.filter((id) => !listed.has(id)).map((id) => ({ id, title: titleOf(id), private: id.startsWith('dm:'), unread: 0 })),
+  ]
+  useUnreadTitle(items.reduce((n, r) => n + (r.id === openRoomId ? 0 : r.unread), 0))
+
+  const isKnown = useCallback((id: string) => followed.includes(id) || client.rooms.get().rooms.some((r) => r.id === id), [followed, client])
+  const exists = useCallback((id: string) => api.roomExists(session.token, id), [session.token])
   const [join, dialog] = useJoinWithConfirm({ isKnown, exists, open, showError })
+  const create = useCallback(
+    async (input: { name: string; id?: string; private?: boolean }) => {
+      if (input.id && !ROOM_ID.test(input.id)) {
+        showError(BAD_ROOM_ID)
+        return false
+      }
+      try {
+        const created = await client.createRoom(input)
+        open(created.id)
+        return true
+      } catch (err) {
+        showError(`Could not create the room: ${errorText(err)}`)
+        return false
+      }
+    },
+    [client, open, showError],
+  )
+
+  const connection: Connection = conn.status === 'connected' ? 'connected' : conn.status === 'reconnecting' ? 'reconnecting' : 'connecting'
+  const admin = useMemo(() => isAdmin(session.token), [session.token])
+  const summary = openRoomId ? rooms.find((r) => r.id === openRoomId) : undefined
 
   return (
     <>
-      <ConnectionBanner connection={state.connection} attempt={state.attempt} connectError={state.connectError} />
-      <ErrorLine error={state.error} onDismiss={() => store.dismissError()} />
+      <ConnectionBanner connection={connection} attempt={conn.attempt} connectError={conn.error && !conn.error.code.startsWith('AUTH_') ? conn.error.message : null} />
+      <ErrorLine error={error} onDismiss={dismissError} />
+      {followed.map((id) => (
+        <FollowRoom key={id} roomId={id} onRefused={refused} />
+      ))}
       {/* On narrow screens one pane at a time: the room when one is open, else the room list. */}
-      <main className={state.openRoomId ? 'chat chat--room-open' : 'chat'} data-testid="chat" data-connection={state.connection}>
-        <Sidebar list={<RoomList items={items} openRoomId={state.openRoomId} onOpen={open} />} onJoin={join} onCreate={(input) => store.createRoom(input)} />
-        <OpenRoom key={state.openRoomId ?? ''} store={store} state={state} />
+      <main className={openRoomId ? 'chat chat--room-open' : 'chat'} data-testid="chat" data-connection={connection}>
+        <Sidebar list={<RoomList items={items} openRoomId={openRoomId} onOpen={open} loading={loading && rooms.length === 0} />} onJoin={join} onCreate={create} />
+        {openRoomId ? (
+          <OpenRoom
+            key={openRoomId}
+            roomId={openRoomId}
+            title={titleOf(openRoomId, summary?.name)}
+            me={{ userId: me, username: session.username, admin }}
+            serverReadMark={summary?.lastReadSeq ?? null}
+            nameOf={nameOf}
+            direct={direct}
+            back={closeRoom}
+            showError={showError}
+          />
+        ) : (
+          <EmptyRoom />
+        )}
       </main>
       {dialog}
     </>
   )
 }
 
-function OpenRoom({ store, state }: { store: ChatStore; state: ChatState }) {
-  const roomId = state.openRoomId
-  const view = roomId ? state.views.get(roomId) : undefined
-  const summary = roomId ? state.rooms.find((r) => r.id === roomId) : undefined
-  const me = state.me
-  const admin = useMemo(() => isAdmin(me.token), [me.token])
-  if (!roomId || !view) return <EmptyRoom />
-  const pending = visiblePending(view.pending, view.messages)
-  const model: RoomModel = {
-    roomId,
-    title: store.roomTitle(roomId),
-    joined: view.joined,
-    messages: view.messages,
-    pending: pending.map((p) => ({ ...p, error: p.status === 'waiting' ? undefined : p.error })),
-    hasOlder: true,
-    loadingOlder: view.loadingOlder,
-    reads: view.reads,
-    readMark: view.joined ? (view.reads.get(me.userId) ?? summary?.lastReadSeq ?? 0) : null,
-    typingNames: [...view.typing.values()],
-    nameOf: (u) => state.names.get(u),
-    isOnline: (u) => state.online.has(u),
-    me: { userId: me.userId, username: me.username, token: me.token, admin },
-    send: (text, replyTo) => store.send(text, replyTo),
-    sendFile: (file, text, replyTo) => store.sendFile(file, text, replyTo),
-    edit: (id, text) => store.edit(roomId, id, text),
-    remove: (id) => void store.remove(roomId, id),
-    react: (id, emoji, on) => void store.react(roomId, id, emoji, on),
-    typing: (text) => store.typing(text),
-    stopTyping: () => store.stopTyping(),
-    loadOlder: () => void store.loadOlder(),
-    retry: (id) => store.retry(id),
-    discard: (id) => store.discard(id),
-    direct: (id) => store.openDirect(id),
-    back: () => store.closeRoom(),
-    draft: state.draft?.roomId === roomId ? state.draft : null,
-    takeDraft: (id) => store.takeDraft(id),
-  }
-  const here = [...state.online].filter(([userId]) => userId === me.userId || view.members.has(userId))
-  return (
-    <RoomPanel
-      room={model}
-      online={<OnlineUsers users={here} me={me.userId} onDirect={model.direct} />}
-      notice={<RateLimitNotice held={pending.map((p) => ({ retryAt: p.retryAt, code: p.errorCode }))} />}
-    />
-  )
+/** Keeps a room followed for the session (renders nothing); reports a refused join. */
+function FollowRoom({ roomId, onRefused }: { roomId: string; onRefused(roomId: string, err: { code: string; message: string }): void }) {
+  const room = useRoom(roomId)
+  useEffect(() => {
+    if (room.status === 'error' && room.error && REFUSED.has(room.error.code)) onRefused(roomId, room.error)
+  }, [room.status, room.error, roomId, onRefused])
+  return null
 }

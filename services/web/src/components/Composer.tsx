@@ -1,5 +1,5 @@
 import { useEffect, useRef, useState, type FormEvent, type KeyboardEvent, type RefObject } from 'react'
-import { MAX_TEXT, type Message } from '../protocol.ts'
+import { MAX_TEXT, type Message } from '@switchboard/client'
 import { AttachPicker } from './AttachPicker.tsx'
 
 interface Props {

@@ -1,5 +1,5 @@
 import { useCallback, useState, type ReactNode } from 'react'
-import { ROOM_ID } from '../protocol.ts'
+import { ROOM_ID } from '@switchboard/client'
 import { ConfirmDialog } from './ConfirmDialog.tsx'
 
 export const BAD_ROOM_ID = 'Room ids are 1–128 characters: letters, digits, ":", "_", "." or "-".'

@@ -1,6 +1,6 @@
 import { memo, useEffect, useRef, useState, type KeyboardEvent } from 'react'
 import { mentions } from '../chat/markdown.ts'
-import type { Message } from '../protocol.ts'
+import type { Message } from '@switchboard/client'
 import { AttachmentView } from './AttachmentView.tsx'
 import { MessageText } from './MessageText.tsx'
 import { PresenceDot } from './PresenceDot.tsx'
@@ -47,8 +47,6 @@ interface Props extends MessageActions {
   online: boolean
   /** undefined: not a reply; null: a reply to a message that is not loaded. */
   repliedTo: Message | null | undefined
-  /** For fetching attachments (previews and downloads). */
-  token: string
 }
 
 /**
@@ -57,7 +55,7 @@ interface Props extends MessageActions {
  * message, so the keyboard reaches every action with Tab.
  */
 export const MessageItem = memo(function MessageItem(props: Props) {
-  const { message: m, meId, meName, admin, online, repliedTo, token } = props
+  const { message: m, meId, meName, admin, online, repliedTo } = props
   const mine = m.userId === meId
   const [editing, setEditing] = useState(false)
   const [picking, setPicking] = useState(false)
@@ -145,7 +143,7 @@ export const MessageItem = memo(function MessageItem(props: Props) {
           (edited)
         </span>
       )}
-      {m.attachment && !deleted && <AttachmentView attachment={m.attachment} token={token} />}
+      {m.attachment && !deleted && <AttachmentView attachment={m.attachment} />}
       {reactions.length > 0 && !deleted && (
         <div className="reactions" aria-label="Reactions">
           {reactions.map(([emoji, users]) => {

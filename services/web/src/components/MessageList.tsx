@@ -1,5 +1,5 @@
 import { Fragment, useLayoutEffect, useRef, useState } from 'react'
-import type { Message } from '../protocol.ts'
+import type { Message } from '@switchboard/client'
 import { dayLabel, sameDay } from '../chat/days.ts'
 import { MessageItem, type MessageActions } from './MessageItem.tsx'
 import { PendingItem, type ShownPending } from './PendingItem.tsx'
@@ -19,7 +19,6 @@ interface Props {
   meId: string
   meName: string
   admin: boolean
-  token: string
   isOnline(userId: string): boolean
   actions: MessageActions
   onLoadOlder(): void
@@ -127,7 +126,6 @@ export function MessageList(props: Props) {
                 admin={props.admin}
                 online={props.isOnline(m.userId)}
                 repliedTo={m.replyTo ? (byId.get(m.replyTo) ?? null) : undefined}
-                token={props.token}
                 {...props.actions}
               />
             </Fragment>

@@ -1,4 +1,4 @@
-import type { Attachment, Message } from '../protocol.ts'
+import type { Attachment, Message } from '@switchboard/client'
 import { ReplyQuote } from './MessageItem.tsx'
 
 /** A send not yet acknowledged, as the timeline shows it. */

@@ -1,4 +1,4 @@
-import type { Notification } from '../protocol.ts'
+import type { Notification } from '@switchboard/client'
 
 export interface RoomListItem {
   id: string
@@ -10,7 +10,16 @@ export interface RoomListItem {
 }
 
 /** My rooms with unread counts and the line of a new DM or mention; rooms opened in this session but not yet listed come last. */
-export function RoomList({ items, openRoomId, onOpen }: { items: readonly RoomListItem[]; openRoomId: string | null; onOpen(roomId: string): void }) {
+export function RoomList({ items, openRoomId, onOpen, loading = false }: { items: readonly RoomListItem[]; openRoomId: string | null; onOpen(roomId: string): void; loading?: boolean }) {
+  if (items.length === 0 && loading) {
+    return (
+      <ul className="room-list" data-testid="room-list" aria-busy="true">
+        <li className="empty" data-testid="rooms-loading">
+          Loading your rooms…
+        </li>
+      </ul>
+    )
+  }
   if (items.length === 0) {
     return (
       <ul className="room-list" data-testid="room-list">

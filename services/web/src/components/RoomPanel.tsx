@@ -1,6 +1,6 @@
 import { useCallback, useMemo, useRef, useState, type ReactNode } from 'react'
-import { nameList, seenBy, typingText } from '../chat/timeline.ts'
-import type { Message } from '../protocol.ts'
+import { nameList, seenBy, typingText } from '../chat/words.ts'
+import type { Message } from '@switchboard/client'
 import { Composer } from './Composer.tsx'
 import type { MessageActions } from './MessageItem.tsx'
 import { MessageList } from './MessageList.tsx'
@@ -22,7 +22,7 @@ export interface RoomModel {
   typingNames: readonly string[]
   nameOf(userId: string): string | undefined
   isOnline(userId: string): boolean
-  me: { userId: string; username: string; token: string; admin: boolean }
+  me: { userId: string; username: string; admin: boolean }
   send(text: string, replyTo?: string): boolean
   sendFile(file: File, text: string, replyTo?: string): Promise<boolean>
   edit(messageId: string, text: string): Promise<void>
@@ -105,7 +105,6 @@ export function RoomPanel({ room, online, notice }: { room: RoomModel; online: R
         meId={me}
         meName={room.me.username}
         admin={room.me.admin}
-        token={room.me.token}
         isOnline={room.isOnline}
         actions={actions}
         onLoadOlder={room.loadOlder}
