@@ -20,9 +20,10 @@ export function agentFor(octet: number): http.Agent {
 /**
  * A `fetch` whose connections leave from 127.0.<octet>.1 (Node's own fetch cannot bind a source
  * address without undici's Agent): node:http underneath, bodies (JSON, FormData) serialised by
- * the platform's Request.
+ * the platform's Request. `null`: no source address and no keep-alive (each socket closes after
+ * its answer).
  */
-export function boundFetch(octet: number): typeof fetch {
+export function boundFetch(octet: number | null): typeof fetch {
   return async (input, init) => {
     const req = new Request(input, init)
     const body = req.body ? Buffer.from(await req.arrayBuffer()) : undefined
@@ -30,7 +31,7 @@ export function boundFetch(octet: number): typeof fetch {
     req.headers.forEach((v, k) => (headers[k] = v))
     if (body) headers['content-length'] = String(body.length)
     return new Promise<Response>((resolve, reject) => {
-      const r = http.request(req.url, { method: req.method, headers, agent: agentFor(octet) }, (res) => {
+      const r = http.request(req.url, { method: req.method, headers, agent: octet === null ? false : agentFor(octet) }, (res) => {
         const chunks: Buffer[] = []
         res.on('data', (c: Buffer) => chunks.push(c))
         res.on('end', () => {

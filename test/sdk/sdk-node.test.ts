@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { after, describe, it } from 'node:test'
-import { dmRoomId, MAX_TEXT, SwitchboardError } from '../../packages/client/src/index.ts'
+import { dmRoomId, MAX_TEXT, SwitchboardClient, SwitchboardError } from '../../packages/client/src/index.ts'
 import { eventually, useIsolatedNode } from '../../services/chat/test/helpers.ts'
 import { closeClients, essence, mintToken, sdkClient, storedMessages, until } from './helpers.ts'
 
@@ -179,5 +179,56 @@ describe('@switchboard/client against one node', () => {
     assert.equal(a.client.connection.get().status, 'connected')
     assert.equal(a.client.connection.get().error, null)
     await r.send('after refresh')
+  })
+
+  it('a refused token: a provider is asked again and the client connects; a fixed refused token stays refused', async () => {
+    const good = await mintToken(node.url, 'sdk-jon')
+    let asked = 0
+    const seen: string[] = []
+    const c = new SwitchboardClient({ url: node.url, token: () => (++asked === 1 ? 'not.a.token' : good.token), socket: { transports: ['websocket'] } })
+    c.connection.subscribe(() => {
+      const e = c.connection.get().error
+      if (e) seen.push(e.code)
+    })
+    const r = c.room('auth-1')
+    const joined = r.join() // before connect: joins once connected
+    c.connect()
+    await joined
+    assert.ok(asked >= 2, `provider asked ${asked} times`)
+    assert.ok(seen.includes('AUTH_INVALID'), seen.join())
+    assert.equal(c.connection.get().status, 'connected')
+    await c.close()
+
+    const fixed = new SwitchboardClient({ url: node.url, token: 'not.a.token', socket: { transports: ['websocket'] } })
+    fixed.connect()
+    await until(fixed.connection, (x) => x.error?.code === 'AUTH_INVALID', 5000, 'refused')
+    await new Promise((res) => setTimeout(res, 1500))
+    assert.equal(fixed.connection.get().status, 'connecting')
+    await fixed.close()
+  })
+
+  it('an admin kick: the client reports SERVER_DISCONNECT, reconnects with a fresh token and resyncs its rooms', async () => {
+    const root = await sdkClient(node.url, 'sdk-root2', { roles: ['admin'], client: { admin: true } })
+    const user = await sdkClient(node.url, 'sdk-kicked')
+    await Promise.all([connected(root.client), connected(user.client)])
+    const r = user.client.room('kick-1')
+    await r.join()
+    const peer = root.client.room('kick-1')
+    await peer.join()
+    const errors: string[] = []
+    user.client.connection.subscribe(() => {
+      const e = user.client.connection.get().error
+      if (e) errors.push(e.code)
+    })
+    const before = user.tokens()
+    let kicked = false
+    const deadline = Date.now() + 5000
+    while (!kicked && Date.now() < deadline) kicked = await root.client.admin.kick(user.userId).then(() => true, () => false)
+    assert.ok(kicked)
+    await until(user.client.connection, (s) => s.status === 'reconnecting', 5000, 'kicked')
+    await peer.send('while you were out')
+    await until(r.state, (s) => s.status === 'joined' && s.messages.some((m) => m.text === 'while you were out'), 10_000, 'back and synced')
+    assert.ok(errors.includes('SERVER_DISCONNECT'), errors.join())
+    assert.ok(user.tokens() > before, 'a fresh token was asked for')
   })
 })

@@ -90,7 +90,16 @@ type AnySocket = Socket
 type TimedEmitter = { emitWithAck(event: string, payload: unknown): Promise<unknown> }
 
 const MAX_NOTIFICATIONS = 200
-const uuid = (): string => globalThis.crypto.randomUUID()
+/** `crypto.randomUUID`, or (outside a secure context, where browsers leave it out) a v4 UUID from getRandomValues. */
+export function uuid(): string {
+  const c = globalThis.crypto
+  if (typeof c?.randomUUID === 'function') return c.randomUUID()
+  const b = c.getRandomValues(new Uint8Array(16))
+  b[6] = (b[6] & 0x0f) | 0x40
+  b[8] = (b[8] & 0x3f) | 0x80
+  const h = [...b].map((x) => x.toString(16).padStart(2, '0')).join('')
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`
+}
 
 /**
  * A Switchboard client: one connection (a Socket.IO `Manager`) multiplexing `/chat`,
@@ -313,8 +322,13 @@ export class SwitchboardClient {
     s.on('disconnect', (reason) => {
       onDisconnect?.(reason)
       if (this.isClosed || reason === 'io client disconnect') return
-      // The server ended the session (token expiry, kick): a fresh token, then again.
-      if (reason === 'io server disconnect') this.retry(s, true)
+      // The server ended the session (token expiry, an admin's kick): said in `error`, then
+      // again after a backoff, with a fresh token from a provider (an expired fixed one is
+      // refused with AUTH_EXPIRED, which ends the retries).
+      if (reason === 'io server disconnect') {
+        if (s === this.chat) this.setConnection({ error: { code: 'SERVER_DISCONNECT', message: 'The server ended the session' } })
+        this.retry(s, true)
+      }
     })
     s.on('connect_error', (err: Error & { data?: { code?: string } }) => {
       if (this.isClosed) return

@@ -83,6 +83,16 @@ export interface RoomHost {
 /** @internal The outcome of an emit with ack. */
 export type EmitResult<T> = { ok: true; value: T } | { ok: false; code: string; error: string; retryAfterMs?: number }
 
+/** A live change of one message. */
+type Change = { kind: 'edit'; e: EditedEvent } | { kind: 'delete'; e: DeletedEvent } | { kind: 'reaction'; e: ReactionEvent }
+const MAX_ORPHANS = 2000
+
+function applyChange(messages: readonly Message[], c: Change): readonly Message[] {
+  if (c.kind === 'edit') return applyEdit(messages, c.e)
+  if (c.kind === 'delete') return applyDelete(messages, c.e)
+  return applyReaction(messages, c.e)
+}
+
 interface OutboxEntry {
   p: PendingMessage
   payload: SendPayload
@@ -155,6 +165,13 @@ export class RoomHandle {
   private lastTrueAt = 0
   private typingTimer?: ReturnType<typeof setTimeout>
   private readSent = 0
+  /**
+   * Changes of messages not held yet, by message id: the server may deliver a change before the
+   * answer that carries its message, in an older version (seen after a node kill); applied when
+   * the message arrives, if newer than it.
+   */
+  private readonly orphans = new Map<string, Change[]>()
+  private orphanCount = 0
 
   /** @internal Use `client.room(id)`. */
   constructor(
@@ -261,10 +278,10 @@ export class RoomHandle {
     for (const w of this.joinWaiters.splice(0)) w.reject(err)
   }
 
-  /** @internal (Re)connected or asked to join: a room that was joined before syncs (the client batches that); else room:join. */
+  /** @internal (Re)connected or asked to join: a room that was joined before syncs (the client batches that into one chat:sync); else room:join. */
   _start(): void {
     if (!this.following || this.host.isClosed() || !this.host.chatConnected()) return
-    if (this.everJoined && this.s.lastSeq > 0) this.host.requestSync(this)
+    if (this.everJoined) this.host.requestSync(this)
     else void this.doJoin()
   }
 
@@ -388,12 +405,27 @@ export class RoomHandle {
   private mergeIn(messages: readonly Message[], updated: readonly Message[], fromSocket: boolean): void {
     let next = mergeMessages(this.s.messages, messages, this.provisional)
     next = applyUpdated(next, updated)
+    next = this.adoptOrphans(next, [...messages, ...updated])
     for (const m of messages) this.provisional.delete(m.seq)
     const patch: Partial<RoomState> = { messages: next }
     if (fromSocket) Object.assign(patch, this.raiseVersion(maxVersion(messages), maxVersion(updated)))
     if (messages.length > 0) this.dropTypers(messages)
     this.set(patch)
     if (messages.length > 0) this.host.roomMessages(this.id, messages)
+  }
+
+  /** Applies the changes kept for `arrived` messages (those newer than the copy that arrived). */
+  private adoptOrphans(messages: readonly Message[], arrived: readonly Message[]): readonly Message[] {
+    if (this.orphanCount === 0) return messages
+    let next = messages
+    for (const m of arrived) {
+      const list = this.orphans.get(m.id)
+      if (!list) continue
+      this.orphans.delete(m.id)
+      this.orphanCount -= list.length
+      for (const c of list.sort((a, b) => a.e.version - b.e.version)) next = applyChange(next, c)
+    }
+    return next
   }
 
   /** @internal `room:history`. */
@@ -429,22 +461,37 @@ export class RoomHandle {
     }
   }
 
+  /** A live change: applied by version, or kept until its message arrives. */
+  private onChange(c: Change): void {
+    if (!this.following) return
+    if (!this.s.messages.some((m) => m.id === c.e.messageId)) {
+      const list = this.orphans.get(c.e.messageId)
+      if (list) list.push(c)
+      else this.orphans.set(c.e.messageId, [c])
+      this.orphanCount++
+      // Bounded: changes of messages older than the held page never find theirs.
+      while (this.orphanCount > MAX_ORPHANS) {
+        const [id, oldest] = this.orphans.entries().next().value as [string, Change[]]
+        this.orphans.delete(id)
+        this.orphanCount -= oldest.length
+      }
+    }
+    this.set({ messages: applyChange(this.s.messages, c), ...this.raiseVersion(c.e.version) })
+  }
+
   /** @internal `chat:edited`. */
   _onEdited(e: EditedEvent): void {
-    if (!this.following) return
-    this.set({ messages: applyEdit(this.s.messages, e), ...this.raiseVersion(e.version) })
+    this.onChange({ kind: 'edit', e })
   }
 
   /** @internal `chat:deleted`. */
   _onDeleted(e: DeletedEvent): void {
-    if (!this.following) return
-    this.set({ messages: applyDelete(this.s.messages, e), ...this.raiseVersion(e.version) })
+    this.onChange({ kind: 'delete', e })
   }
 
   /** @internal `chat:reaction`. */
   _onReaction(e: ReactionEvent): void {
-    if (!this.following) return
-    this.set({ messages: applyReaction(this.s.messages, e), ...this.raiseVersion(e.version) })
+    this.onChange({ kind: 'reaction', e })
   }
 
   /** @internal `chat:read`. */
@@ -716,7 +763,7 @@ export class RoomHandle {
       const q = before > 0 ? `before=${before}&limit=${OLDER_PAGE}` : `limit=${OLDER_PAGE}`
       const page = await this.host.http<HistoryPage>(`/api/rooms/${encodeURIComponent(this.id)}/messages?${q}`)
       // Pages are current state but do not raise the version (only the connection's order does).
-      this.set({ messages: mergeMessages(this.s.messages, page.messages, this.provisional), hasOlder: page.hasMore })
+      this.set({ messages: this.adoptOrphans(mergeMessages(this.s.messages, page.messages, this.provisional), page.messages), hasOlder: page.hasMore })
     } finally {
       this.set({ loadingOlder: false })
     }
