@@ -329,6 +329,29 @@ describe('web client chat features in Chromium, two users on two nodes', () => {
     assert.equal(await vic.page.getByTestId('day-separator').first().textContent(), 'Today')
   })
 
+  it('a room loading its history shows a busy skeleton (aria-busy) until the messages are there', async () => {
+    const lou = await user('lou', 1)
+    await seed('load-x', ['loaded at last'], 1)
+    await joinRoom(lou.page, 'load-x')
+    await joinRoom(lou.page, 'load-y')
+    // After a reload only load-y (the last one open) is followed again; load-x is just listed.
+    await lou.page.reload()
+    await waitConnected(lou.page)
+    await roomItem(lou.page, 'load-x').waitFor()
+    await lou.context.setOffline(true)
+    await lou.page.getByTestId('banner').waitFor()
+    await roomItem(lou.page, 'load-x').click()
+    const loading = lou.page.getByTestId('loading')
+    await loading.waitFor()
+    assert.equal(await lou.page.getByTestId('scroller').getAttribute('aria-busy'), 'true')
+    assert.equal(await loading.getAttribute('role'), 'status')
+    await checkA11y(lou.page, 'room-loading')
+    await lou.context.setOffline(false)
+    await message(lou.page, 'loaded at last').waitFor()
+    await loading.waitFor({ state: 'detached' })
+    assert.equal(await lou.page.getByTestId('scroller').getAttribute('aria-busy'), 'false')
+  })
+
   it('a room id that does not exist asks before it is created (an accessible dialog); an existing one opens at once', async () => {
     const hal = await user('hal', 0)
     await hal.page.getByTestId('room-join-input').fill('brand-new-room')

@@ -11,7 +11,7 @@ import { RoomList, type RoomListItem } from './RoomList.tsx'
 import { EmptyRoom } from './RoomPanel.tsx'
 import { Sidebar } from './Sidebar.tsx'
 import { ConnectionBanner, ErrorLine, type Connection } from './StatusLines.tsx'
-import { useUnreadTitle } from './useUnreadTitle.ts'
+import { useDocumentHidden, useUnreadTitle } from './useUnreadTitle.ts'
 
 const ERROR_SHOWN_MS = 15_000
 /** Join answers that will not change by trying again. */
@@ -119,7 +119,9 @@ export function ChatPage({ session, onSignOut }: { session: Session; onSignOut(r
     ...rooms.map((r) => ({ id: r.id, title: titleOf(r.id, r.name), private: r.private || r.id.startsWith('dm:'), unread: r.unread, note: latestNote.get(r.id) })),
     ...followed.filter((id) => !listed.has(id)).map((id) => ({ id, title: titleOf(id), private: id.startsWith('dm:'), unread: 0 })),
   ]
-  useUnreadTitle(items.reduce((n, r) => n + (r.id === openRoomId ? 0 : r.unread), 0))
+  // The open room counts too while the tab is in the background (nothing is marked read then).
+  const hidden = useDocumentHidden()
+  useUnreadTitle(items.reduce((n, r) => n + (r.id === openRoomId && !hidden ? 0 : r.unread), 0))
 
   const isKnown = useCallback((id: string) => followed.includes(id) || client.rooms.get().rooms.some((r) => r.id === id), [followed, client])
   const exists = useCallback((id: string) => api.roomExists(session.token, id), [session.token])

@@ -14,8 +14,8 @@ export interface ShownPending {
 
 const STATUS: Record<ShownPending['status'], string> = {
   sending: 'sending…',
-  queued: 'waiting for the connection…',
-  waiting: 'waiting to be sent…',
+  queued: 'waiting to be sent…',
+  waiting: 'held, sent again shortly…',
   failed: 'not sent',
 }
 

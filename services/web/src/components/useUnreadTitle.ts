@@ -1,6 +1,13 @@
-import { useEffect } from 'react'
+import { useEffect, useSyncExternalStore } from 'react'
 
 export const APP_TITLE = 'Switchboard'
+
+const onVisibility = (fn: () => void) => {
+  document.addEventListener('visibilitychange', fn)
+  return () => document.removeEventListener('visibilitychange', fn)
+}
+/** `document.hidden`, re-rendering when it changes. */
+export const useDocumentHidden = (): boolean => useSyncExternalStore(onVisibility, () => document.hidden)
 
 /** The tab's title carries the unread count: "(3) Switchboard"; plain again when none (and on sign-out). */
 export function useUnreadTitle(unread: number): void {
