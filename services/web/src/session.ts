@@ -1,7 +1,9 @@
+import { decodeClaims } from '@switchboard/client'
+
 /**
  * The signed-in user, kept in localStorage so a reload stays signed in — or, when the user
  * asked to keep this tab a separate user, in sessionStorage: that tab's own, so two windows of
- * one browser can be two users (a reload of the tab keeps it; a new tab starts signed out).
+ * one browser can be two users (a reload of the tab keeps it; a new tab gets the browser-wide one).
  */
 export interface Session {
   token: string
@@ -14,33 +16,15 @@ export interface Session {
 const SESSION_KEY = 'switchboard.session'
 const LAST_ROOM_KEY = 'switchboard.lastRoom'
 
-/** The claims of a JWT, unverified (the server verifies); null when it is not a JWT. */
-export function decodeJwt(token: string): { sub?: unknown; name?: unknown; exp?: unknown; roles?: unknown } | null {
-  try {
-    const b64 = token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/')
-    const json = new TextDecoder().decode(Uint8Array.from(atob(b64), (c) => c.charCodeAt(0)))
-    const claims: unknown = JSON.parse(json)
-    return claims && typeof claims === 'object' ? (claims as Record<string, unknown>) : null
-  } catch {
-    return null
-  }
-}
-
 /** A session from a pasted token, or an explanation of why it is not usable. */
 export function sessionFromToken(token: string): Session | string {
-  const claims = decodeJwt(token)
-  if (!claims || typeof claims.sub !== 'string' || !claims.sub) return 'That does not look like a JWT with a "sub" claim.'
+  const claims = decodeClaims(token)
+  if (!claims || !claims.userId) return 'That does not look like a JWT with a "sub" claim.'
   if (isExpired(claims)) return 'That token has expired.'
-  return { token, userId: claims.sub, username: typeof claims.name === 'string' && claims.name ? claims.name : claims.sub }
+  return { token, userId: claims.userId, username: claims.username }
 }
 
-const isExpired = (claims: { exp?: unknown }) => typeof claims.exp === 'number' && claims.exp * 1000 < Date.now()
-
-/** The token's `roles` contain `admin` (the server decides; this only shows admin actions). */
-export function isAdmin(token: string): boolean {
-  const roles = decodeJwt(token)?.roles
-  return Array.isArray(roles) && roles.includes('admin')
-}
+const isExpired = (claims: { exp?: number }) => typeof claims.exp === 'number' && claims.exp * 1000 < Date.now()
 
 /** Where this tab's session lives: sessionStorage once it holds one, else localStorage. */
 const store = (): Storage => (sessionStorage.getItem(SESSION_KEY) !== null ? sessionStorage : localStorage)
@@ -51,7 +35,7 @@ export function loadSession(): { session: Session | null; expired: boolean } {
     const from = store()
     const saved = JSON.parse(from.getItem(SESSION_KEY) ?? 'null') as Session | null
     if (!saved || typeof saved.token !== 'string' || typeof saved.userId !== 'string') return { session: null, expired: false }
-    const claims = decodeJwt(saved.token)
+    const claims = decodeClaims(saved.token)
     if (claims && isExpired(claims)) {
       from.removeItem(SESSION_KEY)
       return { session: null, expired: true }

@@ -4,7 +4,7 @@ import { useClient, useConnection, useNotifications, usePresence, useRoom, useRo
 import { api } from '../api.ts'
 import { errorText } from '../chat/errors.ts'
 import { dmPeer } from '../chat/words.ts'
-import { isAdmin, lastRoom, type Session } from '../session.ts'
+import { lastRoom, type Session } from '../session.ts'
 import { BAD_ROOM_ID, useJoinWithConfirm } from './JoinConfirm.tsx'
 import { OpenRoom } from './OpenRoom.tsx'
 import { RoomList, type RoomListItem } from './RoomList.tsx'
@@ -145,7 +145,8 @@ export function ChatPage({ session, onSignOut }: { session: Session; onSignOut(r
   )
 
   const connection: Connection = conn.status === 'connected' ? 'connected' : conn.status === 'reconnecting' ? 'reconnecting' : 'connecting'
-  const admin = useMemo(() => isAdmin(session.token), [session.token])
+  // The token's roles, as the SDK read them (the server decides; this only shows the admin's Delete).
+  const admin = conn.me?.roles.includes('admin') ?? false
   const summary = openRoomId ? rooms.find((r) => r.id === openRoomId) : undefined
 
   return (
