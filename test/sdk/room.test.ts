@@ -27,13 +27,14 @@ class FakeHost implements RoomHost {
   isClosed = () => this.closed
   me = () => 'me'
   chatConnected = () => this.connected
-  emit<T extends object>(event: string, payload: unknown): Promise<EmitResult<T>> {
-    if (!this.connected) return Promise.resolve({ ok: false, code: 'DISCONNECTED', error: 'not connected' })
+  emit<T extends object>(event: string, payload: unknown, onAck?: (r: EmitResult<T>) => void): Promise<EmitResult<T>> {
+    const answer = (r: EmitResult<T>) => (onAck?.(r), r)
+    if (!this.connected) return Promise.resolve(answer({ ok: false, code: 'DISCONNECTED', error: 'not connected' }))
     if (event === 'room:join') {
       this.history(this.room)
-      return Promise.resolve({ ok: true, value: { roomId: this.room.id, lastSeq: 0, online: [] } as unknown as T })
+      return Promise.resolve(answer({ ok: true, value: { roomId: this.room.id, lastSeq: 0, online: [] } as unknown as T }))
     }
-    return new Promise((resolve) => this.calls.push({ event, payload, at: Date.now(), reply: (r) => resolve(r as EmitResult<T>) }))
+    return new Promise((resolve) => this.calls.push({ event, payload, at: Date.now(), reply: (r) => resolve(answer(r as EmitResult<T>)) }))
   }
   volatileEmit = () => undefined
   http = <T>(): Promise<T> => Promise.reject(new Error('no http here'))

@@ -86,8 +86,8 @@ type NotificationsSocket = Socket<NotificationsServerEvents, NotificationsClient
 type AdminSocket = Socket<AdminServerEvents, AdminClientEvents>
 /** Any of the three namespaces, for what they share (connect, errors, acks). */
 type AnySocket = Socket
-/** `emitWithAck` under `timeout()`, untyped: the SDK narrows the answer itself. */
-type TimedEmitter = { emitWithAck(event: string, payload: unknown): Promise<unknown> }
+/** `emit` with an ack under `timeout()`, untyped: the SDK narrows the answer itself. */
+type TimedEmitter = { emit(event: string, payload: unknown, ack: (err: unknown, res: unknown) => void): void }
 
 const MAX_NOTIFICATIONS = 200
 /** `crypto.randomUUID`, or (outside a secure context, where browsers leave it out) a v4 UUID from getRandomValues. */
@@ -423,19 +423,42 @@ export class SwitchboardClient {
 
   // ---------- emits ----------
 
-  private emitOn<T extends object>(s: { connected: boolean; timeout(ms: number): unknown } | null, event: string, payload: unknown): Promise<EmitResult<T>> {
-    if (!s?.connected) return Promise.resolve({ ok: false, code: 'DISCONNECTED', error: 'Not connected' })
+  /**
+   * Emits with an ack and a timeout. The answer is handed to `onAck` synchronously, when its
+   * packet is read, before any event that follows it on the wire is dispatched (a promise's
+   * continuation would run only after those): what a sync or join answers is merged first.
+   */
+  private emitOn<T extends object>(
+    s: { connected: boolean; timeout(ms: number): unknown } | null,
+    event: string,
+    payload: unknown,
+    onAck?: (r: EmitResult<T>) => void,
+  ): Promise<EmitResult<T>> {
+    const settle = (r: EmitResult<T>): EmitResult<T> => {
+      onAck?.(r)
+      return r
+    }
+    if (!s?.connected) return Promise.resolve(settle({ ok: false, code: 'DISCONNECTED', error: 'Not connected' }))
     const timed = s.timeout(this.opts.ackTimeoutMs ?? 10_000) as unknown as TimedEmitter
-    return timed.emitWithAck(event, payload).then(
-      (res): EmitResult<T> => {
-        const r = res as { status?: string; code?: string; error?: string; retryAfterMs?: number } | null
-        if (r && r.status === 'ok') return { ok: true, value: r as T }
-        const out: EmitResult<T> = { ok: false, code: typeof r?.code === 'string' ? r.code : 'INTERNAL', error: typeof r?.error === 'string' ? r.error : 'Malformed ack' }
-        if (typeof r?.retryAfterMs === 'number') out.retryAfterMs = r.retryAfterMs
-        return out
-      },
-      (): EmitResult<T> => (s.connected ? { ok: false, code: 'TIMEOUT', error: 'No answer from the server in time' } : { ok: false, code: 'DISCONNECTED', error: 'Connection lost' }),
-    )
+    return new Promise((resolve) => {
+      timed.emit(event, payload, (err: unknown, res: unknown) => {
+        let out: EmitResult<T>
+        if (err) out = s.connected ? { ok: false, code: 'TIMEOUT', error: 'No answer from the server in time' } : { ok: false, code: 'DISCONNECTED', error: 'Connection lost' }
+        else {
+          const r = res as { status?: string; code?: string; error?: string; retryAfterMs?: number } | null
+          if (r && r.status === 'ok') out = { ok: true, value: r as T }
+          else {
+            out = { ok: false, code: typeof r?.code === 'string' ? r.code : 'INTERNAL', error: typeof r?.error === 'string' ? r.error : 'Malformed ack' }
+            if (typeof r?.retryAfterMs === 'number') out.retryAfterMs = r.retryAfterMs
+          }
+        }
+        try {
+          settle(out)
+        } finally {
+          resolve(out)
+        }
+      })
+    })
   }
 
   private async adminCall<T extends object>(event: string, payload: unknown): Promise<T> {
@@ -459,7 +482,7 @@ export class SwitchboardClient {
     isClosed: () => this.isClosed,
     me: () => this.claims?.userId,
     chatConnected: () => this.chat?.connected === true,
-    emit: (event, payload) => this.emitOn(this.chat, event, payload),
+    emit: (event, payload, onAck) => this.emitOn(this.chat, event, payload, onAck),
     volatileEmit: (event, payload) => {
       ;(this.chat?.volatile as unknown as { emit(e: string, p: unknown): void } | undefined)?.emit(event, payload)
     },
@@ -487,7 +510,17 @@ export class SwitchboardClient {
       const batch = rooms.slice(i, i + MAX_SYNC_ROOMS)
       const points: Record<string, { lastSeq: number; version: number }> = Object.create(null)
       for (const h of batch) points[h.id] = h._syncPoint()
-      const res = await this.emitOn<SyncOk>(this.chat, 'chat:sync', { rooms: points })
+      // Merged in the ack callback: before any live event that follows the answer.
+      const res = await this.emitOn<SyncOk>(this.chat, 'chat:sync', { rooms: points }, (r) => {
+        if (!r.ok || this.isClosed) return
+        this.syncAttempt = 0
+        const { rooms: got, updated, hasMore, errors } = r.value
+        const more = new Set(Array.isArray(hasMore) ? hasMore : [])
+        for (const h of batch) {
+          const own = <T>(o: Record<string, T> | undefined): T | undefined => (o && Object.hasOwn(o, h.id) ? o[h.id] : undefined)
+          h._applySync(own(got) ?? [], own(updated) ?? [], more.has(h.id), own(errors))
+        }
+      })
       if (this.isClosed) return
       if (!res.ok) {
         if (res.code === 'DISCONNECTED') return // the next connect syncs again
@@ -499,14 +532,6 @@ export class SwitchboardClient {
         for (const h of batch) this.syncQueue.add(h)
         clearTimeout(this.syncTimer)
         this.syncTimer = setTimeout(() => void this.runSync(), wait)
-        continue
-      }
-      this.syncAttempt = 0
-      const { rooms: got, updated, hasMore, errors } = res.value
-      const more = new Set(Array.isArray(hasMore) ? hasMore : [])
-      for (const h of batch) {
-        const own = <T>(o: Record<string, T> | undefined): T | undefined => (o && Object.hasOwn(o, h.id) ? o[h.id] : undefined)
-        h._applySync(own(got) ?? [], own(updated) ?? [], more.has(h.id), own(errors))
       }
     }
   }

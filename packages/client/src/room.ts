@@ -69,7 +69,8 @@ export interface RoomHost {
   isClosed(): boolean
   me(): string | undefined
   chatConnected(): boolean
-  emit<T extends object>(event: string, payload: unknown): Promise<EmitResult<T>>
+  /** `onAck` runs synchronously when the answer is read, before the events after it. */
+  emit<T extends object>(event: string, payload: unknown, onAck?: (r: EmitResult<T>) => void): Promise<EmitResult<T>>
   volatileEmit(event: string, payload: unknown): void
   http<T>(path: string): Promise<T>
   requestSync(room: RoomHandle): void
@@ -306,15 +307,16 @@ export class RoomHandle {
     this.joinMode = lastSeq > 0 ? 'catchup' : 'fresh'
     this.set({ status: this.everJoined ? 'syncing' : 'joining', error: null })
     const payload = lastSeq > 0 ? { roomId: this.id, lastSeq, version: this.versionCap ?? this.s.version } : { roomId: this.id }
-    const res = await this.host.emit<JoinOk>('room:join', payload)
-    if (this.joinAttempt !== attempt || this.host.isClosed()) return
-    this.joinAttempt = null
-    if (res.ok) {
+    const res = await this.host.emit<JoinOk>('room:join', payload, (r) => {
+      // In the ack callback: live from here on, before the events that follow the answer.
+      if (!r.ok || this.joinAttempt !== attempt || this.host.isClosed()) return
+      this.joinAttempt = null
       this.joinAttempts = 0
-      this.host.online(res.value.online)
+      this.host.online(r.value.online)
       this.joined()
-      return
-    }
+    })
+    if (res.ok || this.joinAttempt !== attempt || this.host.isClosed()) return
+    this.joinAttempt = null
     if (res.code === 'DISCONNECTED') return // joined again on the next connect
     if (FINAL_CODES.has(res.code)) {
       this.refs = 0
