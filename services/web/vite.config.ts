@@ -3,6 +3,7 @@ import { fileURLToPath } from 'node:url'
 import { defineConfig } from 'vite'
 
 const root = fileURLToPath(new URL('.', import.meta.url))
+const pkg = (path: string) => fileURLToPath(new URL(`../../packages/${path}`, import.meta.url))
 // `npm run dev:web` proxies the API and Socket.IO to a node started with `npm start`.
 const backend = process.env.SWITCHBOARD_URL ?? 'http://localhost:3000'
 
@@ -10,6 +11,13 @@ const backend = process.env.SWITCHBOARD_URL ?? 'http://localhost:3000'
 export default defineConfig({
   root,
   plugins: [react()],
+  // The workspace packages from their sources: a build never picks up a stale packages/*/dist.
+  resolve: {
+    alias: {
+      '@switchboard/client': pkg('client/src/index.ts'),
+      '@switchboard/react': pkg('react/src/index.ts'),
+    },
+  },
   build: {
     outDir: 'dist',
     emptyOutDir: true,

@@ -544,7 +544,8 @@ export class SwitchboardClient {
 
   private onLiveMessage(m: Message): void {
     const h = this.handles.get(m.roomId)
-    if (h) h._onMessage(m)
+    // A room no longer followed (its view unmounted: leave() without membership) still counts in the rooms list.
+    if (h?.following) h._onMessage(m)
     else this.countLive(m.roomId, [m])
   }
 

@@ -1,10 +1,19 @@
 import { useCallback, useState } from 'react'
+import type { ClientOptions } from '@switchboard/client'
+import { SwitchboardProvider } from '@switchboard/react'
 import { ChatPage } from './components/ChatPage.tsx'
 import { SignIn } from './components/SignIn.tsx'
 import { TopBar } from './components/TopBar.tsx'
 import { loadSession, saveSession, type Session } from './session.ts'
 
-/** Signed out: the sign-in page. Signed in: the chat, connected for as long as the session lasts. */
+/** `?transport=polling` forces HTTP long-polling (tests and networks that break WebSockets). */
+function clientOptions(token: string): ClientOptions {
+  const polling = new URLSearchParams(window.location.search).get('transport') === 'polling'
+  // WebSocket first; where it cannot connect (proxies), long-polling.
+  return { token, socket: polling ? { transports: ['polling'] } : { transports: ['websocket', 'polling'], tryAllTransports: true } }
+}
+
+/** Signed out: the sign-in page. Signed in: the chat, on one SDK client for as long as the session lasts. */
 export function App() {
   const [initial] = useState(loadSession)
   const [session, setSession] = useState<Session | null>(initial.session)
@@ -24,7 +33,14 @@ export function App() {
   return (
     <>
       <TopBar session={session} onSignOut={() => signOut('You are signed out.')} />
-      {session ? <ChatPage key={session.token} session={session} onSignOut={signOut} /> : <SignIn notice={notice} onSignedIn={signIn} />}
+      {session ? (
+        // A new session is a new client (the key): the provider closes the old one.
+        <SwitchboardProvider key={session.token} options={clientOptions(session.token)}>
+          <ChatPage session={session} onSignOut={signOut} />
+        </SwitchboardProvider>
+      ) : (
+        <SignIn notice={notice} onSignedIn={signIn} />
+      )}
     </>
   )
 }

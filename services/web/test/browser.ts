@@ -1,4 +1,5 @@
 import { mkdirSync } from 'node:fs'
+import { createRequire } from 'node:module'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core'
@@ -161,11 +162,21 @@ export async function screenshot(page: Page, name: string): Promise<void> {
   await page.screenshot({ path: join(resultsDir, `${name}.png`), fullPage: true })
 }
 
-/** Opens a room by id through the sidebar form, and waits for its history. */
+/**
+ * Opens a room by id through the sidebar form, and waits for its history. A room that does not
+ * exist yet is created: the page asks first (the confirm dialog), and this says yes.
+ */
 export async function joinRoom(page: Page, roomId: string): Promise<void> {
   await page.getByTestId('room-join-input').fill(roomId)
   await page.getByTestId('room-join-submit').click()
-  await page.locator(`[data-testid="room-item"][data-room-id="${roomId}"][aria-current="true"]`).waitFor({ state: 'attached' })
+  const current = page.locator(`[data-testid="room-item"][data-room-id="${roomId}"][aria-current="true"]`)
+  const dialog = page.getByTestId('confirm-dialog')
+  await page.locator(`[data-testid="confirm-dialog"], [data-testid="room-item"][data-room-id="${roomId}"][aria-current="true"]`).first().waitFor({ state: 'attached' })
+  if ((await dialog.count()) > 0) {
+    await dialog.getByTestId('confirm-ok').click()
+    await dialog.waitFor({ state: 'detached' })
+  }
+  await current.waitFor({ state: 'attached' })
   await page.locator('[data-testid="room"][data-joined="true"]').waitFor()
 }
 
@@ -175,11 +186,64 @@ export const message = (page: Page, text: string) =>
     .locator('[data-testid="message"][data-seq]')
     .filter({ has: page.locator('[data-testid="message-text"]', { hasText: new RegExp(`^${text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`) }) })
 
-/** The signed-in user's id, from the stored session. */
-export const userIdOf = (page: Page) => page.evaluate(() => (JSON.parse(localStorage.getItem('switchboard.session') ?? '{}') as { userId: string }).userId)
+/** The signed-in user's id, from the stored session (this tab's own, or the shared one). */
+export const userIdOf = (page: Page) =>
+  page.evaluate(() => (JSON.parse(sessionStorage.getItem('switchboard.session') ?? localStorage.getItem('switchboard.session') ?? '{}') as { userId: string }).userId)
 
 /** Types and sends with Enter. */
 export async function sendText(page: Page, text: string): Promise<void> {
   await page.getByTestId('composer').fill(text)
   await page.getByTestId('composer').press('Enter')
+}
+
+const require = createRequire(import.meta.url)
+/** axe-core's browser bundle (injected into the page; axe-core is a devDependency). */
+const axeSource = (): string => (require('axe-core') as { source: string }).source
+
+interface AxeViolation {
+  id: string
+  impact: string | null
+  help: string
+  nodes: { target: unknown[]; failureSummary?: string }[]
+}
+
+/**
+ * Runs axe-core on the page as it is now and saves a screenshot named `name`. Fails on any
+ * violation of impact serious or critical, printing every violation (minor ones included).
+ */
+export async function checkA11y(page: Page, name: string): Promise<void> {
+  await screenshot(page, name)
+  if (!(await page.evaluate(() => 'axe' in window))) await page.addScriptTag({ content: axeSource() })
+  const violations = await page.evaluate(async () => {
+    const axe = (window as unknown as { axe: { run(ctx: Document, opts: object): Promise<{ violations: AxeViolation[] }> } }).axe
+    const res = await axe.run(document, { resultTypes: ['violations'] })
+    return res.violations.map((v) => ({ id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.map((n) => ({ target: n.target, failureSummary: n.failureSummary })) }))
+  })
+  const bad = violations.filter((v) => v.impact === 'serious' || v.impact === 'critical')
+  if (violations.length > 0) {
+    const lines = violations.map((v) => `  [${v.impact}] ${v.id}: ${v.help}\n${v.nodes.map((n) => `      ${JSON.stringify(n.target)} ${n.failureSummary?.replace(/\n/g, ' ') ?? ''}`).join('\n')}`)
+    ;(bad.length > 0 ? console.error : console.log)(`axe on "${name}": ${violations.length} violation(s)\n${lines.join('\n')}`)
+  }
+  if (bad.length > 0) throw new Error(`axe on "${name}": ${bad.length} serious or critical violation(s): ${bad.map((v) => v.id).join(', ')}`)
+}
+
+/**
+ * Presses Tab (Shift+Tab with `back`) until the focused element matches `selector`: proves the
+ * keyboard reaches it. Also checks that the focused element shows a focus outline.
+ */
+export async function tabTo(page: Page, selector: string, opts: { back?: boolean; max?: number } = {}): Promise<void> {
+  const max = opts.max ?? 80
+  for (let i = 0; i < max; i++) {
+    await page.keyboard.press(opts.back ? 'Shift+Tab' : 'Tab')
+    if (await page.evaluate((sel) => document.activeElement?.matches(sel) ?? false, selector)) {
+      const outline = await page.evaluate(() => {
+        const el = document.activeElement as HTMLElement
+        const cs = getComputedStyle(el)
+        return { matches: el.matches(':focus-visible'), style: cs.outlineStyle, width: parseFloat(cs.outlineWidth) }
+      })
+      if (!outline.matches || outline.style === 'none' || outline.width < 2) throw new Error(`focus on ${selector} is not visible: ${JSON.stringify(outline)}`)
+      return
+    }
+  }
+  throw new Error(`${max} presses of ${opts.back ? 'Shift+Tab' : 'Tab'} did not reach ${selector}`)
 }

@@ -1,8 +1,9 @@
 import { useState } from 'react'
-import { ApiError } from '../api.ts'
 import { downloadAttachment, useBlobUrl } from '../chat/useBlobUrl.ts'
 import { useVisible } from '../chat/useVisible.ts'
-import type { Attachment } from '../protocol.ts'
+import type { Attachment } from '@switchboard/client'
+import { useClient } from '@switchboard/react'
+import { errorText } from '../chat/errors.ts'
 
 const PREVIEW_TYPES = new Set(['image/png', 'image/jpeg', 'image/gif', 'image/webp'])
 
@@ -17,14 +18,15 @@ export function formatSize(bytes: number): string {
  * is as tall as a preview may be, so the timeline never grows under the reader when it arrives),
  * and a download button for every file.
  */
-export function AttachmentView({ attachment: a, token }: { attachment: Attachment; token: string }) {
+export function AttachmentView({ attachment: a }: { attachment: Attachment }) {
+  const client = useClient()
   const image = PREVIEW_TYPES.has(a.mimeType)
   const [box, visible] = useVisible<HTMLDivElement>()
-  const preview = useBlobUrl(token, a.url, image && visible)
+  const preview = useBlobUrl(client, a.url, image && visible)
   const [error, setError] = useState<string | null>(null)
   const download = () => {
     setError(null)
-    downloadAttachment(token, a.url, a.fileName).catch((err: unknown) => setError(err instanceof ApiError ? err.display : String(err)))
+    downloadAttachment(client, a.url, a.fileName).catch((err: unknown) => setError(errorText(err)))
   }
   return (
     <div className="attachment" data-testid="attachment" data-attachment-id={a.id} data-mime-type={a.mimeType}>

@@ -1,8 +1,10 @@
-import { useEffect, useRef, useState, type FormEvent, type KeyboardEvent } from 'react'
-import { MAX_TEXT, type Message } from '../protocol.ts'
+import { useEffect, useRef, useState, type FormEvent, type KeyboardEvent, type RefObject } from 'react'
+import { MAX_TEXT, type Message } from '@switchboard/client'
 import { AttachPicker } from './AttachPicker.tsx'
 
 interface Props {
+  /** The textarea, for focusing it from outside (after "Jump to latest"). */
+  inputRef?: RefObject<HTMLTextAreaElement | null>
   roomId: string
   replyTo: Message | null
   onCancelReply(): void
@@ -17,11 +19,12 @@ interface Props {
 }
 
 /** Enter sends, Shift+Enter starts a new line. Over-long text is sent anyway: the server's answer is shown. */
-export function Composer({ roomId, replyTo, onCancelReply, draft, onTakeDraft, onTyping, onStopTyping, onSend, onSendFile }: Props) {
+export function Composer({ inputRef, roomId, replyTo, onCancelReply, draft, onTakeDraft, onTyping, onStopTyping, onSend, onSendFile }: Props) {
   const [text, setText] = useState('')
   const [file, setFile] = useState<File | null>(null)
   const [uploading, setUploading] = useState(false)
-  const input = useRef<HTMLTextAreaElement>(null)
+  const own = useRef<HTMLTextAreaElement>(null)
+  const input = inputRef ?? own
   const length = [...text.trim()].length
 
   useEffect(() => {
@@ -54,6 +57,10 @@ export function Composer({ roomId, replyTo, onCancelReply, draft, onTakeDraft, o
   }
 
   function onKeyDown(e: KeyboardEvent<HTMLTextAreaElement>) {
+    if (e.key === 'Escape' && replyTo) {
+      e.preventDefault()
+      return onCancelReply()
+    }
     if (e.key !== 'Enter' || e.shiftKey || e.nativeEvent.isComposing) return
     e.preventDefault()
     send()

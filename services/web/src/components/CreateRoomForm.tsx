@@ -1,5 +1,5 @@
 import { useState, type FormEvent } from 'react'
-import { ROOM_ID_FORM_PATTERN, ROOM_ID_TITLE } from '../protocol.ts'
+import { ROOM_ID_FORM_PATTERN, ROOM_ID_TITLE } from './room-id.ts'
 
 /** `POST /api/rooms`: a name, an optional id, public or private. */
 export function CreateRoomForm({ onCreate }: { onCreate(input: { name: string; id?: string; private?: boolean }): Promise<boolean> }) {

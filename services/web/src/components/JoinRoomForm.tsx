@@ -1,5 +1,5 @@
 import { useState, type FormEvent } from 'react'
-import { ROOM_ID_FORM_PATTERN, ROOM_ID_TITLE } from '../protocol.ts'
+import { ROOM_ID_FORM_PATTERN, ROOM_ID_TITLE } from './room-id.ts'
 
 export function JoinRoomForm({ onJoin }: { onJoin(roomId: string): void }) {
   const [id, setId] = useState('')

@@ -1,10 +1,21 @@
-import type { PendingMessage } from '../chat/timeline.ts'
-import type { Message } from '../protocol.ts'
+import type { Attachment, Message } from '@switchboard/client'
 import { ReplyQuote } from './MessageItem.tsx'
 
-const STATUS: Record<PendingMessage['status'], string> = {
+/** A send not yet acknowledged, as the timeline shows it. */
+export interface ShownPending {
+  clientMsgId: string
+  text: string
+  replyTo?: string
+  attachment?: Attachment
+  /** sending: emitted, waiting for the ack; queued: waits for the connection or for an earlier send; waiting: held until `retryAt`; failed: needs the user. */
+  status: 'sending' | 'queued' | 'waiting' | 'failed'
+  error?: string
+}
+
+const STATUS: Record<ShownPending['status'], string> = {
   sending: 'sending…',
-  queued: 'waiting for the connection…',
+  queued: 'waiting to be sent…',
+  waiting: 'held, sent again shortly…',
   failed: 'not sent',
 }
 
@@ -16,7 +27,7 @@ export function PendingItem({
   onRetry,
   onDiscard,
 }: {
-  pending: PendingMessage
+  pending: ShownPending
   username: string
   repliedTo: Message | undefined
   onRetry(clientMsgId: string): void

@@ -1,16 +1,23 @@
-import type { ChatState, ChatStore } from '../chat/store.ts'
+import type { ReactNode } from 'react'
 import { CreateRoomForm } from './CreateRoomForm.tsx'
 import { JoinRoomForm } from './JoinRoomForm.tsx'
-import { RoomList } from './RoomList.tsx'
 
-export function Sidebar({ store, state }: { store: ChatStore; state: ChatState }) {
+export function Sidebar({
+  list,
+  onJoin,
+  onCreate,
+}: {
+  list: ReactNode
+  onJoin(roomId: string): void
+  onCreate(input: { name: string; id?: string; private?: boolean }): Promise<boolean>
+}) {
   return (
     <aside className="sidebar" aria-label="Rooms">
       <h2>Rooms</h2>
-      <RoomList store={store} state={state} />
+      {list}
       <section className="card" aria-label="Join or create a room">
-        <JoinRoomForm onJoin={(id) => store.openRoom(id)} />
-        <CreateRoomForm onCreate={(input) => store.createRoom(input)} />
+        <JoinRoomForm onJoin={onJoin} />
+        <CreateRoomForm onCreate={onCreate} />
       </section>
     </aside>
   )

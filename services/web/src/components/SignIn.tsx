@@ -8,6 +8,7 @@ export function SignIn({ notice, onSignedIn }: { notice: string; onSignedIn(s: S
   const [token, setToken] = useState('')
   const [busy, setBusy] = useState(false)
   const [message, setMessage] = useState('')
+  const [separate, setSeparate] = useState(false)
   const shown = message || notice
 
   async function withName(e: FormEvent) {
@@ -17,7 +18,7 @@ export function SignIn({ notice, onSignedIn }: { notice: string; onSignedIn(s: S
     setBusy(true)
     try {
       const t = await api.devToken(username)
-      onSignedIn({ token: t.token, userId: t.userId, username: t.username })
+      onSignedIn({ token: t.token, userId: t.userId, username: t.username, ...(separate ? { separate } : {}) })
     } catch (err) {
       setMessage(`Sign-in failed: ${err instanceof ApiError ? err.display : String(err)}`)
       setBusy(false)
@@ -28,7 +29,7 @@ export function SignIn({ notice, onSignedIn }: { notice: string; onSignedIn(s: S
     e.preventDefault()
     const s = sessionFromToken(token.trim())
     if (typeof s === 'string') return setMessage(s)
-    onSignedIn(s)
+    onSignedIn(separate ? { ...s, separate } : s)
   }
 
   return (
@@ -39,6 +40,13 @@ export function SignIn({ notice, onSignedIn }: { notice: string; onSignedIn(s: S
           {shown}
         </p>
       )}
+      <label className="check card" data-testid="signin-separate-label">
+        <input type="checkbox" data-testid="signin-separate" checked={separate} onChange={(e) => setSeparate(e.target.checked)} aria-describedby="signin-separate-hint" />
+        Keep this tab a separate user
+      </label>
+      <p id="signin-separate-hint" className="hint">
+        The sign-in stays in this tab only, so another window can be signed in as someone else.
+      </p>
       <form className="card" onSubmit={withName}>
         <label htmlFor="signin-name">Display name</label>
         <input

@@ -1,4 +1,5 @@
-import type { Connection } from '../chat/store.ts'
+/** The connection as the banner and `data-connection` show it. */
+export type Connection = 'connecting' | 'connected' | 'reconnecting'
 
 /** Shown while not connected: connecting, or reconnecting after the connection was lost. */
 export function ConnectionBanner({ connection, attempt, connectError }: { connection: Connection; attempt: number; connectError: string | null }) {
