@@ -127,6 +127,8 @@ export class SwitchboardClient {
   private claims: TokenClaims | null = null
   private refreshTimer?: ReturnType<typeof setTimeout>
   private roomsTimer?: ReturnType<typeof setTimeout>
+  /** Message ids already counted in the rooms list's unread (live or pushed), oldest first. */
+  private readonly counted = new Set<string>()
   private syncTimer?: ReturnType<typeof setTimeout>
   private readonly syncQueue = new Set<RoomHandle>()
   private syncAttempt = 0
@@ -563,12 +565,22 @@ export class SwitchboardClient {
     for (const m of messages) {
       if (m.seq <= lastSeq) continue
       lastSeq = m.seq
-      if (m.userId !== me && m.seq > r.lastReadSeq) unread++
+      // A mention or DM push may have counted this message already (the two namespaces' events
+      // arrive in either order): each message counts once.
+      if (m.userId !== me && m.seq > r.lastReadSeq && this.countOnce(m.id)) unread++
     }
     if (lastSeq === r.lastSeq && unread === r.unread) return
     const rooms = [...s.rooms]
     rooms[i] = { ...r, lastSeq, unread }
     this.roomsStore.set({ ...s, rooms })
+  }
+
+  /** True the first time a message id is counted as unread (a bounded memory of the last ids). */
+  private countOnce(messageId: string): boolean {
+    if (this.counted.has(messageId)) return false
+    this.counted.add(messageId)
+    if (this.counted.size > 2000) this.counted.delete(this.counted.values().next().value as string)
+    return true
   }
 
   private readAcked(roomId: string, seq: number): void {
@@ -614,6 +626,7 @@ export class SwitchboardClient {
     if (i < 0) return this.scheduleRoomsRefresh()
     // Rooms followed here count from their live messages; the others from the pushes.
     if (this.handles.get(n.roomId)?.following || n.type === 'invite') return
+    if (n.messageId !== undefined && !this.countOnce(n.messageId)) return
     const rooms = [...s.rooms]
     rooms[i] = { ...s.rooms[i], unread: s.rooms[i].unread + 1 }
     this.roomsStore.set({ ...s, rooms })
