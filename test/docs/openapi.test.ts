@@ -3,6 +3,7 @@ import { randomUUID } from 'node:crypto'
 import { after, before, describe, it } from 'node:test'
 import { validate } from '@readme/openapi-parser'
 import { ack, chatClient, closeClients, devToken, startIsolatedNode, useIsolatedNode } from '../../services/chat/test/helpers.ts'
+import { launchChromium } from '../../services/web/test/browser.ts'
 
 // The OpenAPI document of the HTTP routes (@fastify/swagger, from the routes' TypeBox schemas):
 // valid, complete, served with Swagger UI in dev and absent in production (D171, D172). And the
@@ -81,6 +82,27 @@ describe('OpenAPI at /docs/json (dev)', () => {
     const initializer = await fetch(`${node.url}/docs/static/swagger-initializer.js`)
     assert.equal(initializer.status, 200)
     assert.match(await initializer.text(), /validatorUrl":\s*null|validatorUrl: null/)
+  })
+
+  it('Swagger UI renders every operation in Chromium, loading nothing from elsewhere, with no CSP violation', { timeout: 60_000 }, async () => {
+    const browser = await launchChromium()
+    try {
+      const page = await browser.newPage()
+      const requests: string[] = []
+      const problems: string[] = []
+      page.on('request', (r) => void requests.push(r.url()))
+      page.on('console', (m) => void (m.type() === 'error' && problems.push(m.text())))
+      page.on('pageerror', (e) => void problems.push(e.message))
+      await page.goto(`${node.url}/docs`)
+      const operations = Object.values(doc.paths).reduce((n, item) => n + Object.keys(item).length, 0)
+      await page.waitForFunction((n) => document.querySelectorAll('.opblock').length === n, operations, { timeout: 20_000 })
+      assert.ok(await page.getByText('/api/rooms/{id}/messages').first().isVisible())
+      assert.deepEqual(problems, [])
+      assert.ok(requests.some((u) => u.endsWith('/docs/json')), 'the UI read the document')
+      for (const url of requests) assert.ok(url.startsWith(`${node.url}/`) || url.startsWith('data:'), url)
+    } finally {
+      await browser.close()
+    }
   })
 
   it('history pages keep every field of a message (response schemas drop nothing)', async () => {
