@@ -20,9 +20,9 @@ export function App() {
       </form>
     )
   }
-  // The provider creates the client, connects it and closes it on unmount.
+  // The provider creates the client, connects it and closes it on unmount (a new token: a new key).
   return (
-    <SwitchboardProvider options={{ token }}>
+    <SwitchboardProvider key={token} options={{ token }}>
       <Chat />
     </SwitchboardProvider>
   )
