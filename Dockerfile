@@ -2,10 +2,12 @@
 FROM node:20-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
-# The workspaces (the client SDK and its React hooks, which the web client is built on) must be
-# known to `npm ci`; their sources come below.
+# The workspaces (the client SDK and its React hooks, which the web client is built on, and the
+# example app) must be known to `npm ci`; the packages' sources come below. The example is not
+# built into the image: only its package.json, so that the lockfile matches.
 COPY packages/client/package.json ./packages/client/
 COPY packages/react/package.json ./packages/react/
+COPY examples/chat/package.json ./examples/chat/
 # No lifecycle scripts here: the project's postinstall builds the web client, whose sources are
 # copied below (dependencies' install scripts are denied by allowScripts anyway).
 RUN npm ci --no-audit --no-fund --ignore-scripts

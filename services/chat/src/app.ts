@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import fastifyStatic from '@fastify/static'
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply } from 'fastify'
@@ -9,6 +9,7 @@ import type { Config } from './config.ts'
 import { AttachmentsService } from './domain/attachments.service.ts'
 import { MessagesService } from './domain/messages.service.ts'
 import { RoomsService } from './domain/rooms.service.ts'
+import { apiDocs } from './http/api-docs.ts'
 import { attachmentRoutes } from './http/attachments/attachments.ts'
 import { authPlugin } from './http/auth.ts'
 import { dashboardRoutes } from './http/dashboard.ts'
@@ -55,6 +56,12 @@ export interface App {
   drain(graceMs: number): Promise<void>
   /** Closes HTTP and Socket.IO; the caller owns db and cluster. */
   close(): Promise<void>
+}
+
+/** The version the OpenAPI document names: the root package.json's, from src/ or from dist/. */
+const appVersion = () => {
+  const file = ['../../../package.json', '../../../../package.json'].map((p) => fileURLToPath(new URL(p, import.meta.url))).find((f) => existsSync(f))
+  return file ? (JSON.parse(readFileSync(file, 'utf8')) as { version: string }).version : '0.0.0'
 }
 
 /** The browser client: services/web/dist (built) or services/web/public, from src/ or from dist/. */
@@ -237,7 +244,9 @@ export async function buildApp({ config, log, db, cluster, metrics = createMetri
     onLostRegistration: () => repair?.runNow() ?? Promise.resolve(),
   })
 
-  // HTTP: external concerns, then our own plugins, then routes.
+  // HTTP: external concerns, then our own plugins, then routes. The API docs come first: they
+  // collect each route's schema as it is added.
+  if (config.API_DOCS) await http.register(apiDocs, { version: appVersion() })
   await http.register(errorsPlugin)
   await http.register(httpLimits, { config, tokens, metrics, redis: cluster.redis })
   await http.register(authPlugin, { tokens })

@@ -44,6 +44,8 @@ const configSchema = (production: boolean) => Type.Object({
   JWT_ISSUER: Type.String({ default: '' }),
   JWT_AUDIENCE: Type.String({ default: '' }),
   AUTH_DEV_TOKENS: Type.Boolean({ default: !production }),
+  /** The OpenAPI document at `/docs/json` and Swagger UI at `/docs` (D171). */
+  API_DOCS: Type.Boolean({ default: !production }),
   DEV_TOKEN_TTL_SECONDS: Type.Integer({ default: 86400, minimum: 60 }),
   CORS_ORIGINS: Type.String({ default: '' }),
 

@@ -4,6 +4,7 @@ import { DEV_TOKEN_ROLES, type Tokens } from '../auth/tokens.ts'
 import { AppError } from '../errors.ts'
 import { parse } from '../validation.ts'
 import { addressKey } from './limits.ts'
+import { DevTokenSchema, documentedOnly, errors } from './wire-schemas.ts'
 
 const Body = Type.Object({
   username: Type.String({ minLength: 1, maxLength: 64, pattern: '\\S' }),
@@ -20,7 +21,13 @@ export async function devTokenRoutes(
   deps: { tokens: Tokens; enabled: boolean; limit: { max: number; windowMs: number } },
 ): Promise<void> {
   const rateLimit = { max: deps.limit.max, timeWindow: deps.limit.windowMs, keyGenerator: addressKey }
-  app.post('/api/dev/token', { config: { rateLimit, limitKind: 'dev_token' } }, async (request, reply) => {
+  const schema = {
+    tags: ['auth'],
+    summary: 'A dev token for a username (dev mode only: 404 when AUTH_DEV_TOKENS is off)',
+    body: Body,
+    response: { 200: DevTokenSchema, ...errors(400, 404, 429) },
+  }
+  app.post('/api/dev/token', { schema, ...documentedOnly, config: { rateLimit, limitKind: 'dev_token' } }, async (request, reply) => {
     if (!deps.enabled) return reply.status(404).send({ error: 'NOT_FOUND', message: 'Dev tokens are disabled' })
     const { username, roles = [] } = parseBody(request.body)
     const t = await deps.tokens.devToken(username, roles)

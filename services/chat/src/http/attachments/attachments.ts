@@ -6,7 +6,8 @@ import type { AttachmentsService } from '../../domain/attachments.service.ts'
 import { INLINE_TYPES, parseRange, undoFormDataEscapes } from '../../domain/upload-rules.ts'
 import { AppError } from '../../errors.ts'
 import { parse } from '../../validation.ts'
-import { AttachmentParams, AttachmentQuery, UploadFields } from './schema.ts'
+import { AttachmentSchema, documentedOnly, errors } from '../wire-schemas.ts'
+import { AttachmentParams, AttachmentQuery, UploadFields, UploadForm } from './schema.ts'
 
 /** A multipart body busboy cannot parse (or a client that went away mid-file): the client's fault. */
 function malformed(err: unknown): AppError {
@@ -60,7 +61,18 @@ export async function attachmentRoutes(app: FastifyInstance, deps: { attachments
   })
   app.addHook('preHandler', app.authenticate)
 
-  app.post('/api/uploads', async (request, reply) => {
+  const security = [{ bearer: [] }]
+  const tags = ['files']
+  const uploadSchema = {
+    tags,
+    security,
+    summary: 'Upload a file to a room (members only); send it with chat:message { attachmentId }',
+    consumes: ['multipart/form-data'],
+    body: UploadForm,
+    // 415 for a type outside UPLOAD_ALLOWED_TYPES, judged from the bytes (its code is BAD_REQUEST).
+    response: { 201: AttachmentSchema, ...errors(400, 401, 403, 404, 413, 415, 429) },
+  }
+  app.post('/api/uploads', { schema: uploadSchema, ...documentedOnly }, async (request, reply) => {
     try {
       if (!request.isMultipart()) throw new AppError('BAD_REQUEST', 'Send multipart/form-data with the fields roomId and file')
       const declared = Number(request.headers['content-length'])
@@ -97,7 +109,20 @@ export async function attachmentRoutes(app: FastifyInstance, deps: { attachments
     }
   })
 
-  app.get('/api/attachments/:id', async (request, reply) => {
+  const bytes = (description: string) => ({ description, content: { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } } })
+  const attachmentSchema = {
+    tags,
+    security,
+    summary: 'The bytes of an attachment (members of its room; before it is sent, only the uploader); single byte ranges',
+    params: AttachmentParams,
+    querystring: AttachmentQuery,
+    response: {
+      200: bytes('the file, with its own Content-Type, nosniff, Content-Security-Policy: sandbox and an RFC 6266 Content-Disposition'),
+      206: bytes('the requested range'),
+      ...errors(400, 401, 403, 404, 416, 429),
+    },
+  }
+  app.get('/api/attachments/:id', { schema: attachmentSchema, ...documentedOnly }, async (request, reply) => {
     const { id } = parse(AttachmentParams, request.params)
     const { room } = parse(AttachmentQuery, request.query)
     const a = await deps.attachments.readable(request.identity, id, room)

@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify'
 import type { MessagesService } from '../../domain/messages.service.ts'
 import type { RoomsService } from '../../domain/rooms.service.ts'
 import { parse } from '../../validation.ts'
+import { CreatedRoomSchema, documentedOnly, errors, HistoryPageSchema, RoomListSchema } from '../wire-schemas.ts'
 import { CreateRoomBody, HistoryQuery, RoomParams } from './schema.ts'
 
 /** `GET /api/rooms`, `POST /api/rooms`, `GET /api/rooms/:id/messages` (SPEC §6). */
@@ -17,16 +18,38 @@ export async function roomRoutes(
 ) {
   app.addHook('preHandler', app.authenticate)
 
-  app.get('/api/rooms', async (request) => ({ rooms: await deps.rooms.listMine(request.identity) }))
+  const security = [{ bearer: [] }]
+  const tags = ['rooms']
 
-  app.post('/api/rooms', async (request, reply) => {
+  app.get(
+    '/api/rooms',
+    { schema: { tags, security, summary: 'My rooms, with lastSeq and unread', response: { 200: RoomListSchema, ...errors(401, 429) } } },
+    async (request) => ({ rooms: await deps.rooms.listMine(request.identity) }),
+  )
+
+  const createSchema = {
+    tags,
+    security,
+    summary: 'Create a room (members get an invite on /notifications)',
+    body: CreateRoomBody,
+    response: { 201: CreatedRoomSchema, ...errors(400, 401, 409, 429) },
+  }
+  app.post('/api/rooms', { schema: createSchema, ...documentedOnly }, async (request, reply) => {
     const body = parse(CreateRoomBody, request.body)
     const room = await deps.rooms.create(request.identity, body)
     deps.onInvited(room.id, room.members, { userId: request.identity.userId, username: request.identity.username })
     return reply.status(201).send({ id: room.id, name: room.name, private: room.isPrivate, lastSeq: room.lastSeq, members: room.members })
   })
 
-  app.get('/api/rooms/:id/messages', async (request) => {
+  const historySchema = {
+    tags,
+    security,
+    summary: 'A page of history, newest first: the messages below `before` (default: the newest)',
+    params: RoomParams,
+    querystring: HistoryQuery,
+    response: { 200: HistoryPageSchema, ...errors(400, 401, 403, 404, 429) },
+  }
+  app.get('/api/rooms/:id/messages', { schema: historySchema, ...documentedOnly }, async (request) => {
     const { id } = parse(RoomParams, request.params)
     const query = parse(HistoryQuery, coerceInts(request.query as Record<string, unknown>))
     await deps.rooms.requireReadable(request.identity, id)
