@@ -133,6 +133,26 @@ describe('room handle (scripted host)', () => {
     assert.equal(room.state.get().pending.length, 0)
   })
 
+  it('after a reconnect a followed room catches up before its outbox sends: my message never shows ahead of the ones missed', async () => {
+    const { host, room } = setup([msg(1, 1)])
+    await room.join()
+    host.connected = false
+    room._disconnected()
+    const sent = room.send('typed while offline')
+    host.connected = true
+    room._start() // the next connect: a chat:sync is requested for the room
+    assert.equal(host.syncs, 1)
+    room._pump()
+    await tick()
+    assert.equal(host.sends().length, 0, 'nothing sent while the room is syncing')
+    room._applySync([msg(2, 2), msg(3, 3)], [], false, undefined)
+    await tick()
+    assert.equal(host.sends().length, 1, 'sent once the sync was merged')
+    host.sends()[0].reply({ ok: true, value: { messageId: 'm4', seq: 4 } })
+    await sent
+    assert.deepEqual(room.state.get().messages.map((m) => m.seq), [1, 2, 3, 4])
+  })
+
   it('an acked message shows at once (provisional, not in lastSeq) and its stored copy replaces it', async () => {
     const { host, room } = setup([msg(1, 1)])
     await room.join()

@@ -333,6 +333,7 @@ export class RoomHandle {
       this.refs = 0
       this.set({ status: 'error', error: { code: res.code, message: res.error } })
       this.rejectJoin(new SwitchboardError(res.code, res.error))
+      this.pump() // sends waiting for the join get the server's own answer
       return
     }
     // UNAVAILABLE, RATE_LIMITED, TIMEOUT, INTERNAL: again, later.
@@ -399,6 +400,7 @@ export class RoomHandle {
       this.live = false
       this.set({ status: 'error', error: { code: error, message: `The room could not be synced (${error})` } })
       this.rejectJoin(new SwitchboardError(error, `The room could not be synced (${error})`))
+      this.pump()
       return
     }
     if (hasMore) return this._restart()
@@ -627,6 +629,9 @@ export class RoomHandle {
 
   private pump(): void {
     if (this.inflight || this.host.isClosed() || !this.host.chatConnected()) return
+    // A followed room catches up first after a (re)connect (join or sync merged, `joined()` pumps):
+    // an ack then never shows my message ahead of the ones I missed meanwhile.
+    if (this.following && !this.live) return
     const e = this.outbox.find((x) => x.p.status !== 'failed')
     if (!e || e.timer !== undefined) return // the head waits for its retry time: so does the rest
     void this.attempt(e)
