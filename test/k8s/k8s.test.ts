@@ -141,7 +141,7 @@ for (const [overlay, get] of [['dev', () => overlays.dev], ['prod', () => overla
       const c = container()
       const port = c.ports.find((p: any) => p.name === 'http')
       assert.equal(String(port.containerPort), config().PORT)
-      const routes = new Set([...read('services/chat/src/http/health.ts').matchAll(/app\.get\('([^']+)'/g)].map((m) => m[1]))
+      const routes = new Set([...read('services/chat/src/http/health.ts').matchAll(/app\.get\(\s*'([^']+)'/g)].map((m) => m[1]))
       assert.equal(c.readinessProbe.httpGet.path, '/readyz')
       assert.equal(c.livenessProbe.httpGet.path, '/healthz')
       for (const probe of ['readinessProbe', 'livenessProbe', 'startupProbe']) {
