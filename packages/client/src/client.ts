@@ -15,6 +15,7 @@ import {
   type ChatClientEvents,
   type ChatServerEvents,
   type CreateRoomBody,
+  type CreatedRoom,
   type Message,
   type Notification,
   type NotificationsClientEvents,
@@ -679,8 +680,8 @@ export class SwitchboardClient {
   }
 
   /** `POST /api/rooms`; the rooms list refreshes after it. */
-  async createRoom(body: CreateRoomBody): Promise<{ id: string; name: string; private: boolean }> {
-    const created = await this.http<{ id: string; name: string; private: boolean }>('/api/rooms', { method: 'POST', json: body })
+  async createRoom(body: CreateRoomBody): Promise<CreatedRoom> {
+    const created = await this.http<CreatedRoom>('/api/rooms', { method: 'POST', json: body })
     void this.refreshRooms().catch(() => undefined)
     return created
   }

@@ -34,7 +34,8 @@ export const MAX_EMOJI = 32
 /** An ack that failed. `retryAfterMs` comes with `RATE_LIMITED` and with an overloaded `UNAVAILABLE`. */
 export interface AckError {
   status: 'error'
-  code: ErrorCode
+  /** One of {@link ERROR_CODES}; `AUTH_EXPIRED` for an event that arrived after the token expired (the socket is then disconnected). */
+  code: ErrorCode | 'AUTH_EXPIRED'
   error: string
   retryAfterMs?: number
 }
@@ -336,8 +337,22 @@ export const EVENT_LISTS_MATCH_MAPS = {
 /** `POST /api/dev/token` (dev mode). */
 export interface DevTokenOk {
   token: string
+  /** Stable: derived from the username. */
   userId: string
   username: string
+  /** The roles asked for (`["admin"]` or none). */
+  roles: string[]
+  /** ISO-8601. */
+  expiresAt: string
+}
+/** `POST /api/rooms` → 201. */
+export interface CreatedRoom {
+  id: string
+  name: string
+  private: boolean
+  lastSeq: number
+  /** The user ids of the members, the creator included. */
+  members: string[]
 }
 /** A room of mine as `GET /api/rooms` lists it. */
 export interface RoomSummary {

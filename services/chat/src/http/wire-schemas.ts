@@ -127,6 +127,6 @@ export const RESPONSES_MATCH_PROTOCOL = {
   roomSummary: true as Same<Static<typeof RoomSummarySchema>, Wire.RoomSummary>,
   historyPage: true as Same<Static<typeof HistoryPageSchema>, Wire.HistoryPage>,
   httpError: true as Same<Static<typeof HttpErrorSchema>, Wire.HttpError>,
-  // The protocol's DevTokenOk names token, userId and username; the route also answers roles and expiresAt.
-  devToken: true as [Static<typeof DevTokenSchema>] extends [Wire.DevTokenOk] ? true : false,
+  devToken: true as Same<Static<typeof DevTokenSchema>, Wire.DevTokenOk>,
+  createdRoom: true as Same<Static<typeof CreatedRoomSchema>, Wire.CreatedRoom>,
 } satisfies Record<string, true>
