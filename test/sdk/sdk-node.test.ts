@@ -93,10 +93,10 @@ describe('@switchboard/client against one node', () => {
     await ra.join()
     await rb.join()
     ra.typing(true)
-    await until(rb.state, (s) => s.typing.some((t) => t.userId === a.userId && t.username === 'sdk-eve'), 5000, 'eve typing')
+    await until(rb.state, (s) => s.typists.some((t) => t.userId === a.userId && t.username === 'sdk-eve'), 5000, 'eve typing')
     ra.typing(true) // throttled: nothing new
     ra.typing(false)
-    await until(rb.state, (s) => s.typing.length === 0, 5000, 'eve stopped')
+    await until(rb.state, (s) => s.typists.length === 0, 5000, 'eve stopped')
 
     const dm = dmRoomId(a.userId, b.userId)
     assert.equal(b.client.rooms.get().rooms.some((r) => r.id === dm), false)

@@ -59,7 +59,7 @@ export interface RoomState {
   /** userId → the highest seq that user has read. */
   reads: ReadonlyMap<string, number>
   /** Others typing now. */
-  typing: readonly OnlineUser[]
+  typists: readonly OnlineUser[]
   /** Held messages of others after my read mark. */
   unread: number
 }
@@ -139,7 +139,7 @@ const initialState = (roomId: string): RoomState => ({
   hasOlder: false,
   loadingOlder: false,
   reads: new Map(),
-  typing: [],
+  typists: [],
   unread: 0,
 })
 
@@ -555,7 +555,7 @@ export class RoomHandle {
   }
 
   private publishTypers(): void {
-    this.set({ typing: [...this.typers].map(([userId, t]) => ({ userId, username: t.username })) })
+    this.set({ typists: [...this.typers].map(([userId, t]) => ({ userId, username: t.username })) })
   }
 
   // ---------- outbox ----------

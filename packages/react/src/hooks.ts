@@ -28,8 +28,8 @@ export function useConnection(): ConnectionState {
 }
 
 /**
- * What {@link useRoom} returns: the room's state and what can be done in it. `typing` is the
- * state's list of others typing now (RoomState), so saying that I type is `setTyping` (D177).
+ * What {@link useRoom} returns: the room's state and what can be done in it. Who types now is the
+ * state's `typists`; `typing(isTyping)` says that I type (D177).
  */
 export interface UseRoom extends RoomState {
   send(text: string, opts?: { replyTo?: string; attachmentId?: string; attachment?: Attachment }): Promise<SendOk>
@@ -37,7 +37,7 @@ export interface UseRoom extends RoomState {
   remove(messageId: string): Promise<void>
   react(messageId: string, emoji: string, on: boolean): Promise<void>
   /** I am typing (or stopped); throttled by the SDK. */
-  setTyping(isTyping: boolean): void
+  typing(isTyping: boolean): void
   markRead(seq?: number): Promise<void>
   readBy(seq: number): string[]
   loadOlder(): Promise<void>
@@ -56,7 +56,7 @@ const idleRoom: RoomState = Object.freeze({
   hasOlder: false,
   loadingOlder: false,
   reads: new Map<string, number>(),
-  typing: [],
+  typists: [],
   unread: 0,
 }) as RoomState
 const idleStore: Store<RoomState> = { get: () => idleRoom, subscribe: () => () => undefined }
@@ -67,7 +67,7 @@ const noRoom = () => Promise.reject(new Error('useRoom: no room (roomId is null)
  * when `roomId` changes (joins are ref-counted in the SDK, so two components showing one room
  * keep it joined until both are gone). `null` joins nothing and returns an idle, empty room.
  *
- * The state is the SDK's snapshot (messages in seq order, the pending outbox, reads, typing,
+ * The state is the SDK's snapshot (messages in seq order, the pending outbox, reads, typists,
  * unread); the functions act on this room. Join errors show in `status` / `error`.
  */
 export function useRoom(roomId: string | null): UseRoom {
@@ -88,7 +88,7 @@ export function useRoom(roomId: string | null): UseRoom {
         edit: noRoom,
         remove: noRoom,
         react: noRoom,
-        setTyping: () => undefined,
+        typing: () => undefined,
         markRead: noRoom,
         readBy: () => [],
         loadOlder: noRoom,
@@ -102,7 +102,7 @@ export function useRoom(roomId: string | null): UseRoom {
       edit: (id, text) => handle.edit(id, text),
       remove: (id) => handle.remove(id),
       react: (id, emoji, on) => handle.react(id, emoji, on),
-      setTyping: (on) => handle.typing(on),
+      typing: (on) => handle.typing(on),
       markRead: (seq) => handle.markRead(seq),
       readBy: (seq) => handle.readBy(seq),
       loadOlder: () => handle.loadOlder(),

@@ -88,7 +88,7 @@ export function OpenRoom({ roomId, title, me, serverReadMark, nameOf, direct, ba
   )
 
   const members = useMemo(() => {
-    const ids = new Set<string>([me.userId, ...room.reads.keys(), ...room.typing.map((t) => t.userId)])
+    const ids = new Set<string>([me.userId, ...room.reads.keys(), ...room.typists.map((t) => t.userId)])
     for (const m of room.messages) ids.add(m.userId)
     return ids
   }, [room.messages, room.reads, room.typing, me.userId])
@@ -104,7 +104,7 @@ export function OpenRoom({ roomId, title, me, serverReadMark, nameOf, direct, ba
     loadingOlder: room.loadingOlder,
     reads: room.reads,
     readMark: joined ? (room.reads.get(me.userId) ?? serverReadMark ?? 0) : null,
-    typingNames: room.typing.map((t) => t.username),
+    typingNames: room.typists.map((t) => t.username),
     nameOf,
     isOnline,
     me,
@@ -121,8 +121,8 @@ export function OpenRoom({ roomId, title, me, serverReadMark, nameOf, direct, ba
     edit: (id, text) => room.edit(id, text).catch((err: unknown) => Promise.reject(new Error(errorText(err)))),
     remove: (id) => void room.remove(id).catch((err: unknown) => showError(`Could not delete the message: ${errorText(err)}`)),
     react: (id, emoji, on) => void room.react(id, emoji, on).catch((err: unknown) => showError(`Could not react: ${errorText(err)}`)),
-    typing: (text) => room.setTyping(text.trim() !== ''),
-    stopTyping: () => room.setTyping(false),
+    typing: (text) => room.typing(text.trim() !== ''),
+    stopTyping: () => room.typing(false),
     loadOlder: () => void room.loadOlder().catch((err: unknown) => showError(`Could not load older messages: ${errorText(err)}`)),
     retry: room.retry,
     discard: room.discard,
