@@ -12,7 +12,7 @@ import pg from 'pg'
 import { startPostgres, type LocalPostgres, type LocalRedisCluster } from '../../infra/services.ts'
 import { tcpProxy } from '../../services/chat/test/helpers.ts'
 import { portOf, startReplica, type Replica } from '../../services/chat/test/replica.ts'
-import { ack, closeAll, eventually, octetsByNode, sleep, startTestCluster, type TestCluster, type TestClusterOnRedisCluster } from '../cluster/helpers.ts'
+import { ack, closeAll, eventually, FAULT_TEST_ENV, octetsByNode, sleep, startTestCluster, type TestCluster, type TestClusterOnRedisCluster } from '../cluster/helpers.ts'
 import { ChaosClient, durability, markdownTable, resyncStats, storedView, type FaultRow } from './harness.ts'
 
 /**
@@ -143,17 +143,9 @@ for (const setup of SETUPS) describe(`chaos (${setup.name}): one fault at a time
     pgProxy = await tcpProxy(() => pgTarget.port, pgTarget.host)
     if (setup.redis === 'single') redisProxy = await tcpProxy(() => redisPort)
     const env = {
+      ...FAULT_TEST_ENV,
       REDIS_ADAPTER: setup.adapter,
-      RATE_LIMIT_MESSAGES: '100000',
-      RATE_LIMIT_SYNCS: '100000',
-      RATE_LIMIT_JOINS: '100000',
-      LIVENESS_INTERVAL_MS: '1000',
-      LIVENESS_TTL_MS: '3000',
-      PRESENCE_TTL_MS: '3000',
-      PRESENCE_RECONCILE_MS: '1000',
-      DATABASE_TIMEOUT_MS: '2000',
       GROUP_COMMIT_MAX_QUEUE: String(MAX_QUEUE),
-      SHUTDOWN_GRACE_MS: '3000',
     }
     const nodeEnv = (_i: number, e: Readonly<Record<string, string>>): Record<string, string> => {
       const DATABASE_URL = `postgres://postgres@127.0.0.1:${pgProxy.port}/switchboard`

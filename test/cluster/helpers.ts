@@ -81,6 +81,22 @@ export async function startTestCluster(
 /** Source address 127.0.<octet>.1: nginx ip_hash keys on the first three octets, so octets spread clients. */
 export const sourceAddress = (octet: number) => `127.0.${octet}.1`
 
+/**
+ * Node settings for fault tests: limits out of the way of steady load, and liveness, presence and
+ * timeouts short, so a crash or a cut shows (and heals) within seconds.
+ */
+export const FAULT_TEST_ENV: Readonly<Record<string, string>> = Object.freeze({
+  RATE_LIMIT_MESSAGES: '100000',
+  RATE_LIMIT_SYNCS: '100000',
+  RATE_LIMIT_JOINS: '100000',
+  LIVENESS_INTERVAL_MS: '1000',
+  LIVENESS_TTL_MS: '3000',
+  PRESENCE_TTL_MS: '3000',
+  PRESENCE_RECONCILE_MS: '1000',
+  DATABASE_TIMEOUT_MS: '2000',
+  SHUTDOWN_GRACE_MS: '3000',
+})
+
 const agents = new Map<number, http.Agent>()
 const agentFor = (octet: number) => {
   let a = agents.get(octet)

@@ -8,7 +8,7 @@ import type { Manager, Socket } from 'socket.io-client'
 import { SwitchboardClient, SwitchboardError, type Message, type RoomHandle, type SyncOk } from '../../packages/client/src/index.ts'
 import { tcpProxy } from '../../services/chat/test/helpers.ts'
 import { storedView } from '../chaos/harness.ts'
-import { closeAll, eventually, octetsByNode, sleep, startTestCluster, type TestCluster } from '../cluster/helpers.ts'
+import { closeAll, eventually, FAULT_TEST_ENV, octetsByNode, sleep, startTestCluster, type TestCluster } from '../cluster/helpers.ts'
 import { boundFetch, closeClients, mintToken, sdkClient, until } from './helpers.ts'
 
 /**
@@ -72,17 +72,7 @@ describe('@switchboard/client on a 3-node cluster', () => {
     test = await startTestCluster(
       dir,
       PREFIX,
-      {
-        RATE_LIMIT_MESSAGES: '100000',
-        RATE_LIMIT_SYNCS: '100000',
-        RATE_LIMIT_JOINS: '100000',
-        LIVENESS_INTERVAL_MS: '1000',
-        LIVENESS_TTL_MS: '3000',
-        PRESENCE_TTL_MS: '3000',
-        PRESENCE_RECONCILE_MS: '1000',
-        DATABASE_TIMEOUT_MS: '2000',
-        SHUTDOWN_GRACE_MS: '3000',
-      },
+      { ...FAULT_TEST_ENV },
       3,
       (_i, env) => {
         redisPort = Number(new URL(env.REDIS_URL).port)

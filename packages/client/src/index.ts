@@ -6,7 +6,7 @@
  */
 export * from './protocol.ts'
 export { SwitchboardClient, type ClientOptions, type ConnectionState, type ConnectionStatus, type NotificationsState, type PresenceState, type RoomsState } from './client.ts'
-export { RoomHandle, backoffMs, type PendingMessage, type RoomState } from './room.ts'
+export { RoomHandle, backoffMs, initialRoomState, type PendingMessage, type RoomState } from './room.ts'
 export { SwitchboardError } from './errors.ts'
 export { ValueStore, type Store } from './store.ts'
 export { decodeClaims, type TokenClaims } from './jwt.ts'

@@ -128,7 +128,8 @@ export function backoffMs(attempt: number, floorMs = 0): number {
   return Math.max(floorMs, Math.round(base * (0.5 + Math.random() * 0.5)))
 }
 
-const initialState = (roomId: string): RoomState => ({
+/** The state of a room nothing is known of yet (not followed, nothing held). */
+export const initialRoomState = (roomId: string): RoomState => ({
   roomId,
   status: 'idle',
   error: null,
@@ -191,7 +192,7 @@ export class RoomHandle {
     private readonly host: RoomHost,
   ) {
     this.id = id
-    this.store = new ValueStore(initialState(id))
+    this.store = new ValueStore(initialRoomState(id))
     this.state = { get: this.store.get, subscribe: this.store.subscribe }
   }
 

@@ -9,6 +9,7 @@ import type {
   SendOk,
   Store,
 } from '@switchboard/client'
+import { initialRoomState } from '@switchboard/client'
 import { useClient } from './provider.tsx'
 
 /**
@@ -45,20 +46,7 @@ export interface UseRoom extends RoomState {
   discard(clientMsgId: string): void
 }
 
-const idleRoom: RoomState = Object.freeze({
-  roomId: '',
-  status: 'idle',
-  error: null,
-  messages: [],
-  pending: [],
-  lastSeq: 0,
-  version: 0,
-  hasOlder: false,
-  loadingOlder: false,
-  reads: new Map<string, number>(),
-  typists: [],
-  unread: 0,
-}) as RoomState
+const idleRoom: RoomState = Object.freeze(initialRoomState(''))
 const idleStore: Store<RoomState> = { get: () => idleRoom, subscribe: () => () => undefined }
 const noRoom = () => Promise.reject(new Error('useRoom: no room (roomId is null)'))
 

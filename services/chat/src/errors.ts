@@ -44,10 +44,18 @@ export class AppError extends Error {
 const unavailableMessages =
   /Connection terminated|connect ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|timeout exceeded|Query read timeout|Command timed out|Connection is closed|Stream isn't writeable|MaxRetriesPerRequest|enableOfflineQueue|Client has encountered a connection error|Cannot use a pool after calling end|ENOTFOUND|EAI_AGAIN/i
 
+/**
+ * Replies a Redis Cluster gives while its slots move or a master fails over: a redirect that
+ * outlived ioredis' redirections (a replica still naming the dead master), no master for a slot
+ * yet, a node loading or demoted. The next try lands once the cluster settles (D166).
+ */
+const clusterTransition = /^(MOVED|ASK|TRYAGAIN|CLUSTERDOWN|LOADING|READONLY|MASTERDOWN) /
+
 /** True when the error means a dependency (Postgres, Redis) is unreachable: safe to retry. */
 export function isUnavailable(err: unknown): boolean {
   if (!(err instanceof Error)) return false
   if (err.name === 'MaxRetriesPerRequestError') return true
+  if (err.name === 'ReplyError' && clusterTransition.test(err.message)) return true
   const code = (err as { code?: unknown }).code
   if (typeof code === 'string') {
     // SQLSTATE class 08 (connection), 57P0x (shutdown), 53 (resources); Node socket errors.

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import net from 'node:net'
 import { describe, it } from 'node:test'
-import { Redis } from 'ioredis'
+import { Redis, ReplyError } from 'ioredis'
 import { isUnavailable, toAppError } from '../src/errors.ts'
 import { useIsolatedNode, ack, chatClient, devToken } from './helpers.ts'
 
@@ -143,6 +143,18 @@ describe('dependency errors that mean "retry shortly"', () => {
     } finally {
       client.disconnect()
       silent.close()
+    }
+  })
+
+  it('a Redis Cluster in transition (a redirect to a master that just died, no master yet, a demoted node) is UNAVAILABLE; other Redis replies stay INTERNAL', () => {
+    // The errors ioredis raises for these replies (its own ReplyError), as the chaos suite saw them.
+    for (const reply of ['MOVED 7162 127.0.0.1:36879', 'ASK 7162 127.0.0.1:36880', 'TRYAGAIN Multiple keys request during rehashing of slot', 'CLUSTERDOWN The cluster is down', 'LOADING Redis is loading the dataset in memory', "READONLY You can't write against a read only replica.", 'MASTERDOWN Link with MASTER is down']) {
+      const err = new ReplyError(reply)
+      assert.equal(isUnavailable(err), true, reply)
+      assert.equal(toAppError(err).code, 'UNAVAILABLE', reply)
+    }
+    for (const reply of ["ERR wrong number of arguments for 'get' command", 'WRONGTYPE Operation against a key holding the wrong kind of value', 'NOSCRIPT No matching script']) {
+      assert.equal(toAppError(new ReplyError(reply)).code, 'INTERNAL', reply)
     }
   })
 })
