@@ -122,7 +122,9 @@ describe('presence heals: Redis restarted empty', () => {
     assert.deepEqual(offline().map((u) => u.userId), [carol.userId], 'nobody else went offline')
     const text = await (await fetch(`${node.url}/metrics`)).text()
     assert.match(text, /switchboard_presence_repairs_total\{[^}]*kind="readded"[^}]*\} [1-9]/)
-    assert.match(text, /switchboard_presence_repairs_total\{[^}]*kind="announced_offline"[^}]*\} 1/)
+    // Carol's, at least (the watcher saw it above); a probe connection that ends between two passes
+    // may be counted too, since onlineIn() connects the probe again on every try.
+    assert.match(text, /switchboard_presence_repairs_total\{[^}]*kind="announced_offline"[^}]*\} [1-9]/)
     assert.match(text, /switchboard_presence_reconcile_seconds_count\{[^}]*status="ok"[^}]*\} [1-9]/)
     assert.equal(node.cluster.presence.pendingRemovals, 0)
   })
