@@ -24,6 +24,8 @@ export interface SocketLoadOptions {
   maxRate?: number
   /** Ramp: a step holds when p99 <= this (ms) and nothing is lost. */
   p99BoundMs?: number
+  /** Ramp: a step also holds only if its ack p99 <= this (ms): the durable ack's headroom, which stops far below the p99 bound. */
+  ackBoundMs?: number
   durationSec: number
   /** A discarded first step at the starting rate (JIT, caches, connection pools warm up). */
   warmupSec?: number
@@ -236,7 +238,7 @@ export async function runSockets(o: SocketLoadOptions): Promise<SocketLoadReport
       await o.afterStep?.(s)
       log(`  → ${fmt(s.deliveriesPerSec)} deliveries/s, p99 ${s.latency.p99} ms, loss ${s.loss}, ack p99 ${s.ack.p99} ms, machine ${s.machineBusyPct} % busy (per CPU ${s.cpuBusyPct.join(' / ')}), generator lag p99 ${s.generatorLagP99Ms} ms\n`)
       if (o.scenario === 'ramp') {
-        const holds = s.loss === 0 && s.latency.p99 <= (o.p99BoundMs ?? 250) && s.acked === s.sent
+        const holds = s.loss === 0 && s.latency.p99 <= (o.p99BoundMs ?? 250) && s.acked === s.sent && (o.ackBoundMs === undefined || s.ack.p99 <= o.ackBoundMs)
         if (holds) report.maxGoodRate = rate
         else break
       }
