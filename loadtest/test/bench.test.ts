@@ -3,7 +3,7 @@ import { spawnSync } from 'node:child_process'
 import { describe, it } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { figuresOf, formatFixedRate, median, parseRates, ratio, summarizeRate, wholeOption, type FixedRateFigures } from '../lib/fixed-rate.ts'
-import type { StepReport } from '../sockets/run.ts'
+import { stepHolds, type StepReport } from '../sockets/run.ts'
 
 const root = fileURLToPath(new URL('../..', import.meta.url))
 
@@ -111,5 +111,20 @@ describe('the fixed-rate report', () => {
     }
     const cells = lines[cpuHeader + 2].trim().split(/\s+/)
     assert.deepEqual(cells, ['100', '1', '2', '3', '1.50', '-', '0.40', '0.10', '0.10', '1.67'])
+  })
+})
+
+describe('the ack-headroom ramp (--ack-headroom)', () => {
+  const step = (extra: Partial<StepReport>): StepReport => ({ rate: 100, sent: 10, acked: 10, loss: 0, latency: { p99: 100 }, ack: { p99: 40 }, ...extra }) as StepReport
+
+  it('a step holds only while its ack p99 is within --ack-bound, besides the p99 bound and no loss', () => {
+    assert.equal(stepHolds(step({ ack: { p99: 400 } as StepReport['ack'] }), {}), true, 'without an ack bound the ack does not matter')
+    assert.equal(stepHolds(step({}), { ackBoundMs: 50 }), true)
+    assert.equal(stepHolds(step({ ack: { p99: 50 } as StepReport['ack'] }), { ackBoundMs: 50 }), true, 'the bound itself holds')
+    assert.equal(stepHolds(step({ ack: { p99: 50.1 } as StepReport['ack'] }), { ackBoundMs: 50 }), false)
+    assert.equal(stepHolds(step({ ack: { p99: NaN } as StepReport['ack'] }), { ackBoundMs: 50 }), false, 'no ack figure is not within it')
+    assert.equal(stepHolds(step({ latency: { p99: 251 } as StepReport['latency'] }), { ackBoundMs: 50 }), false, 'the delivery bound still applies (default 250 ms)')
+    assert.equal(stepHolds(step({ loss: 1 }), { ackBoundMs: 50 }), false)
+    assert.equal(stepHolds(step({ acked: 9 }), { ackBoundMs: 50 }), false)
   })
 })
