@@ -296,7 +296,13 @@ try {
         pairs.push({ run, baseline: figures.baseline!, switchboard: figures.switchboard! })
       }
       pairsByRate[rate] = pairs
-      rows.push(summarizeRate(rate, pairs))
+      const row = summarizeRate(rate, pairs)
+      rows.push(row)
+      // As each rate is done (the tables come at the end): a run cut short still says this much.
+      console.log(
+        `@ ${rate} msg/s, median of ${pairs.length}: node cpu s/100k baseline ${fmt(row.baseline.nodeCpuPer100k)} vs switchboard ${fmt(row.switchboard.nodeCpuPer100k)} (ratio ${fmt(row.ratio.nodeCpu)}); ` +
+          `ack p99 baseline ${fmt(row.baseline.ackP99Ms)} vs switchboard (durable) ${fmt(row.switchboard.ackP99Ms)} ms; loss ${row.baseline.loss} / ${row.switchboard.loss}\n`,
+      )
     }
     result.fixedRate = { rates, runs: n('runs'), durationSec: n('duration'), warmupSec: n('warmup'), rows, pairs: pairsByRate, reports }
     console.log(formatFixedRate(rows) + '\n')
