@@ -13,50 +13,101 @@ import { EVENT_LOOP_RESOLUTION_MS } from '../services/chat/src/metrics.ts'
 import { fmt, table, writeJson } from './lib/report.ts'
 import { formatHttp, loadToken, runHttp, seedRoom, type HttpResult } from './http/run.ts'
 import { ackHeldRate, formatReport, runSockets, type SocketLoadReport, type StepReport } from './sockets/run.ts'
+import { figuresOf, formatFixedRate, median, parseRates, ratio, summarizeRate, wholeOption, type FixedRateFigures, type FixedRatePair, type FixedRateRow, type InfraCpu } from './lib/fixed-rate.ts'
+import { gitInfo } from './lib/git.ts'
 
 // `npm run bench`: the same fan-out ramp against a bare Socket.IO cluster (the baseline) and
 // against Switchboard — same node count, same nginx, same Redis, same load client — alternating
 // A B A B … and reporting medians, ratios and server CPU per delivery. Then durable-ack latency,
-// idle connections per node, and the HTTP history endpoint.
+// idle connections per node, and the HTTP history endpoint. With --rates, fixed-rate pairs
+// replace the ramp (issue 20: the two compared at the same load, rate by rate).
 
-const { values: a } = parseArgs({
-  options: {
-    runs: { type: 'string', default: '5' },
-    'ack-runs': { type: 'string', default: '3' },
-    nodes: { type: 'string', default: '2' },
-    clients: { type: 'string', default: '1000' },
-    rooms: { type: 'string', default: '10' },
-    senders: { type: 'string', default: '10' },
-    start: { type: 'string', default: '100' },
-    step: { type: 'string', default: '50' },
-    'max-rate': { type: 'string', default: '3000' },
-    duration: { type: 'string', default: '8' },
-    warmup: { type: 'string', default: '4' },
-    'p99-bound': { type: 'string', default: '250' },
-    // The durable-ack bound of issue 4: each ramp also reports up to which rate its ack p99 stayed within it.
-    'ack-bound': { type: 'string', default: '50' },
-    size: { type: 'string', default: '128' },
-    workers: { type: 'string', default: '2' },
-    connections: { type: 'string', default: '19000' },
-    'skip-ramp': { type: 'boolean', default: false },
-    // The durable-ack pairs' rate; by default half of Switchboard's highest rate in the ramps.
-    // Given with --skip-ramp, the ack pairs run alone.
-    'ack-rate': { type: 'string' },
-    'skip-connections': { type: 'boolean', default: false },
-    'skip-http': { type: 'boolean', default: false },
-    // Servers on the first half of the CPUs, load generator on the other half (loadtest/lib/pin.ts).
-    pin: { type: 'boolean', default: false },
-    out: { type: 'string' },
-  },
-})
+const options = {
+  // Fixed-rate pairs instead of the ramp: at each of these msg/s, --runs baseline/Switchboard
+  // pairs (default 3), each one measured step of --duration s after --warmup s at that rate.
+  rates: { type: 'string' },
+  runs: { type: 'string', default: '5' },
+  'ack-runs': { type: 'string', default: '3' },
+  nodes: { type: 'string', default: '2' },
+  clients: { type: 'string', default: '1000' },
+  rooms: { type: 'string', default: '10' },
+  senders: { type: 'string', default: '10' },
+  start: { type: 'string', default: '100' },
+  step: { type: 'string', default: '50' },
+  'max-rate': { type: 'string', default: '3000' },
+  duration: { type: 'string', default: '8' },
+  warmup: { type: 'string', default: '4' },
+  'p99-bound': { type: 'string', default: '250' },
+  // The durable-ack bound of issue 4: each ramp also reports up to which rate its ack p99 stayed within it.
+  'ack-bound': { type: 'string', default: '50' },
+  // Ramp pairs (--headroom-runs, default 1) that stop at the first step whose ack p99 passes
+  // --ack-bound: the durable ack's headroom, without ramping on to the p99 bound.
+  'ack-headroom': { type: 'boolean', default: false },
+  'headroom-runs': { type: 'string', default: '1' },
+  size: { type: 'string', default: '128' },
+  workers: { type: 'string', default: '2' },
+  connections: { type: 'string', default: '19000' },
+  'skip-ramp': { type: 'boolean', default: false },
+  // The durable-ack pairs' rate; by default half of Switchboard's highest rate in the ramps.
+  // Given with --skip-ramp, the ack pairs run alone.
+  'ack-rate': { type: 'string' },
+  'skip-connections': { type: 'boolean', default: false },
+  'skip-http': { type: 'boolean', default: false },
+  // Servers on the first half of the CPUs, load generator on the other half (loadtest/lib/pin.ts).
+  pin: { type: 'boolean', default: false },
+  // `npm run bench:quick`: the sizes of QUICK below, for every option not given.
+  quick: { type: 'boolean', default: false },
+  out: { type: 'string' },
+} as const
+
+// `npm run bench:quick`, sized to finish in under 10 minutes on the 2-vCPU host (D180): the
+// fixed-rate pairs at 100–400 msg/s and one ack-headroom pair, no connections, no HTTP.
+// - Two pairs, not three: a fixed-rate run costs ≈ 6 s besides its step (forking the load
+//   workers, connecting and joining 1,000 clients, both drains), so 4 rates × 2 pairs × 2 servers
+//   is 16 runs of ≈ 15 s, ≈ 4 min; a third pair would add 2 min.
+// - 5 s steps after a 2 s warm-up: at 100 msg/s that is 500 acks and 50,000 deliveries, enough
+//   for a p99; the full bench's 8 s + 4 s would take 3 min more.
+// - The headroom ramp steps by 100 msg/s (as bench O did) and stops where the ack p99 passes
+//   50 ms (300–700 msg/s on the Xeon host), at most at 1,000 msg/s: ≈ 2 min for the pair.
+// Measured: 4.7 min in all at 564940d on the 2-vCPU Intel Xeon host (2026-12-01).
+const QUICK = {
+  rates: '100,200,300,400',
+  runs: '2',
+  duration: '5',
+  warmup: '2',
+  step: '100',
+  'max-rate': '1000',
+  'ack-headroom': true,
+  'skip-connections': true,
+  'skip-http': true,
+} as const
+
+/** The options, checked before anything starts; a bad one throws one line ("`--x must be …`"). */
+function readOptions(argv: string[]) {
+  const { values, tokens } = parseArgs({ args: argv, options, tokens: true })
+  const given = new Set<string>(tokens.flatMap((t) => (t.kind === 'option' ? [t.name] : [])))
+  const a: typeof values = { ...values }
+  if (a.quick) for (const [k, v] of Object.entries(QUICK)) if (!given.has(k)) Object.assign(a, { [k]: v })
+  const rates = a.rates === undefined ? undefined : parseRates(a.rates)
+  // The fixed-rate pairs default to 3 (the ramp's to 5).
+  if (rates && !given.has('runs') && !a.quick) a.runs = '3'
+  for (const k of ['runs', 'ack-runs', 'headroom-runs', 'duration'] as const) wholeOption(k, a[k], 1)
+  for (const k of ['warmup', 'ack-bound'] as const) wholeOption(k, a[k], 0)
+  return { a, rates }
+}
+
+let parsed: ReturnType<typeof readOptions>
+try {
+  parsed = readOptions(process.argv.slice(2))
+} catch (err) {
+  console.error((err as Error).message)
+  process.exit(2)
+}
+const { a, rates } = parsed
 const n = (k: keyof typeof a) => Number(a[k])
 /** An ack run; Switchboard's also carries its nodes' own view of it. */
 type AckReport = SocketLoadReport & { nodeSide?: { acks: number; ackP50Ms: number; ackP99Ms: number; eventLoopLagP99Ms: number } }
-const median = (xs: number[]) => {
-  const s = xs.filter((x) => Number.isFinite(x)).sort((x, y) => x - y)
-  return s.length ? (s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2) : NaN
-}
-const ratio = (x: number, y: number) => (y ? Math.round((x / y) * 100) / 100 : NaN)
+const began = Date.now()
 
 const dir = mkdtempSync(join(tmpdir(), 'sb-bench-'))
 chmodSync(dir, 0o755) // the private Postgres runs as the postgres user when we are root
@@ -106,7 +157,9 @@ try {
   }
   pinServers()
   const pidsOf = (c: RunningCluster) => c.nodes.map((x) => x.proc.child.pid!)
-  const infraPids = () => [...withDescendants(redis.proc.child.pid!), ...(sb?.postgres ? withDescendants(sb.postgres.proc.child.pid!) : [])]
+  const redisPids = () => withDescendants(redis.proc.child.pid!)
+  const postgresPids = () => (sb?.postgres ? withDescendants(sb.postgres.proc.child.pid!) : [])
+  const infraPids = () => [...redisPids(), ...postgresPids()]
 
   const common = {
     clients: n('clients'),
@@ -121,12 +174,12 @@ try {
     size: n('size'),
     workers: n('workers'),
   }
-  const result: Record<string, unknown> = { startedAt: new Date().toISOString(), options: a, cpus: machine.cpus, cpuModel: machine.model, pinned: cpuSets ?? null }
+  const result: Record<string, unknown> = { startedAt: new Date().toISOString(), ...gitInfo(), options: a, cpus: machine.cpus, cpuModel: machine.model, pinned: cpuSets ?? null }
 
   // 1. Fan-out ramp, alternating baseline (A) and Switchboard (B).
   const ramps: { baseline: SocketLoadReport[]; switchboard: SocketLoadReport[] } = { baseline: [], switchboard: [] }
   let ackRate: number | undefined
-  if (!a['skip-ramp']) {
+  if (!a['skip-ramp'] && !rates) {
     for (let run = 1; run <= n('runs'); run++) {
       for (const [name, cluster] of [['baseline', base], ['switchboard', sb]] as const) {
         const cpu0 = treeCpuSeconds(infraPids()) // Redis and Postgres with all their backends
@@ -200,6 +253,89 @@ try {
     )
 
     ackRate = Math.max(n('start'), Math.round(summary.switchboardMaxRate / 2 / 10) * 10)
+  }
+
+  // 1'. Fixed-rate pairs (--rates), instead of the ramp: at each rate, baseline (A) and
+  // Switchboard (B) alternate, each run one measured step after its own warm-up at that rate.
+  // Postgres's and Redis's CPU are read around the measured step, as the nodes' is.
+  if (rates) {
+    const rows: FixedRateRow[] = []
+    const pairsByRate: Record<number, FixedRatePair[]> = {}
+    const reports: Record<number, { baseline: SocketLoadReport[]; switchboard: SocketLoadReport[] }> = {}
+    for (const rate of rates) {
+      const pairs: FixedRatePair[] = []
+      reports[rate] = { baseline: [], switchboard: [] }
+      for (let run = 1; run <= n('runs'); run++) {
+        const figures: Partial<Record<'baseline' | 'switchboard', FixedRateFigures>> = {}
+        for (const [name, cluster] of [['baseline', base], ['switchboard', sb]] as const) {
+          // The baseline uses no Postgres: Switchboard's, idle beside it, is not its cost.
+          const infra: InfraCpu = { postgresSec: NaN, redisSec: NaN }
+          let pg0 = 0
+          let redis0 = 0
+          const r = await runSockets({
+            ...common,
+            scenario: 'fanout',
+            rate,
+            url: cluster.url,
+            jwtSecret: name === 'switchboard' ? secret : undefined,
+            pids: pidsOf(cluster),
+            label: `${name} @ ${rate} msg/s, pair ${run}/${n('runs')}`,
+            beforeStep: async () => {
+              pg0 = treeCpuSeconds(postgresPids())
+              redis0 = treeCpuSeconds(redisPids())
+            },
+            afterStep: async () => {
+              infra.redisSec = Math.round((treeCpuSeconds(redisPids()) - redis0) * 100) / 100
+              if (name === 'switchboard') infra.postgresSec = Math.round((treeCpuSeconds(postgresPids()) - pg0) * 100) / 100
+            },
+          })
+          ;(r as SocketLoadReport & { infraCpuSec?: InfraCpu }).infraCpuSec = infra
+          console.log(formatReport(r) + '\n')
+          reports[rate][name].push(r)
+          figures[name] = figuresOf(r.steps[0], infra)
+        }
+        pairs.push({ run, baseline: figures.baseline!, switchboard: figures.switchboard! })
+      }
+      pairsByRate[rate] = pairs
+      const row = summarizeRate(rate, pairs)
+      rows.push(row)
+      // As each rate is done (the tables come at the end): a run cut short still says this much.
+      console.log(
+        `@ ${rate} msg/s, median of ${pairs.length}: node cpu s/100k baseline ${fmt(row.baseline.nodeCpuPer100k)} vs switchboard ${fmt(row.switchboard.nodeCpuPer100k)} (ratio ${fmt(row.ratio.nodeCpu)}); ` +
+          `ack p99 baseline ${fmt(row.baseline.ackP99Ms)} vs switchboard (durable) ${fmt(row.switchboard.ackP99Ms)} ms; loss ${row.baseline.loss} / ${row.switchboard.loss}\n`,
+      )
+    }
+    result.fixedRate = { rates, runs: n('runs'), durationSec: n('duration'), warmupSec: n('warmup'), rows, pairs: pairsByRate, reports }
+    console.log(formatFixedRate(rows) + '\n')
+  }
+
+  // 1''. The durable ack's headroom (--ack-headroom): ramp pairs that stop at the first step
+  // whose ack p99 passes --ack-bound, and the rate up to which every step held it (ackHeldRate).
+  if (a['ack-headroom']) {
+    const bound = n('ack-bound')
+    const headroom: { run: number; baseline: number; switchboard: number; baselineCapped: boolean; switchboardCapped: boolean }[] = []
+    const reports: { baseline: SocketLoadReport[]; switchboard: SocketLoadReport[] } = { baseline: [], switchboard: [] }
+    for (let run = 1; run <= n('headroom-runs'); run++) {
+      const row = { run, baseline: 0, switchboard: 0, baselineCapped: false, switchboardCapped: false }
+      for (const [name, cluster] of [['baseline', base], ['switchboard', sb]] as const) {
+        const r = await runSockets({ ...common, scenario: 'ramp', ackBoundMs: bound, url: cluster.url, jwtSecret: name === 'switchboard' ? secret : undefined, pids: pidsOf(cluster), label: `${name} ack headroom (ack p99 ≤ ${bound} ms) run ${run}` })
+        console.log(formatReport(r) + '\n')
+        reports[name].push(r)
+        row[name] = ackHeldRate(r, bound)
+        // Every step held: the ramp ran out of rates (--max-rate), so the headroom is at least that.
+        row[`${name}Capped`] = r.steps.length > 0 && r.maxGoodRate === r.steps[r.steps.length - 1].rate
+      }
+      headroom.push(row)
+    }
+    const summary = { ackBoundMs: bound, baseline: median(headroom.map((h) => h.baseline)), switchboard: median(headroom.map((h) => h.switchboard)) }
+    result.ackHeadroom = { ...summary, ratio: ratio(summary.switchboard, summary.baseline), runs: headroom, reports }
+    const held = (x: number, capped: boolean) => (capped ? `≥ ${x}` : x)
+    console.log(
+      table(
+        ['run', `baseline (bare ack) p99 ≤ ${bound} ms up to msg/s`, `switchboard (durable ack) p99 ≤ ${bound} ms up to msg/s`],
+        [...headroom.map((h) => [h.run, held(h.baseline, h.baselineCapped), held(h.switchboard, h.switchboardCapped)]), ['median', summary.baseline, summary.switchboard]],
+      ) + `\nratio switchboard ÷ baseline: ${fmt(ratio(summary.switchboard, summary.baseline))}\n`,
+    )
   }
 
   // 2. Durable-ack latency at half of Switchboard's highest rate (or at --ack-rate).
@@ -330,9 +466,10 @@ try {
   }
 
   const out = a.out ?? `loadtest/results/bench-${new Date().toISOString().replace(/[:.]/g, '-')}.json`
+  result.elapsedSec = Math.round((Date.now() - began) / 1000)
   writeJson(out, result)
   writeJson('loadtest/results/bench-latest.json', result) // creates the folder (a fresh clone with --out has none)
-  console.log(`report: ${out}`)
+  console.log(`report: ${out} (took ${fmt(Number(result.elapsedSec) / 60)} min)`)
 } finally {
   await stopAll()
 }

@@ -1,4 +1,3 @@
-import { execFileSync } from 'node:child_process'
 import { chmodSync, mkdtempSync, rmSync } from 'node:fs'
 import http from 'node:http'
 import { cpus, hostname, loadavg, tmpdir, totalmem } from 'node:os'
@@ -9,6 +8,7 @@ import { startCluster, type RunningCluster } from '../infra/cluster.ts'
 import { stopAll } from '../infra/processes.ts'
 import { startPostgres, startRedis, type LocalPostgres, type LocalRedis } from '../infra/services.ts'
 import { withDescendants } from './lib/descendants.ts'
+import { gitInfo } from './lib/git.ts'
 import { totalCpu, treeCpuSeconds } from './lib/proc.ts'
 import { samples, scrape } from './lib/prom.ts'
 import { fromOthers, startRedisTap, type RedisTap, type TapSnapshot } from './lib/redis-tap.ts'
@@ -190,15 +190,6 @@ export function placeClients(layout: Layout, nodes: number, rooms: number, size:
   return out
 }
 
-function gitInfo(): { commit: string; dirty: boolean } {
-  try {
-    const commit = execFileSync('git', ['rev-parse', 'HEAD'], { encoding: 'utf8' }).trim()
-    const dirty = execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], { encoding: 'utf8' }).trim() !== ''
-    return { commit, dirty }
-  } catch {
-    return { commit: 'unknown', dirty: false }
-  }
-}
 
 const METRIC = 'switchboard_cluster_messages_received_total'
 const sumOf = (text: string, name: string) => samples(text, name).reduce((a, b) => a + b.value, 0)

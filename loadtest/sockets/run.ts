@@ -24,6 +24,8 @@ export interface SocketLoadOptions {
   maxRate?: number
   /** Ramp: a step holds when p99 <= this (ms) and nothing is lost. */
   p99BoundMs?: number
+  /** Ramp: a step also holds only if its ack p99 <= this (ms): the durable ack's headroom, which stops far below the p99 bound. */
+  ackBoundMs?: number
   durationSec: number
   /** A discarded first step at the starting rate (JIT, caches, connection pools warm up). */
   warmupSec?: number
@@ -236,8 +238,7 @@ export async function runSockets(o: SocketLoadOptions): Promise<SocketLoadReport
       await o.afterStep?.(s)
       log(`  → ${fmt(s.deliveriesPerSec)} deliveries/s, p99 ${s.latency.p99} ms, loss ${s.loss}, ack p99 ${s.ack.p99} ms, machine ${s.machineBusyPct} % busy (per CPU ${s.cpuBusyPct.join(' / ')}), generator lag p99 ${s.generatorLagP99Ms} ms\n`)
       if (o.scenario === 'ramp') {
-        const holds = s.loss === 0 && s.latency.p99 <= (o.p99BoundMs ?? 250) && s.acked === s.sent
-        if (holds) report.maxGoodRate = rate
+        if (stepHolds(s, o)) report.maxGoodRate = rate
         else break
       }
     }
@@ -250,6 +251,14 @@ export async function runSockets(o: SocketLoadOptions): Promise<SocketLoadReport
     }
     await Promise.all(procs.map((p) => (p.exitCode !== null ? null : new Promise((r) => p.once('exit', r)))))
   }
+}
+
+/**
+ * Whether a ramp step held: nothing lost, every send acked, delivery p99 within `p99BoundMs`
+ * (default 250) and, given `ackBoundMs`, the ack p99 within that too.
+ */
+export function stepHolds(s: StepReport, o: Pick<SocketLoadOptions, 'p99BoundMs' | 'ackBoundMs'>): boolean {
+  return s.loss === 0 && s.acked === s.sent && s.latency.p99 <= (o.p99BoundMs ?? 250) && (o.ackBoundMs === undefined || s.ack.p99 <= o.ackBoundMs)
 }
 
 /**

@@ -15,7 +15,9 @@ function relativeLinks(markdown: string): string[] {
 }
 
 describe('documentation a clone can follow', () => {
-  const files = ['README.md', ...readdirSync(join(root, 'docs')).filter((f) => f.endsWith('.md')).map((f) => `docs/${f}`)]
+  const markdownIn = (dir: string) => readdirSync(join(root, dir)).filter((f) => f.endsWith('.md')).map((f) => `${dir}/${f}`)
+  // The bench's results and their history too: README.md and docs/capacity.md link them.
+  const files = ['README.md', ...markdownIn('docs'), 'loadtest/RESULTS.md', ...markdownIn('loadtest/history')]
 
   it('links only files that exist inside the repository', () => {
     for (const file of files) {
