@@ -55,6 +55,8 @@ const options = {
   'skip-http': { type: 'boolean', default: false },
   // Servers on the first half of the CPUs, load generator on the other half (loadtest/lib/pin.ts).
   pin: { type: 'boolean', default: false },
+  // Switchboard node settings to try, e.g. --env DELIVERY_BATCH_MS=20 (repeatable).
+  env: { type: 'string', multiple: true },
   // `npm run bench:quick`: the sizes of QUICK below, for every option not given.
   quick: { type: 'boolean', default: false },
   out: { type: 'string' },
@@ -93,6 +95,7 @@ function readOptions(argv: string[]) {
   if (rates && !given.has('runs') && !a.quick) a.runs = '3'
   for (const k of ['runs', 'ack-runs', 'headroom-runs', 'duration'] as const) wholeOption(k, a[k], 1)
   for (const k of ['warmup', 'ack-bound'] as const) wholeOption(k, a[k], 0)
+  for (const e of a.env ?? []) if (!/^[A-Z_][A-Z0-9_]*=/.test(e)) throw new Error(`--env must be NAME=value (got "${e}")`)
   return { a, rates }
 }
 
@@ -146,6 +149,7 @@ try {
       MAX_CONNECTIONS_PER_IP: '1000000',
       LOG_LEVEL: 'warn',
       AUTH_DEV_TOKENS: 'false',
+      ...Object.fromEntries((a.env ?? []).map((e) => [e.slice(0, e.indexOf('=')), e.slice(e.indexOf('=') + 1)])),
     },
   })
   base = await startCluster({ nodes: n('nodes'), dir: join(dir, 'baseline'), redisUrl: redis.url, redisPrefix: 'bench-base:', nodeScript: 'loadtest/baseline/server.ts' })

@@ -19,6 +19,8 @@ export interface SetupMsg {
   size: number
   ackTimeoutMs: number
   connectConcurrency: number
+  /** Clients with a token announce `auth.batches` and take `chat:messages`, as the SDK does. */
+  batches: boolean
 }
 
 export interface RunMsg {

@@ -42,6 +42,8 @@ export interface SocketLoadOptions {
   /** Server processes to measure: CPU seconds per step, RSS for `connections`. */
   pids?: number[]
   ackTimeoutMs?: number
+  /** Switchboard's clients take `chat:messages` frames, as the SDK's do (default true; the baseline never sends them). */
+  batches?: boolean
   /** Called just before each measured step starts sending (after connecting and warming up). */
   beforeStep?: (rate: number) => Promise<void>
   /** Called as soon as a measured step's results are in (after its drain, before the next step or the disconnect). */
@@ -177,7 +179,7 @@ export async function runSockets(o: SocketLoadOptions): Promise<SocketLoadReport
     log(`${o.label ?? o.scenario}: connecting ${o.clients} clients through ${o.url} from ${new Set(specs.map((x) => x.octet)).size} source addresses …\n`)
     const ready = waitAll('ready')
     procs.forEach((p, w) =>
-      p.send({ type: 'setup', url: o.url, namespace: o.namespace ?? '/chat', clients: specsOf(w), size: o.size, ackTimeoutMs: o.ackTimeoutMs ?? 10_000, connectConcurrency: 100 }),
+      p.send({ type: 'setup', url: o.url, namespace: o.namespace ?? '/chat', clients: specsOf(w), size: o.size, ackTimeoutMs: o.ackTimeoutMs ?? 10_000, connectConcurrency: 100, batches: o.batches ?? true }),
     )
     const readies = await ready
     const connected = readies.reduce((s, r) => s + r.connected, 0)

@@ -63,13 +63,16 @@ async function connectOne(spec: ClientSpec): Promise<void> {
   const socket = io(`${setup.url}${setup.namespace}`, {
     ...({ localAddress: `127.0.${spec.octet}.1` } as object),
     agent: agentFor(spec.octet) as unknown as string,
-    auth: spec.token ? { token: spec.token } : {},
+    auth: spec.token ? { token: spec.token, ...(setup.batches ? { batches: true } : {}) } : {},
     transports: [spec.transport],
     reconnection: false,
     forceNew: true,
     timeout: 20_000,
   })
   socket.on('chat:message', onMessage)
+  socket.on('chat:messages', (p: { messages?: unknown }) => {
+    if (Array.isArray(p?.messages)) for (const m of p.messages) onMessage(m as { text?: unknown })
+  })
   await new Promise<void>((resolve, reject) => {
     socket.once('connect', resolve)
     socket.once('connect_error', reject)

@@ -53,6 +53,30 @@ describe('@switchboard/client against one node', () => {
     assert.deepEqual(ra.readBy(5), [b.userId])
   })
 
+  it('a burst comes as chat:messages frames (the SDK announces batches) and every view has it all, in order, without a repair sync', async () => {
+    const a = await sdkClient(node.url, 'sdk-bea')
+    const b = await sdkClient(node.url, 'sdk-bo')
+    await Promise.all([connected(a.client), connected(b.client)])
+    const ra = a.client.room('burst-1')
+    const rb = b.client.room('burst-1')
+    await ra.join()
+    await rb.join()
+    // One counter of the node's /metrics (labels in any order, the node's own among them).
+    const counter = async (name: string, event: string) => {
+      const line = (await (await fetch(`${node.url}/metrics`)).text()).split('\n').find((l) => l.startsWith(`${name}{`) && l.includes(`event="${event}"`))
+      return Number(line?.split(' ').at(-1) ?? 0)
+    }
+    const frames = () => counter('switchboard_events_out_total', 'chat:messages')
+    const [frames0, syncs0] = [await frames(), await counter('switchboard_events_in_total', 'chat:sync')]
+    const texts = Array.from({ length: 12 }, (_, i) => `burst ${i}`)
+    await Promise.all(texts.map((t) => ra.send(t)))
+    await until(rb.state, (s) => s.messages.length === texts.length, 5000, 'the whole burst')
+    assert.deepEqual(rb.state.get().messages.map((m) => m.text), texts)
+    assert.deepEqual(rb.state.get().messages.map((m) => m.seq), texts.map((_, i) => i + 1))
+    assert.ok((await frames()) > frames0, 'the node sent chat:messages frames')
+    assert.equal(await counter('switchboard_events_in_total', 'chat:sync'), syncs0, 'no gap made the SDK sync the room')
+  })
+
   it('edits, deletes and reactions (emoji and room ids named like Object members) reach every view in their latest version', async () => {
     const a = await sdkClient(node.url, 'sdk-cara')
     const b = await sdkClient(node.url, 'sdk-dan')

@@ -24,6 +24,7 @@ import {
   type RoomSummary,
   type StatsOk,
   type SyncOk,
+  type HandshakeAuth,
 } from './protocol.ts'
 import { backoffMs, RoomHandle, type EmitResult, type RoomHost } from './room.ts'
 import { ValueStore, type Store } from './store.ts'
@@ -270,7 +271,8 @@ export class SwitchboardClient {
     this.setConnection({ status: 'connecting' })
     const auth = (cb: (data: object) => void) => {
       this.getToken().then(
-        (token) => cb({ token }),
+        // `batches`: a room's messages may come several to a frame (`chat:messages`).
+        (token) => cb({ token, batches: true } satisfies HandshakeAuth),
         (err: unknown) => {
           this.setConnection({ error: { code: 'AUTH_REQUIRED', message: `The token provider failed: ${String(err)}` } })
           cb({})
@@ -286,6 +288,9 @@ export class SwitchboardClient {
     this.wire(chat as unknown as AnySocket, () => this.onChatConnect(), (reason) => this.onChatDisconnect(reason))
     chat.on('room:history', (h) => this.handles.get(h.roomId)?._onHistory(h))
     chat.on('chat:message', (msg) => this.onLiveMessage(msg))
+    chat.on('chat:messages', (p) => {
+      for (const msg of p.messages) this.onLiveMessage(msg)
+    })
     chat.on('chat:edited', (e) => this.handles.get(e.roomId)?._onEdited(e))
     chat.on('chat:deleted', (e) => this.handles.get(e.roomId)?._onDeleted(e))
     chat.on('chat:reaction', (e) => this.handles.get(e.roomId)?._onReaction(e))

@@ -201,6 +201,19 @@ export interface HistoryEvent {
   updated?: Message[]
 }
 
+/** `chat:messages`: consecutive messages of one room, oldest first (handshake `auth.batches: true`). */
+export interface MessagesEvent {
+  roomId: string
+  messages: Message[]
+}
+
+/** The handshake `auth` of every namespace. */
+export interface HandshakeAuth {
+  token: string
+  /** Take several messages of a room as one `chat:messages` frame (fewer frames under load). */
+  batches?: boolean
+}
+
 /** `room:user-joined` / `room:user-left`. */
 export interface RoomUserEvent {
   userId: string
@@ -249,6 +262,11 @@ export interface ChatServerEvents {
   'room:user-joined': (p: RoomUserEvent) => void
   'room:user-left': (p: RoomUserEvent) => void
   'chat:message': (m: Message) => void
+  /**
+   * Several consecutive messages of one room, in seq order: each is a `chat:message`. Sent only
+   * to sockets whose handshake `auth` had `batches: true`.
+   */
+  'chat:messages': (p: MessagesEvent) => void
   'chat:edited': (p: EditedEvent) => void
   'chat:deleted': (p: DeletedEvent) => void
   'chat:reaction': (p: ReactionEvent) => void
@@ -312,7 +330,7 @@ export const EVENTS = {
   '/chat': {
     client: ['room:join', 'room:leave', 'chat:message', 'chat:edit', 'chat:delete', 'chat:react', 'chat:typing', 'chat:read', 'chat:sync', 'auth:refresh'],
     server: [
-      'room:history', 'room:user-joined', 'room:user-left', 'chat:message', 'chat:edited', 'chat:deleted', 'chat:reaction',
+      'room:history', 'room:user-joined', 'room:user-left', 'chat:message', 'chat:messages', 'chat:edited', 'chat:deleted', 'chat:reaction',
       'chat:typing', 'chat:read', 'presence:list', 'presence:online', 'presence:offline', 'admin:announce',
     ],
   },

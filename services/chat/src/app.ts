@@ -148,6 +148,9 @@ export async function buildApp({ config, log, db, cluster, metrics = createMetri
       onTracked: (count) => metrics.feedRooms.set(count),
       onRegression: (where) => metrics.feedRegressions.inc({ where }),
       resyncLimit: config.HISTORY_LIMIT,
+      batchMs: config.DELIVERY_BATCH_MS,
+      // Once per room and frame, as chat:message is counted once per message (not per socket).
+      onMessagesFrame: () => metrics.eventsOut.inc({ event: 'chat:messages' }),
     },
   )
   const pushes = new RoomPushes(chat, cluster.channels, feed, log)

@@ -67,6 +67,8 @@ const configSchema = (production: boolean) => Type.Object({
 
   GROUP_COMMIT_MAX_BATCH: Type.Integer({ default: 256, minimum: 1, maximum: 5000 }),
   GROUP_COMMIT_MAX_WAIT_MS: Type.Integer({ default: 0, minimum: 0, maximum: 1000 }),
+  /** How long a room's deliveries gather on a node before they are written to its sockets (D182). */
+  DELIVERY_BATCH_MS: Type.Integer({ default: 100, minimum: 0, maximum: 1000 }),
   /** Drafts queued or in flight per node before sends answer UNAVAILABLE (8 batches of the default size). */
   GROUP_COMMIT_MAX_QUEUE: Type.Integer({ default: 2048, minimum: 1, maximum: 1_000_000 }),
   HISTORY_LIMIT: Type.Integer({ default: 50, minimum: 1, maximum: 500 }),

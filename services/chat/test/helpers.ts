@@ -135,10 +135,12 @@ export async function chatClient(
     namespace?: string
     /** Runs before the connection completes: attach listeners for events sent on connect. */
     setup?: (socket: Socket) => void
+    /** More handshake `auth` beside the token (e.g. `batches: true`). */
+    auth?: Record<string, unknown>
   } = {},
 ): Promise<Socket> {
   const socket = connect(`${baseUrl}${opts.namespace ?? '/chat'}`, {
-    auth: token === undefined ? {} : { token },
+    auth: { ...(token === undefined ? {} : { token }), ...opts.auth },
     transports: opts.transports ?? ['websocket'],
     reconnection: false,
     forceNew: true,

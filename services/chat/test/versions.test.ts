@@ -43,7 +43,12 @@ describe('versions: every change to a room counts, and a reconnecting client get
   it('concurrent edits, deletes, reactions and sends in one room: each change gets its own version, delivered once, in order', async () => {
     const [ana, bob] = await usersInRoom(node.url, 'v-race', ['vr-ana', 'vr-bob'])
     const ids: string[] = []
+    const firstSix: number[] = []
+    bob.socket.on('chat:message', (m: { seq: number }) => firstSix.push(m.seq))
     for (let i = 0; i < 6; i++) ids.push((await ack(ana.socket, 'chat:message', { roomId: 'v-race', text: `m${i}` })).messageId)
+    // An ack does not wait for the room's delivery (DELIVERY_BATCH_MS gathers it): bob has the six first.
+    await eventually(() => firstSix.includes(6), 5000, 'bob has the first six')
+    bob.socket.removeAllListeners('chat:message')
     const base = await roomVersion(node, 'v-race')
     const seen: number[] = []
     for (const e of ['chat:message', 'chat:edited', 'chat:deleted', 'chat:reaction']) bob.socket.on(e, (p: { version: number }) => seen.push(p.version))

@@ -23,6 +23,7 @@ export function authMiddleware(tokens: Tokens, role?: string) {
       (identity) => {
         if (role && !identity.roles.includes(role)) return next(refusal('Forbidden', 'FORBIDDEN'))
         socket.data.identity = identity
+        if ((socket.handshake.auth as { batches?: unknown } | undefined)?.batches === true) socket.data.batches = true
         next()
       },
       (err: unknown) => {

@@ -37,6 +37,8 @@ export interface SocketData {
   expiry?: NodeJS.Timeout
   /** Settles when this socket's presence was recorded; its removal waits for it. */
   presence?: Promise<void>
+  /** The handshake's `auth.batches`: several messages of a room may come as one `chat:messages` (D182). */
+  batches?: boolean
 }
 
 export type ChatServer = Server<ClientToServerEvents, ServerToClientEvents, InterServerEvents, SocketData>
@@ -45,5 +47,7 @@ export type ChatSocket = Socket<ClientToServerEvents, ServerToClientEvents, Inte
 
 /** The room every socket of a user joins, for "except the actor" broadcasts and kicks. */
 export const userRoom = (userId: string) => `@user:${userId}` // "@" never appears in a room id
+/** A room's sockets on this node that take `chat:messages` (room-feed.ts, D182). */
+export const batchRoom = (roomId: string) => `@batch:${roomId}`
 /** Every /chat socket of this node: a cross-node operation can leave this node's sockets out. */
 export const nodeRoom = (nodeId: string) => `@node:${nodeId}`

@@ -27,6 +27,7 @@ export function createRoomEvents(nsp: ChatNamespace, feed: RoomFeed, metrics: Me
     },
     read(e) {
       metrics.eventsOut.inc({ event: 'chat:read' })
+      feed.flush(e.roomId) // the messages it may refer to go first
       nsp.to(e.roomId).except(userRoom(e.userId)).emit('chat:read', e)
     },
   }

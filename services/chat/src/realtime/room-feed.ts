@@ -2,7 +2,7 @@ import type { RoomChannels } from '../cluster/room-channels.ts'
 import type { Message, RoomChange, RoomHead } from '../domain/types.ts'
 import { AppError } from '../errors.ts'
 import type { Logger } from '../logger.ts'
-import type { ChatNamespace, ChatSocket } from './events.ts'
+import { batchRoom, type ChatNamespace, type ChatSocket } from './events.ts'
 import { encodeFeed, recoveredChanges, roomOf, sendEvent, versionOf, type FeedEvent } from './feed-events.ts'
 import { repeatedRooms, withWritesHeld } from './write-hold.ts'
 
@@ -59,6 +59,11 @@ interface RoomState {
   verifying?: boolean
   /** This state holds a subscription to the room's channel (given up when it is dropped). */
   subscribed?: boolean
+  /** Delivered to the feed, not yet written to the room's sockets: they go out together (`batchMs`). */
+  outgoing: FeedEvent[]
+  flushTimer?: NodeJS.Timeout | NodeJS.Immediate
+  /** When the room's sockets were last written to (performance.now(); batchMs). */
+  flushedAt: number
 }
 
 export interface FeedOptions {
@@ -87,6 +92,15 @@ export interface FeedOptions {
   onRegression?: (where: RegressionSite) => void
   /** How many messages the `room:history` of a resync holds (default 50). */
   resyncLimit?: number
+  /**
+   * A room's sockets are written to at most once per this many ms (0: every event at once). The
+   * first event after a quiet spell goes out at once (in the same turn's batch); those that come
+   * sooner gather until the interval is over, then go out in one write per socket, several
+   * messages as one `chat:messages` frame to the sockets that take it (D182).
+   */
+  batchMs?: number
+  /** A `chat:messages` frame went to a room's sockets on this node (metrics). */
+  onMessagesFrame?: () => void
 }
 
 export interface Subscription {
@@ -133,6 +147,14 @@ export class RoomFeed {
       const st = this.rooms.get(room)
       if (st) this.release(room, st)
     })
+    // A socket that takes `chat:messages` is also in the room's batch room, wherever it joins or
+    // leaves the room (and on disconnect): the adapter announces every join and leave (D182).
+    nsp.adapter.on('join-room', (room: string, id: string) => {
+      if (!room.startsWith('@') && nsp.sockets.get(id)?.data.batches) void nsp.adapter.addAll(id, new Set([batchRoom(room)]))
+    })
+    nsp.adapter.on('leave-room', (room: string, id: string) => {
+      if (!room.startsWith('@') && nsp.adapter.rooms.get(batchRoom(room))?.has(id)) void nsp.adapter.del(id, batchRoom(room))
+    })
     if (opts.reconcileMs > 0) {
       this.reconcileTimer = setInterval(() => void this.reconcile(), opts.reconcileMs)
       this.reconcileTimer.unref()
@@ -142,7 +164,25 @@ export class RoomFeed {
   close(): void {
     this.closed = true
     clearInterval(this.reconcileTimer)
-    for (const [roomId, st] of this.rooms) this.drop(roomId, st)
+    for (const [roomId, st] of this.rooms) {
+      this.flush(roomId) // what was gathered still reaches the sockets still here
+      this.drop(roomId, st)
+    }
+  }
+
+  /**
+   * Writes what the room's feed has gathered now: whatever else is about to reach the room's
+   * sockets (a read receipt) then comes after the messages it may refer to.
+   */
+  flush(roomId: string): void {
+    const st = this.rooms.get(roomId)
+    if (!st) return
+    this.cancelFlush(st)
+    if (st.outgoing.length === 0) return
+    st.flushedAt = performance.now()
+    const events = st.outgoing
+    st.outgoing = []
+    this.write(roomId, events)
   }
 
   /**
@@ -306,6 +346,9 @@ export class RoomFeed {
         // A resync (D105) that dropped this state answers and joins the socket itself.
         let joined: Promise<void> | void = undefined
         if (join && socket.connected && current()) {
+          // The room's members get what was gathered first; the buffer holds what of it came
+          // after the answer (the answer holds the rest), so the socket sees each event once.
+          this.flush(roomId)
           for (const e of buffer) sendEvent(socket, e)
           joined = socket.join(roomId)
         }
@@ -367,7 +410,7 @@ export class RoomFeed {
     if (this.closed) throw new AppError('UNAVAILABLE', 'Node shutting down')
     let st = this.rooms.get(roomId)
     if (!st) {
-      const state: RoomState = { next: NaN, version: NaN, ready: Promise.resolve(), early: [], pending: new Map(), ring: [], changes: [], changesFrom: NaN, holders: 0 }
+      const state: RoomState = { next: NaN, version: NaN, ready: Promise.resolve(), early: [], pending: new Map(), ring: [], changes: [], changesFrom: NaN, holders: 0, outgoing: [], flushedAt: -Infinity }
       // The head is read only once the channel delivers: whatever is committed after it arrives.
       state.ready = this.listen(roomId, state).then(() => (this.rooms.get(roomId) === state ? this.source.head(roomId) : { lastSeq: 0, version: 0 })).then(
         (head) => {
@@ -548,20 +591,68 @@ export class RoomFeed {
     st.version = Math.max(st.version, m.version)
     st.ring.push(m)
     if (st.ring.length > this.opts.ringSize) st.ring.splice(0, st.ring.length - this.opts.ringSize)
-    this.fanOut(m.roomId, { kind: 'message', message: m })
+    this.fanOut(st, m.roomId, { kind: 'message', message: m })
   }
 
   private deliverChange(st: RoomState, c: RoomChange): void {
     st.version = Math.max(st.version, c.event.version)
     st.changes.push(c)
     if (st.changes.length > this.opts.ringSize) st.changesFrom = st.changes.splice(0, st.changes.length - this.opts.ringSize).at(-1)!.event.version
-    this.fanOut(c.event.roomId, c)
+    this.fanOut(st, c.event.roomId, c)
   }
 
-  private fanOut(roomId: string, e: FeedEvent): void {
-    sendEvent(this.nsp.local.to(roomId), e)
+  /** An event delivered in order: to the room's sockets now, or with the next ones (`batchMs`). */
+  private fanOut(st: RoomState, roomId: string, e: FeedEvent): void {
     const waiting = this.joining.get(roomId)
     if (waiting) for (const buffer of waiting.values()) buffer.push(e)
+    const interval = this.opts.batchMs ?? 0
+    if (interval <= 0) return sendEvent(this.nsp.local.to(roomId), e)
+    st.outgoing.push(e)
+    if (st.flushTimer) return
+    const wait = st.flushedAt + interval - performance.now()
+    // Quiet until now: out at once, with whatever else this turn delivers to the room.
+    st.flushTimer = wait <= 0 ? setImmediate(() => this.flush(roomId)) : setTimeout(() => this.flush(roomId), wait)
+  }
+
+  private cancelFlush(st: RoomState): void {
+    const t = st.flushTimer
+    if (!t) return
+    st.flushTimer = undefined
+    if ('refresh' in t) clearTimeout(t)
+    else clearImmediate(t as NodeJS.Immediate)
+  }
+
+  /**
+   * Writes a room's events, in order, to its sockets on this node, each socket's in one write.
+   * Sockets that take `chat:messages` (SPEC addition, D182) get each run of consecutive
+   * messages as one frame, encoded once for all of them; the others get one frame per event.
+   */
+  private write(roomId: string, events: FeedEvent[]): void {
+    const room = this.nsp.local.to(roomId)
+    if (events.length === 1) return sendEvent(room, events[0])
+    const members = this.nsp.adapter.rooms.get(roomId)?.size ?? 0
+    if (members === 0) return
+    const batching = this.nsp.adapter.rooms.get(batchRoom(roomId))?.size ?? 0
+    withWritesHeld(this.nsp, [roomId], () => {
+      if (batching < members) {
+        const plain = batching > 0 ? room.except(batchRoom(roomId)) : room
+        for (const e of events) sendEvent(plain, e)
+      }
+      if (batching === 0) return
+      const to = batching < members ? this.nsp.local.to(batchRoom(roomId)) : room
+      for (let i = 0; i < events.length; ) {
+        let j = i
+        while (j < events.length && events[j].kind === 'message') j++
+        if (j - i >= 2) {
+          to.emit('chat:messages', { roomId, messages: events.slice(i, j).map((e) => (e as { message: Message }).message) })
+          this.opts.onMessagesFrame?.()
+          i = j
+        } else {
+          sendEvent(to, events[i])
+          i++
+        }
+      }
+    })
   }
 
   /** Predecessors of a pending event did not arrive in time: read what changed from the database. */
@@ -679,6 +770,9 @@ export class RoomFeed {
   private drop(roomId: string, st: RoomState): void {
     if (st.gapTimer) clearTimeout(st.gapTimer)
     st.gapTimer = undefined
+    // Gathered for sockets that are gone, or that a resync answers from the database (D105).
+    this.cancelFlush(st)
+    st.outgoing = []
     st.pending.clear()
     if (st.subscribed) {
       st.subscribed = false
@@ -715,6 +809,11 @@ export class RoomFeed {
   /** A batch of committed events: each member's frames go out in one write (see `withWritesHeld`). */
   private receiveAll(batch: FeedEvent[], fromPeers = false): void {
     if (fromPeers) for (const e of batch) this.opts.onRoomChanged?.(roomOf(e))
+    // Gathered per room (batchMs): nothing is written in this turn.
+    if ((this.opts.batchMs ?? 0) > 0) {
+      for (const e of batch) this.receive(e)
+      return
+    }
     withWritesHeld(this.nsp, repeatedRooms(batch.map((e) => ({ roomId: roomOf(e) }))), () => {
       for (const e of batch) this.receive(e)
     })
