@@ -55,6 +55,9 @@ const options = {
   'skip-http': { type: 'boolean', default: false },
   // Servers on the first half of the CPUs, load generator on the other half (loadtest/lib/pin.ts).
   pin: { type: 'boolean', default: false },
+  // Switchboard's load clients do not announce `auth.batches` (plain `chat:message` only, as a
+  // client that is not the SDK).
+  'plain-clients': { type: 'boolean', default: false },
   // Switchboard node settings to try, e.g. --env DELIVERY_BATCH_MS=20 (repeatable).
   env: { type: 'string', multiple: true },
   // `npm run bench:quick`: the sizes of QUICK below, for every option not given.
@@ -166,6 +169,7 @@ try {
   const infraPids = () => [...redisPids(), ...postgresPids()]
 
   const common = {
+    batches: !a['plain-clients'],
     clients: n('clients'),
     rooms: n('rooms'),
     senders: n('senders'),
@@ -433,6 +437,7 @@ try {
       const node = cluster.nodes[0]
       conn[name] = await runSockets({
         scenario: 'connections',
+        batches: !a['plain-clients'],
         url: node.url,
         clients: count,
         rooms: 1,
