@@ -168,7 +168,26 @@ export async function buildApp({ config, log, db, cluster, metrics = createMetri
   // A node hears a room's changes only while it follows the room's channel: its cached history
   // pages of a room hold only for as long (D140).
   const channels = cluster.channels
-  if (channels) messages.cache.heard = (roomId) => channels.listening(roomId)
+  messages.cache.onLookup = (hit) => metrics.historyPages.inc({ result: hit ? 'hit' : 'miss' })
+  if (channels) {
+    messages.cache.heard = (roomId) => channels.listening(roomId)
+    // Redis down or slow: the page is read without being kept (the wait is cut short).
+    messages.cache.hold = async (roomId) => {
+      if (!channels.connected) return undefined
+      let timer: NodeJS.Timeout | undefined
+      const confirmed = channels.subscribe(roomId).then(
+        () => true,
+        () => false,
+      )
+      const held = await Promise.race([confirmed, new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), 250)))])
+      clearTimeout(timer)
+      const release = () => channels.unsubscribe(roomId)
+      if (held) return release
+      // Not confirmed in time: give it back once it settles (a subscribe and an unsubscribe pair up).
+      void confirmed.then(release)
+      return undefined
+    }
+  }
   const p = config.REDIS_PREFIX
   const joinLimit = new EventRateLimit(cluster.redis, config.RATE_LIMIT_JOINS, config.RATE_LIMIT_JOINS_WINDOW_SECONDS, `${p}rl:join`, 'room joins')
   const syncLimit = new EventRateLimit(cluster.redis, config.RATE_LIMIT_SYNCS, config.RATE_LIMIT_SYNCS_WINDOW_SECONDS, `${p}rl:sync`, 'syncs')

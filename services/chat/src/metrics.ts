@@ -86,6 +86,12 @@ export function createMetrics(nodeId: string) {
     }),
     connectionPendingReleases: new Gauge({ name: 'switchboard_connection_pending_releases', help: 'Connection count releases that failed (Redis unreachable) and wait for the next reconciliation', registers: r }),
     feedGapFills: new Counter({ name: 'switchboard_feed_gap_fills_total', help: 'Messages read from Postgres because pub/sub did not deliver them', registers: r }),
+    historyPages: new Counter({
+      name: 'switchboard_history_pages_total',
+      help: 'History pages (GET /api/rooms/:id/messages, join histories) served from the cache (hit) or read from Postgres (miss)',
+      labelNames: ['result'],
+      registers: r,
+    }),
     feedRooms: new Gauge({ name: 'switchboard_feed_rooms', help: 'Rooms this node holds feed state for: rooms with a local socket, or a join in progress', registers: r }),
     clusterMessagesReceived: new Counter({
       name: 'switchboard_cluster_messages_received_total',

@@ -57,6 +57,17 @@ export class HistoryCache {
    */
   heard?: (roomId: string) => number
 
+  /**
+   * Set with `heard`: follows the room's changes while a page of it is read from the database
+   * (resolves once they are heard; undefined when that cannot be had soon), and returns the
+   * release. The subscription outlives the release by ROOM_CHANNEL_LINGER_MS, so the pages read
+   * under it are served for that long (D183).
+   */
+  hold?: (roomId: string) => Promise<(() => void) | undefined>
+
+  /** Called for every page asked for: served from the cache or not (metrics). */
+  onLookup?: (hit: boolean) => void
+
   /** What a page read from now on is stamped with (pass it to `set`). */
   generation(roomId: string): number {
     return this.generations.get(roomId) ?? this.floor

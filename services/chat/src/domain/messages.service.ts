@@ -173,13 +173,21 @@ export class MessagesService {
   async before(roomId: string, beforeSeq: number | undefined, limit: number): Promise<Message[]> {
     const page = `${beforeSeq ?? 'latest'}:${limit}`
     const cached = this.cache.get(roomId, page)
+    this.cache.onLookup?.(cached !== undefined)
     if (cached) return cached
-    const generation = this.cache.generation(roomId)
-    const heard = this.cache.listening(roomId)
-    const rows = await messages.listBefore(this.db, roomId, beforeSeq ?? Number.MAX_SAFE_INTEGER, limit)
-    const result = await this.withReactions(roomId, rows)
-    this.cache.set(roomId, page, generation, result, heard)
-    return result
+    // A room this node does not follow (an HTTP read of it, no local socket): follow it while
+    // the page is read, so the page can be kept and later reads are served from it (D183).
+    const release = this.cache.listening(roomId) === 0 ? await this.cache.hold?.(roomId) : undefined
+    try {
+      const generation = this.cache.generation(roomId)
+      const heard = this.cache.listening(roomId)
+      const rows = await messages.listBefore(this.db, roomId, beforeSeq ?? Number.MAX_SAFE_INTEGER, limit)
+      const result = await this.withReactions(roomId, rows)
+      this.cache.set(roomId, page, generation, result, heard)
+      return result
+    } finally {
+      release?.()
+    }
   }
 
   private async withReactions(roomId: string, rows: messages.HistoryRow[]): Promise<Message[]> {
