@@ -1,5 +1,7 @@
 import type { FastifyInstance } from 'fastify'
 import type { MessagesService } from '../../domain/messages.service.ts'
+import type { Message } from '../../domain/types.ts'
+import type { HistoryPage } from '../../../../../packages/client/src/protocol.ts'
 import type { RoomsService } from '../../domain/rooms.service.ts'
 import { parse } from '../../validation.ts'
 import { CreatedRoomSchema, documentedOnly, errors, HistoryPageSchema, RoomListSchema } from '../wire-schemas.ts'
@@ -49,14 +51,23 @@ export async function roomRoutes(
     querystring: HistoryQuery,
     response: { 200: HistoryPageSchema, ...errors(400, 401, 403, 404, 429) },
   }
-  app.get('/api/rooms/:id/messages', { schema: historySchema, ...documentedOnly }, async (request) => {
+  // A cached page is the same array until its room changes: its body is serialized once, not on
+  // every read of it (issue 20: per-request work done once). A page read from Postgres is a new
+  // array; its entry goes with it.
+  const bodies = new WeakMap<Message[], string>()
+  app.get('/api/rooms/:id/messages', { schema: historySchema, ...documentedOnly }, async (request, reply) => {
     const { id } = parse(RoomParams, request.params)
     const query = parse(HistoryQuery, coerceInts(request.query as Record<string, unknown>))
     await deps.rooms.requireReadable(request.identity, id)
     const limit = query.limit ?? deps.historyLimit
     const messages = await deps.messages.before(id, query.before, limit)
-    const oldest = messages[messages.length - 1]
-    return { roomId: id, messages, hasMore: oldest !== undefined && oldest.seq > 1 }
+    let body = bodies.get(messages)
+    if (body === undefined) {
+      const oldest = messages[messages.length - 1]
+      const page: HistoryPage = { roomId: id, messages, hasMore: oldest !== undefined && oldest.seq > 1 }
+      bodies.set(messages, (body = JSON.stringify(page)))
+    }
+    return reply.type('application/json; charset=utf-8').send(body)
   })
 }
 
