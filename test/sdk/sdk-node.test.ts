@@ -13,6 +13,17 @@ describe('@switchboard/client against one node', () => {
   after(() => closeClients())
 
   const connected = (c: Awaited<ReturnType<typeof sdkClient>>['client']) => until(c.connection, (s) => s.status === 'connected', 10_000, 'connected')
+  /** Two signed-in SDK clients, connected, both joined to `roomId`. */
+  const pairInRoom = async (names: [string, string], roomId: string) => {
+    const a = await sdkClient(node.url, names[0])
+    const b = await sdkClient(node.url, names[1])
+    await Promise.all([connected(a.client), connected(b.client)])
+    const ra = a.client.room(roomId)
+    const rb = b.client.room(roomId)
+    await ra.join()
+    await rb.join()
+    return { a, b, ra, rb }
+  }
 
   it('connects, joins, sends and receives: one message per seq, the pending entry replaced by its message, presence, rooms list', async () => {
     const a = await sdkClient(node.url, 'sdk-ana')
@@ -54,13 +65,7 @@ describe('@switchboard/client against one node', () => {
   })
 
   it('a burst comes as chat:messages frames (the SDK announces batches) and every view has it all, in order, without a repair sync', async () => {
-    const a = await sdkClient(node.url, 'sdk-bea')
-    const b = await sdkClient(node.url, 'sdk-bo')
-    await Promise.all([connected(a.client), connected(b.client)])
-    const ra = a.client.room('burst-1')
-    const rb = b.client.room('burst-1')
-    await ra.join()
-    await rb.join()
+    const { ra, rb } = await pairInRoom(['sdk-bea', 'sdk-bo'], 'burst-1')
     // One counter of the node's /metrics (labels in any order, the node's own among them).
     const counter = async (name: string, event: string) => {
       const line = (await (await fetch(`${node.url}/metrics`)).text()).split('\n').find((l) => l.startsWith(`${name}{`) && l.includes(`event="${event}"`))
@@ -109,13 +114,7 @@ describe('@switchboard/client against one node', () => {
   })
 
   it('typing is shown to others and cleared; a DM from someone new makes the room appear in the rooms list with a notification', async () => {
-    const a = await sdkClient(node.url, 'sdk-eve')
-    const b = await sdkClient(node.url, 'sdk-fay')
-    await Promise.all([connected(a.client), connected(b.client)])
-    const ra = a.client.room('typing-1')
-    const rb = b.client.room('typing-1')
-    await ra.join()
-    await rb.join()
+    const { a, b, ra, rb } = await pairInRoom(['sdk-eve', 'sdk-fay'], 'typing-1')
     ra.typing(true)
     await until(rb.state, (s) => s.typists.some((t) => t.userId === a.userId && t.username === 'sdk-eve'), 5000, 'eve typing')
     ra.typing(true) // throttled: nothing new
