@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import type { Socket } from 'socket.io-client'
-import { ack, chatClient, devToken, next, useIsolatedNode } from './helpers.ts'
+import { Redis } from 'ioredis'
+import { ack, chatClient, devToken, next, REDIS_URL, useIsolatedNode } from './helpers.ts'
 
 // DELIVERY_BATCH_MS (D182): a room's deliveries gather for a moment and go out together, as one
 // `chat:messages` frame to the sockets that announced `auth.batches`, as single events to the rest.
@@ -97,6 +98,22 @@ describe('delivery batches (DELIVERY_BATCH_MS, chat:messages)', () => {
     const all = [...shown, ...lateSeen.map((e) => e.seq)]
     assert.deepEqual(all, [1, 2, 3, 4], `history ${shown}, live ${lateSeen.map((e) => e.seq)}`)
     assert.deepEqual(earlySeen.map((e) => e.seq), [1, 2, 3, 4])
+  })
+
+  it('batch rooms stay on this node: the sharded adapter subscribes no channel for them, the room and user rooms keep theirs', async () => {
+    const watcher = await member(node.url, 'db-lou', 'db-5', true)
+    const redis = new Redis(REDIS_URL)
+    try {
+      const channel = (room: string) => `${node.config.REDIS_PREFIX}socket.io#/chat#${room}#`
+      const subscribers = async (room: string) => ((await redis.call('PUBSUB', 'SHARDNUMSUB', channel(room))) as [string, number])[1]
+      assert.equal(await subscribers('db-5'), 1, 'the room has its channel (the positive control)')
+      assert.equal(await subscribers(`@user:${watcher.userId}`), 1, 'the user room has its channel')
+      assert.equal(await subscribers('@batch:db-5'), 0, 'the batch room has none')
+      const batchChannels = (await redis.call('PUBSUB', 'SHARDCHANNELS', `${node.config.REDIS_PREFIX}socket.io#/chat#@batch:*`)) as string[]
+      assert.deepEqual(batchChannels, [], 'no batch room of any kind (not of the socket id either)')
+    } finally {
+      redis.disconnect()
+    }
   })
 
   it('a read receipt comes after the gathered messages it refers to', async () => {

@@ -12,6 +12,7 @@ import { LeasedRedisRateLimit, leaseCap, MemoryRateLimit, type RateLimit } from 
 import { connectWithin, createRedis, createRedisCluster, quitWithin, type RedisClient } from './redis.ts'
 import { adapterChannelKind, type ChannelKind } from './pubsub-meter.ts'
 import { RedisRoomChannels, type RoomChannels } from './room-channels.ts'
+import { LOCAL_ROOM_PREFIX } from '../realtime/events.ts'
 
 /** What /metrics learns from the cluster's pub/sub (set by the app once it has its metrics). */
 export interface PubSubHooks {
@@ -85,7 +86,10 @@ export async function createCluster(config: Config, log: Logger, onRedisError?: 
   const adapter = function (nsp: Namespace) {
     const a = (makeAdapter as (nsp: Namespace) => ReturnType<ReturnType<typeof createAdapter>>)(nsp) as unknown as { uid: string }
     adapterIds.set(nsp.name, { uid: a.uid, mark: Buffer.from(sharded ? `"uid":"${a.uid}"` : a.uid) })
-    if (sharded) perRoomSocketOps(a as never)
+    if (sharded) {
+      perRoomSocketOps(a as never)
+      noChannelForLocalRooms(a as never)
+    }
     return a
   }
   const meter = (channel: Buffer, message: Buffer) => {
@@ -171,6 +175,18 @@ const ROOM_SOCKET_OPS = new Set([BROADCAST, 4 /* SOCKETS_JOIN */, 5 /* SOCKETS_L
 interface ShardedAdapterInternals {
   computeChannel(message: { type: number; data?: { requestId?: string; opts?: { rooms?: string[] } } }): string
   dynamicChannel(room: string): string
+  shouldUseASeparateNamespace(room: string): boolean
+}
+
+/**
+ * In 'dynamic' mode the sharded adapter subscribes a channel for every room it creates. A room
+ * that only this node's own broadcasts address (`LOCAL_ROOM_PREFIX`: the batch rooms, D182) never
+ * hears anything on it, so it gets none: no SSUBSCRIBE / SUNSUBSCRIBE round trip per room.
+ */
+function noChannelForLocalRooms(adapter: ShardedAdapterInternals): void {
+  if (typeof adapter.shouldUseASeparateNamespace !== 'function') return
+  const original = adapter.shouldUseASeparateNamespace.bind(adapter)
+  adapter.shouldUseASeparateNamespace = (room) => !room.startsWith(LOCAL_ROOM_PREFIX) && original(room)
 }
 
 /**

@@ -47,7 +47,9 @@ export type ChatSocket = Socket<ClientToServerEvents, ServerToClientEvents, Inte
 
 /** The room every socket of a user joins, for "except the actor" broadcasts and kicks. */
 export const userRoom = (userId: string) => `@user:${userId}` // "@" never appears in a room id
+/** Names of rooms that only this node's own broadcasts address: no other node needs to hear of them. */
+export const LOCAL_ROOM_PREFIX = '@batch:'
 /** A room's sockets on this node that take `chat:messages` (room-feed.ts, D182). */
-export const batchRoom = (roomId: string) => `@batch:${roomId}`
+export const batchRoom = (roomId: string) => `${LOCAL_ROOM_PREFIX}${roomId}`
 /** Every /chat socket of this node: a cross-node operation can leave this node's sockets out. */
 export const nodeRoom = (nodeId: string) => `@node:${nodeId}`

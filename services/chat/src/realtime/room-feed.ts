@@ -149,8 +149,9 @@ export class RoomFeed {
     })
     // A socket that takes `chat:messages` is also in the room's batch room, wherever it joins or
     // leaves the room (and on disconnect): the adapter announces every join and leave (D182).
+    // Not the room Socket.IO names after the socket itself (app.ts takes every socket out of it).
     nsp.adapter.on('join-room', (room: string, id: string) => {
-      if (!room.startsWith('@') && nsp.sockets.get(id)?.data.batches) void nsp.adapter.addAll(id, new Set([batchRoom(room)]))
+      if (!room.startsWith('@') && room !== id && nsp.sockets.get(id)?.data.batches) void nsp.adapter.addAll(id, new Set([batchRoom(room)]))
     })
     nsp.adapter.on('leave-room', (room: string, id: string) => {
       if (!room.startsWith('@') && nsp.adapter.rooms.get(batchRoom(room))?.has(id)) void nsp.adapter.del(id, batchRoom(room))
