@@ -5,6 +5,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRepl
 import { Tokens } from './auth/tokens.ts'
 import type { Cluster } from './cluster/cluster.ts'
 import { EventRateLimit, Throttle } from './cluster/rate-limit.ts'
+import { confirmedWithin } from './cluster/room-channels.ts'
 import type { Config } from './config.ts'
 import { AttachmentsService } from './domain/attachments.service.ts'
 import { MessagesService } from './domain/messages.service.ts'
@@ -174,17 +175,11 @@ export async function buildApp({ config, log, db, cluster, metrics = createMetri
     // Redis down or slow: the page is read without being kept (the wait is cut short).
     messages.cache.hold = async (roomId) => {
       if (!channels.connected) return undefined
-      let timer: NodeJS.Timeout | undefined
-      const confirmed = channels.subscribe(roomId).then(
-        () => true,
-        () => false,
-      )
-      const held = await Promise.race([confirmed, new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), 250)))])
-      clearTimeout(timer)
+      const confirmed = channels.subscribe(roomId)
       const release = () => channels.unsubscribe(roomId)
-      if (held) return release
+      if (await confirmedWithin(confirmed, 250).catch(() => false)) return release
       // Not confirmed in time: give it back once it settles (a subscribe and an unsubscribe pair up).
-      void confirmed.then(release)
+      void confirmed.then(release, release)
       return undefined
     }
   }

@@ -39,6 +39,19 @@ interface Entry {
   linger?: NodeJS.Timeout
 }
 
+/**
+ * Waits for a subscription (`RoomChannels.subscribe`) at most `ms`: true once confirmed, false when
+ * the wait ran out first (it may still be confirmed later); rejects if the subscribe failed.
+ */
+export async function confirmedWithin(confirmed: Promise<void>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined
+  try {
+    return await Promise.race([confirmed.then(() => true), new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), ms)))])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
 /** Sender ids are this long (base64url of 6 bytes): every payload starts with its sender's. */
 const SENDER_BYTES = 8
 

@@ -1,4 +1,4 @@
-import type { RoomChannels } from '../cluster/room-channels.ts'
+import { confirmedWithin, type RoomChannels } from '../cluster/room-channels.ts'
 import type { Message, RoomChange, RoomHead } from '../domain/types.ts'
 import { AppError } from '../errors.ts'
 import type { Logger } from '../logger.ts'
@@ -453,14 +453,11 @@ export class RoomFeed {
     const confirmed = channels.subscribe(roomId)
     let waited: boolean
     const wait = channels.connected ? (this.opts.subscribeWaitMs ?? 2000) : 0
-    let timer: NodeJS.Timeout | undefined
     try {
-      waited = await Promise.race([confirmed.then(() => true), new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), wait)))])
+      waited = await confirmedWithin(confirmed, wait)
     } catch (err) {
       this.log.warn({ err: (err as Error).message, roomId }, 'room channel subscribe failed; the room is reconciled from the database')
       return
-    } finally {
-      clearTimeout(timer)
     }
     if (waited) return
     this.log.info({ roomId, waitedMs: wait }, 'room channel subscription not confirmed yet; reading the room head anyway')
