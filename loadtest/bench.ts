@@ -15,6 +15,7 @@ import { formatHttp, loadToken, runHttp, seedRoom, type HttpResult } from './htt
 import { ackHeldRate, formatReport, runSockets, type SocketLoadReport, type StepReport } from './sockets/run.ts'
 import { figuresOf, formatFixedRate, median, parseRates, ratio, summarizeRate, wholeOption, type FixedRateFigures, type FixedRatePair, type FixedRateRow, type InfraCpu } from './lib/fixed-rate.ts'
 import { gitInfo } from './lib/git.ts'
+import { BENCH_SECRET, benchNodeEnv, envOption } from './lib/bench-node.ts'
 
 // `npm run bench`: the same fan-out ramp against a bare Socket.IO cluster (the baseline) and
 // against Switchboard — same node count, same nginx, same Redis, same load client — alternating
@@ -98,8 +99,7 @@ function readOptions(argv: string[]) {
   if (rates && !given.has('runs') && !a.quick) a.runs = '3'
   for (const k of ['runs', 'ack-runs', 'headroom-runs', 'duration'] as const) wholeOption(k, a[k], 1)
   for (const k of ['warmup', 'ack-bound'] as const) wholeOption(k, a[k], 0)
-  for (const e of a.env ?? []) if (!/^[A-Z_][A-Z0-9_]*=/.test(e)) throw new Error(`--env must be NAME=value (got "${e}")`)
-  return { a, rates }
+  return { a, rates, nodeEnv: envOption(a.env) }
 }
 
 let parsed: ReturnType<typeof readOptions>
@@ -109,7 +109,7 @@ try {
   console.error((err as Error).message)
   process.exit(2)
 }
-const { a, rates } = parsed
+const { a, rates, nodeEnv } = parsed
 const n = (k: keyof typeof a) => Number(a[k])
 /** An ack run; Switchboard's also carries its nodes' own view of it. */
 type AckReport = SocketLoadReport & { nodeSide?: { acks: number; ackP50Ms: number; ackP99Ms: number; eventLoopLagP99Ms: number } }
@@ -118,7 +118,7 @@ const began = Date.now()
 const dir = mkdtempSync(join(tmpdir(), 'sb-bench-'))
 chmodSync(dir, 0o755) // the private Postgres runs as the postgres user when we are root
 const redis = await startRedis(join(dir, 'redis'))
-const secret = 'bench-secret-bench-secret-bench-secret'
+const secret = BENCH_SECRET
 let sb: RunningCluster | undefined
 let base: RunningCluster | undefined
 const stopAll = async () => {
@@ -143,17 +143,7 @@ try {
     dir: join(dir, 'switchboard'),
     redisUrl: redis.url,
     redisPrefix: 'bench-sb:',
-    // Limits out of the way: the bench measures throughput (one user floods HTTP history, the
-    // load generator's 50 source addresses hold thousands of sessions each).
-    env: {
-      JWT_SECRET: secret,
-      RATE_LIMIT_MESSAGES: '100000000',
-      RATE_LIMIT_HTTP: '100000000',
-      MAX_CONNECTIONS_PER_IP: '1000000',
-      LOG_LEVEL: 'warn',
-      AUTH_DEV_TOKENS: 'false',
-      ...Object.fromEntries((a.env ?? []).map((e) => [e.slice(0, e.indexOf('=')), e.slice(e.indexOf('=') + 1)])),
-    },
+    env: benchNodeEnv(nodeEnv),
   })
   base = await startCluster({ nodes: n('nodes'), dir: join(dir, 'baseline'), redisUrl: redis.url, redisPrefix: 'bench-base:', nodeScript: 'loadtest/baseline/server.ts' })
   // Everything started so far is a server; the bench and the load workers it forks are the generator.

@@ -7,6 +7,7 @@ import { startCluster, type NodeLauncher, type RunningCluster } from '../infra/c
 import { start } from '../infra/processes.ts'
 import { startRedis } from '../infra/services.ts'
 import { wholeOption } from './lib/fixed-rate.ts'
+import { BENCH_SECRET, benchNodeEnv, envOption } from './lib/bench-node.ts'
 import { summarizeProfile, formatProfile, type CpuProfile } from './lib/cpu-profile.ts'
 import { fmt } from './lib/report.ts'
 import { formatReport, runSockets } from './sockets/run.ts'
@@ -33,19 +34,19 @@ const { values: a } = parseArgs({
     baseline: { type: 'boolean', default: false },
     out: { type: 'string', default: 'loadtest/results/profile' },
     // Node settings to try, e.g. --env DELIVERY_BATCH_MS=20 (repeatable).
-    env: { type: 'string', multiple: true, default: [] },
+    env: { type: 'string', multiple: true },
   },
 })
+let nodeEnv: Record<string, string> = {}
 try {
   for (const k of ['rate', 'duration', 'clients', 'rooms', 'nodes', 'top', 'interval', 'size'] as const) wholeOption(k, a[k], 1)
   wholeOption('warmup', a.warmup, 0)
-  for (const e of a.env!) if (!/^[A-Z_][A-Z0-9_]*=/.test(e)) throw new Error(`--env must be NAME=value (got "${e}")`)
+  nodeEnv = envOption(a.env)
 } catch (err) {
   console.error((err as Error).message)
   process.exit(2)
 }
 const n = (k: 'rate' | 'duration' | 'warmup' | 'clients' | 'rooms' | 'nodes' | 'top' | 'size') => Number(a[k])
-const extraEnv = Object.fromEntries(a.env!.map((e) => [e.slice(0, e.indexOf('=')), e.slice(e.indexOf('=') + 1)]))
 const root = fileURLToPath(new URL('..', import.meta.url))
 const name = a.baseline ? 'baseline' : 'switchboard'
 const out = resolve(a.out!, `${name}-${n('rate')}`)
@@ -53,7 +54,7 @@ rmSync(out, { recursive: true, force: true })
 mkdirSync(out, { recursive: true })
 const dir = mkdtempSync(join(tmpdir(), 'sb-profile-'))
 chmodSync(dir, 0o755)
-const secret = 'bench-secret-bench-secret-bench-secret'
+const secret = BENCH_SECRET
 const redis = await startRedis(join(dir, 'redis'))
 let cluster: RunningCluster | undefined
 try {
@@ -69,7 +70,7 @@ try {
           dir: join(dir, 'c'),
           redisUrl: redis.url,
           redisPrefix: 'prof-sb:',
-          env: { JWT_SECRET: secret, RATE_LIMIT_MESSAGES: '100000000', RATE_LIMIT_HTTP: '100000000', MAX_CONNECTIONS_PER_IP: '1000000', LOG_LEVEL: 'warn', AUTH_DEV_TOKENS: 'false', ...extraEnv },
+          env: benchNodeEnv(nodeEnv),
           launchNode,
         },
   )

@@ -4,6 +4,7 @@ import { describe, it } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { figuresOf, formatFixedRate, median, parseRates, ratio, summarizeRate, wholeOption, type FixedRateFigures } from '../lib/fixed-rate.ts'
 import { stepHolds, type StepReport } from '../sockets/run.ts'
+import { benchNodeEnv, envOption } from '../lib/bench-node.ts'
 
 const root = fileURLToPath(new URL('../..', import.meta.url))
 
@@ -126,5 +127,23 @@ describe('the ack-headroom ramp (--ack-headroom)', () => {
     assert.equal(stepHolds(step({ latency: { p99: 251 } as StepReport['latency'] }), { ackBoundMs: 50 }), false, 'the delivery bound still applies (default 250 ms)')
     assert.equal(stepHolds(step({ loss: 1 }), { ackBoundMs: 50 }), false)
     assert.equal(stepHolds(step({ acked: 9 }), { ackBoundMs: 50 }), false)
+  })
+})
+
+describe('--env (npm run bench, bench:profile): node settings to try', () => {
+  it('turns NAME=value options into an environment, values kept whole (an "=" in them too)', () => {
+    assert.deepEqual(envOption(['DELIVERY_BATCH_MS=20', 'NODE_OPTIONS=--max-semi-space-size=32']), { DELIVERY_BATCH_MS: '20', NODE_OPTIONS: '--max-semi-space-size=32' })
+    assert.deepEqual(envOption(undefined), {})
+    assert.deepEqual(benchNodeEnv({ DELIVERY_BATCH_MS: '0', LOG_LEVEL: 'info' }).DELIVERY_BATCH_MS, '0')
+    assert.equal(benchNodeEnv({ LOG_LEVEL: 'info' }).LOG_LEVEL, 'info', 'a setting tried wins over the default')
+  })
+
+  it('refuses anything else with one "--env must be …" line, before anything starts', () => {
+    for (const bad of ['delivery=1', 'NOEQUALS', '=1']) assert.throws(() => envOption([bad]), new RegExp(`^Error: --env must be NAME=value \\(got "${bad}"\\)$`))
+    for (const script of ['loadtest/bench.ts', 'loadtest/profile.ts']) {
+      const r = spawnSync(process.execPath, ['--import', 'tsx', script, '--env', 'lower=1'], { cwd: root, encoding: 'utf8' })
+      assert.equal(r.status, 2, script)
+      assert.equal(r.stderr.trim(), '--env must be NAME=value (got "lower=1")', script)
+    }
   })
 })
