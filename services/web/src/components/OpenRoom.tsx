@@ -91,7 +91,7 @@ export function OpenRoom({ roomId, title, me, serverReadMark, nameOf, direct, ba
     const ids = new Set<string>([me.userId, ...room.reads.keys(), ...room.typists.map((t) => t.userId)])
     for (const m of room.messages) ids.add(m.userId)
     return ids
-  }, [room.messages, room.reads, room.typing, me.userId])
+  }, [room.messages, room.reads, room.typists, me.userId])
   const here = [...online].filter(([userId]) => members.has(userId))
 
   const model: RoomModel = {
