@@ -2,6 +2,7 @@ import closeWithGrace from 'close-with-grace'
 import { buildApp } from './app.ts'
 import { createCluster } from './cluster/cluster.ts'
 import { loadConfig } from './config.ts'
+import { applyGcSettings } from './gc.ts'
 import { createLogger } from './logger.ts'
 import { createMetrics } from './metrics.ts'
 import { createDb, StoreLockedError } from './store/db.ts'
@@ -15,6 +16,8 @@ try {
   console.error(`switchboard: invalid configuration: ${(err as Error).message}`)
   process.exit(78) // EX_CONFIG
 }
+// Before anything sizable is allocated: the old generation's growing factor (D185).
+const gcFlags = applyGcSettings(config.HEAP_GROWING_PERCENT)
 const log = createLogger(config.LOG_LEVEL, { node: config.nodeId })
 for (const warning of config.warnings) log.warn(warning)
 let db
@@ -50,6 +53,7 @@ log.info(
     database: config.embeddedDatabase ? 'embedded' : 'postgres',
     cluster: config.redisClusterNodes.length > 0 ? 'redis-cluster' : config.REDIS_URL ? 'redis' : 'in-process',
     encryption: config.encryption ? { writes: config.encryption.writeKeyId, reads: config.encryption.keyIds } : 'off',
+    v8: gcFlags,
   },
   `Switchboard listening on http://${config.HOST === '0.0.0.0' || config.HOST === '::' ? 'localhost' : config.HOST}:${port}`,
 )

@@ -11,7 +11,7 @@ const root = fileURLToPath(new URL('../../..', import.meta.url))
 const children = new Set<ChildProcess>()
 
 /** Starts `npm start`'s command with no environment but PATH, DATA_DIR and a free port. */
-async function startEmbedded(dataDir: string): Promise<{ url: string; child: ChildProcess }> {
+async function startEmbedded(dataDir: string): Promise<{ url: string; child: ChildProcess; out: () => string }> {
   const child = spawn(process.execPath, ['--import', 'tsx', 'services/chat/src/server.ts'], {
     cwd: root,
     env: { PATH: process.env.PATH, DATA_DIR: dataDir, PORT: '0', HOST: '127.0.0.1' },
@@ -33,7 +33,7 @@ async function startEmbedded(dataDir: string): Promise<{ url: string; child: Chi
     })
     child.on('exit', (code) => reject(new Error(`exited ${code}:\n${out}`)))
   })
-  return { url, child }
+  return { url, child, out: () => out }
 }
 
 async function stop(child: ChildProcess): Promise<number | null> {
@@ -52,7 +52,10 @@ describe('embedded default (PGlite, in-process cluster)', () => {
   })
 
   it('starts with no environment, serves /healthz and the web client, keeps messages across a restart', async () => {
-    let { url, child } = await startEmbedded(dataDir)
+    let { url, child, out } = await startEmbedded(dataDir)
+    // The start-up line says which V8 settings the node applied: HEAP_GROWING_PERCENT's default (D185).
+    const started = JSON.parse(out().split('\n').find((l) => l.includes('listening on'))!) as { v8?: string[] }
+    assert.deepEqual(started.v8, ['--heap-growing-percent=20'])
     const health = await fetch(`${url}/healthz`)
     assert.equal(health.status, 200)
     const body = await health.json()

@@ -1,11 +1,14 @@
 import assert from 'node:assert/strict'
+import { EventEmitter } from 'node:events'
 import http from 'node:http'
+import net from 'node:net'
 import { after, before, describe, it } from 'node:test'
 import { SignJWT } from 'jose'
 import { io, type Socket } from 'socket.io-client'
 import { RedisConnections } from '../src/cluster/connections.ts'
 import { clientAddress, requestedHost, trustProxies } from '../src/http/proxies.ts'
 import { engineClients } from '../src/realtime/io.ts'
+import { AddressLimit } from '../src/realtime/limits.ts'
 import { ack, closeClients, eventually, next, REDIS_URL, startIsolatedNode, startNode, TEST_SECRET, type TestNode } from './helpers.ts'
 
 // Limits on every door (SPEC §3, §4, §6; decisions D55–D59): real nodes, real Redis and
@@ -353,6 +356,32 @@ describe('the embedded default counts in-process', () => {
     assert.deepEqual(statuses, [200, 200, 200, 429])
     s1.disconnect()
     await eventually(async () => (await attempt(node.url, token)).ok, 5000, 'a place freed')
+  })
+})
+
+describe('the address limit keeps its verdicts beside the handshake request', () => {
+  // Engine.IO keeps a WebSocket's upgrade request for the life of the session; a property added
+  // to it turned each one into a 1.6 KB dictionary (D185). The verdict still reaches the session.
+  it('judge() adds nothing to the request; opened() counts the session and forgets the request', () => {
+    const limit = new AddressLimit(1, trustProxies([]))
+    const conn = () => Object.assign(new EventEmitter(), { readyState: 'open', close() {} }) as unknown as Parameters<AddressLimit['opened']>[0]
+    const handshake = () => {
+      const req = new http.IncomingMessage(new net.Socket())
+      Object.defineProperty(req.socket, 'remoteAddress', { value: '198.51.100.4' })
+      const keys = Reflect.ownKeys(req)
+      limit.judge(req)
+      assert.deepEqual(Reflect.ownKeys(req), keys, 'no property added to the IncomingMessage')
+      return req
+    }
+    const first = conn()
+    limit.opened(first, handshake())
+    assert.equal(limit.count('198.51.100.4'), 1)
+    const second = conn() as unknown as { overAddressLimit?: boolean }
+    limit.opened(second as Parameters<AddressLimit['opened']>[0], handshake())
+    assert.equal(second.overAddressLimit, true, 'the second from that address is over the limit of 1')
+    assert.equal(limit.count('198.51.100.4'), 1, 'and not counted')
+    ;(first as unknown as EventEmitter).emit('close')
+    assert.equal(limit.count('198.51.100.4'), 0)
   })
 })
 

@@ -11,7 +11,7 @@ import type { ChatServer } from './events.ts'
 /** Every namespace: each has the address limit, authentication and the user limit (io.ts). */
 export const NAMESPACES = ['/', '/chat', '/notifications', '/admin'] as const
 
-/** What the limits keep on the handshake request and on the Engine.IO connection. */
+/** What the limits keep of a handshake request (beside it) and on the Engine.IO connection. */
 interface Marked {
   clientAddress?: string
   /** Over MAX_CONNECTIONS_PER_IP when it arrived: refused at its first namespace, closed soon. */
@@ -30,6 +30,12 @@ const REFUSED_SESSION_MS = 2000
  */
 export class AddressLimit {
   private readonly counts = new Map<string, number>()
+  /**
+   * Each handshake's verdict, from `allowRequest` to Engine.IO's `connection`, beside the request
+   * rather than on it: Engine.IO keeps the upgrade request as long as the WebSocket lives, and two
+   * more properties on an IncomingMessage turn it into a dictionary of 1.6 KB (D185).
+   */
+  private readonly verdicts = new WeakMap<IncomingMessage, Marked>()
   /** One listener for every connection (D37): Engine.IO calls it with the connection as `this`. */
   private readonly closed: (this: EngineConnection) => void
 
@@ -48,16 +54,16 @@ export class AddressLimit {
 
   /** From `allowRequest`: a new session's handshake. */
   judge(req: IncomingMessage): void {
-    const m = req as IncomingMessage & Marked
     // IPv6 by /64 (what one subscriber usually gets), as the HTTP limits count it.
-    m.clientAddress = normalizeIP(clientAddress(req, this.trusted))
-    m.overAddressLimit = (this.counts.get(m.clientAddress) ?? 0) >= this.max
+    const address = normalizeIP(clientAddress(req, this.trusted))
+    this.verdicts.set(req, { clientAddress: address, overAddressLimit: (this.counts.get(address) ?? 0) >= this.max })
   }
 
   /** From Engine.IO's `connection`, before the request is dropped. */
   opened(conn: EngineConnection, req: IncomingMessage | null): void {
-    const m = (req ?? {}) as Marked
-    if (m.clientAddress === undefined) return
+    const m = req ? this.verdicts.get(req) : undefined
+    if (m?.clientAddress === undefined) return
+    this.verdicts.delete(req!)
     if (m.overAddressLimit) {
       conn.overAddressLimit = true
       setTimeout(closeConnection, REFUSED_SESSION_MS, conn).unref()
