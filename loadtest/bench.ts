@@ -15,7 +15,7 @@ import { formatHttp, loadToken, runHttp, seedRoom, type HttpResult } from './htt
 import { ackHeldRate, formatReport, runSockets, type SocketLoadReport, type StepReport } from './sockets/run.ts'
 import { figuresOf, formatFixedRate, median, parseRates, ratio, summarizeRate, wholeOption, type FixedRateFigures, type FixedRatePair, type FixedRateRow, type InfraCpu } from './lib/fixed-rate.ts'
 import { gitInfo } from './lib/git.ts'
-import { BENCH_SECRET, benchNodeEnv, envOption } from './lib/bench-node.ts'
+import { BENCH_SECRET, benchNodeEnv, compiledLauncher, envOption } from './lib/bench-node.ts'
 
 // `npm run bench`: the same fan-out ramp against a bare Socket.IO cluster (the baseline) and
 // against Switchboard — same node count, same nginx, same Redis, same load client — alternating
@@ -61,6 +61,8 @@ const options = {
   'plain-clients': { type: 'boolean', default: false },
   // Switchboard node settings to try, e.g. --env DELIVERY_BATCH_MS=20 (repeatable).
   env: { type: 'string', multiple: true },
+  // Switchboard's nodes run the compiled build (`npm run build:server`, as the image does), not tsx.
+  compiled: { type: 'boolean', default: false },
   // `npm run bench:quick`: the sizes of QUICK below, for every option not given.
   quick: { type: 'boolean', default: false },
   out: { type: 'string' },
@@ -144,6 +146,7 @@ try {
     redisUrl: redis.url,
     redisPrefix: 'bench-sb:',
     env: benchNodeEnv(nodeEnv),
+    ...(a.compiled ? { launchNode: compiledLauncher() } : {}),
   })
   base = await startCluster({ nodes: n('nodes'), dir: join(dir, 'baseline'), redisUrl: redis.url, redisPrefix: 'bench-base:', nodeScript: 'loadtest/baseline/server.ts' })
   // Everything started so far is a server; the bench and the load workers it forks are the generator.

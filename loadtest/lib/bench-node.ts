@@ -1,3 +1,8 @@
+import { execFileSync } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+import type { NodeLauncher } from '../../infra/cluster.ts'
+import { start } from '../../infra/processes.ts'
+
 // What `npm run bench` and `npm run bench:profile` give the Switchboard nodes they start.
 
 /** The JWT secret the bench signs its load clients' tokens with. */
@@ -29,4 +34,15 @@ export function envOption(values: readonly string[] = []): Record<string, string
     env[e.slice(0, at)] = e.slice(at + 1)
   }
   return env
+}
+
+/**
+ * `--compiled`: the Switchboard nodes run the compiled build as the image does
+ * (`node dist/services/chat/src/server.js`, built here by `npm run build:server`) instead of
+ * `node --import tsx` on the sources.
+ */
+export function compiledLauncher(): NodeLauncher {
+  const root = fileURLToPath(new URL('../..', import.meta.url))
+  execFileSync('npm', ['run', '--silent', 'build:server'], { cwd: root, stdio: 'inherit' })
+  return (x) => start(x.id, process.execPath, ['dist/services/chat/src/server.js'], { cwd: root, env: x.env, logFile: x.logFile, onLine: x.onLine })
 }

@@ -75,7 +75,7 @@ const configSchema = (production: boolean) => Type.Object({
    * V8's old-generation growing factor, 1 + this / 100 (D185): how far the heap may grow past
    * what the last full GC kept before the next one. 0 leaves V8's own (adaptive, up to 4×).
    */
-  HEAP_GROWING_PERCENT: Type.Integer({ default: 20, minimum: 0, maximum: 300 }),
+  HEAP_GROWING_PERCENT: Type.Integer({ default: 10, minimum: 0, maximum: 300 }),
   HISTORY_LIMIT: Type.Integer({ default: 50, minimum: 1, maximum: 500 }),
   SYNC_MAX_MESSAGES: Type.Integer({ default: 1000, minimum: 1, maximum: 100000 }),
 

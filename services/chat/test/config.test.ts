@@ -125,7 +125,7 @@ describe('config: one schema, validated at boot', () => {
       assert.equal(c.RATE_LIMIT_WINDOW_SECONDS, 10)
       assert.equal(c.MAX_CONNECTIONS_PER_USER, 20)
       assert.equal(c.MAX_CONNECTIONS_PER_IP, 500)
-      assert.deepEqual(gcFlags(c.HEAP_GROWING_PERCENT), ['--heap-growing-percent=20'])
+      assert.deepEqual(gcFlags(c.HEAP_GROWING_PERCENT), ['--heap-growing-percent=10'])
       assert.deepEqual(gcFlags(loadConfig({ DATA_DIR: dir, HEAP_GROWING_PERCENT: '0' }).HEAP_GROWING_PERCENT), [], '0: V8 decides')
       assert.deepEqual(c.trustedProxies, ['127.0.0.1', '::1'])
       assert.deepEqual(loadConfig({ DATA_DIR: dir, TRUSTED_PROXIES: '10.0.0.0/8, fd00::/8,' }).trustedProxies, ['10.0.0.0/8', 'fd00::/8'])

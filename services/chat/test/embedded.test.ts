@@ -55,7 +55,7 @@ describe('embedded default (PGlite, in-process cluster)', () => {
     let { url, child, out } = await startEmbedded(dataDir)
     // The start-up line says which V8 settings the node applied: HEAP_GROWING_PERCENT's default (D185).
     const started = JSON.parse(out().split('\n').find((l) => l.includes('listening on'))!) as { v8?: string[] }
-    assert.deepEqual(started.v8, ['--heap-growing-percent=20'])
+    assert.deepEqual(started.v8, ['--heap-growing-percent=10'])
     const health = await fetch(`${url}/healthz`)
     assert.equal(health.status, 200)
     const body = await health.json()
