@@ -292,6 +292,8 @@ export class RedisConnections implements ConnectionRegistry {
       }
       if (mine.size === 0) this.local.delete(k)
     }
+    // Dropped before the first await, so it dies young instead of outliving the pass (D185).
+    now.clear()
 
     // 2. What our index says.
     const indexed = new Set<string>()
