@@ -90,7 +90,15 @@ export async function startNode(env: Record<string, string>, opts: { log?: Logge
     db,
     cluster,
     async close() {
-      await app.close()
+      // A client a test left mid-request holds the HTTP server's close (Fastify waits for
+      // in-flight requests; close-with-grace bounds that in production). After 5 s its
+      // connections are cut, so one stray client cannot hang the whole test file's teardown.
+      const cut = setTimeout(() => app.http.server.closeAllConnections(), 5000)
+      try {
+        await app.close()
+      } finally {
+        clearTimeout(cut)
+      }
       await cluster.close()
       await db.destroy()
     },
