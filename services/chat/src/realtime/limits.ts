@@ -11,7 +11,12 @@ import type { ChatServer } from './events.ts'
 /** Every namespace: each has the address limit, authentication and the user limit (io.ts). */
 export const NAMESPACES = ['/', '/chat', '/notifications', '/admin'] as const
 
-/** What the limits keep of a handshake request (beside it) and on the Engine.IO connection. */
+/** What `judge()` decided of a handshake, kept beside its request until the session opens. */
+interface Verdict {
+  clientAddress: string
+  overAddressLimit: boolean
+}
+/** What the limits keep on the Engine.IO connection. */
 interface Marked {
   clientAddress?: string
   /** Over MAX_CONNECTIONS_PER_IP when it arrived: refused at its first namespace, closed soon. */
@@ -35,7 +40,7 @@ export class AddressLimit {
    * rather than on it: Engine.IO keeps the upgrade request as long as the WebSocket lives, and two
    * more properties on an IncomingMessage turn it into a dictionary of 1.6 KB (D185).
    */
-  private readonly verdicts = new WeakMap<IncomingMessage, Marked>()
+  private readonly verdicts = new WeakMap<IncomingMessage, Verdict>()
   /** One listener for every connection (D37): Engine.IO calls it with the connection as `this`. */
   private readonly closed: (this: EngineConnection) => void
 
@@ -61,9 +66,9 @@ export class AddressLimit {
 
   /** From Engine.IO's `connection`, before the request is dropped. */
   opened(conn: EngineConnection, req: IncomingMessage | null): void {
-    const m = req ? this.verdicts.get(req) : undefined
-    if (m?.clientAddress === undefined) return
-    this.verdicts.delete(req!)
+    const m = req && this.verdicts.get(req)
+    if (!m) return
+    this.verdicts.delete(req)
     if (m.overAddressLimit) {
       conn.overAddressLimit = true
       setTimeout(closeConnection, REFUSED_SESSION_MS, conn).unref()
